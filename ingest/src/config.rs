@@ -1,0 +1,134 @@
+//! ingest's configuration: every knob is a flag and an environment variable,
+//! with a default and a line saying what it is for.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use vibemon_runtime::KafkaArgs;
+
+use crate::auth::AuthConfig;
+use crate::sink::{ProducerConfig, SinkKind};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Against the local stack (deploy/local/services up; eval \"$(deploy/local/services env)\"):
+  ingest
+
+  # Measure the HTTP path alone, without Kafka:
+  ingest --sink noop
+
+  # A SASL_SSL cluster:
+  KAFKA_OPTIONS=security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512,sasl.username=ingest,sasl.password=secret,ssl.ca.location=/etc/kafka/ca.pem ingest
+";
+
+/// The webhook service: authenticates `X-Workspace-Key`, validates the body,
+/// publishes one DeploymentReported event to Kafka and answers 201 only after
+/// Kafka acknowledged it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ingest", version, after_help = EXAMPLES)]
+pub struct Config {
+    /// Postgres holding workspaces, environments and API keys.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Address to listen on.
+    #[arg(long = "addr", env = "INGEST_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Where events go: `kafka` (durable) or `noop` (benchmarking only).
+    #[arg(long, env = "INGEST_SINK", value_enum, default_value = "kafka")]
+    pub sink: SinkKind,
+
+    /// Largest accepted request body, in bytes (413 above it).
+    #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How far in the future `deployed_at` may be, in seconds (CI clock skew).
+    #[arg(long, env = "INGEST_MAX_FUTURE_SKEW_SECS", default_value_t = 300)]
+    pub max_future_skew_secs: i64,
+
+    /// Time allowed to receive a request's headers, in milliseconds (slowloris).
+    #[arg(long, env = "INGEST_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub header_timeout_ms: u64,
+
+    /// Time allowed to receive a request's body, in milliseconds.
+    #[arg(long, env = "INGEST_BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
+
+    /// Kafka delivery timeout in milliseconds; keep it below the client's own
+    /// timeout so a 503 arrives before the client gives up.
+    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub kafka_message_timeout_ms: u64,
+
+    /// How long the producer waits to batch records, in milliseconds.
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 2)]
+    pub kafka_linger_ms: u32,
+
+    /// Producer compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, env = "KAFKA_COMPRESSION", default_value = "lz4")]
+    pub kafka_compression: String,
+
+    /// Most records the producer may queue; a full queue answers 503.
+    #[arg(long, env = "KAFKA_QUEUE_MAX_MESSAGES", default_value_t = 100_000)]
+    pub kafka_queue_max_messages: u32,
+
+    /// How long a verified key is cached, in seconds; a revoked key stops
+    /// working within this (at most 60).
+    #[arg(long, env = "INGEST_KEY_CACHE_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub key_cache_ttl_secs: u64,
+
+    /// How long an unknown key is remembered as unknown, in seconds.
+    #[arg(long, env = "INGEST_NEGATIVE_CACHE_TTL_SECS", default_value_t = 5)]
+    pub negative_cache_ttl_secs: u64,
+
+    /// How long an environment lookup is cached, in seconds; a new
+    /// environment is accepted within this.
+    #[arg(long, env = "INGEST_ENV_CACHE_TTL_SECS", default_value_t = 5)]
+    pub env_cache_ttl_secs: u64,
+
+    /// argon2 verifications run at once; more queue (and 503 after 2 s).
+    #[arg(long, env = "INGEST_ARGON2_CONCURRENCY", default_value_t = 1)]
+    pub argon2_concurrency: usize,
+
+    /// Postgres connections.
+    #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    pub fn auth(&self) -> AuthConfig {
+        AuthConfig {
+            key_ttl: Duration::from_secs(self.key_cache_ttl_secs),
+            negative_ttl: Duration::from_secs(self.negative_cache_ttl_secs),
+            argon2_concurrency: self.argon2_concurrency,
+            argon2_queue_timeout: Duration::from_secs(2),
+        }
+    }
+
+    pub fn producer(&self) -> ProducerConfig {
+        ProducerConfig {
+            linger_ms: self.kafka_linger_ms,
+            compression: self.kafka_compression.clone(),
+            queue_max_messages: self.kafka_queue_max_messages,
+            message_timeout: Duration::from_millis(self.kafka_message_timeout_ms),
+        }
+    }
+
+    /// Defaults for everything but the two connections (tests, embedding).
+    pub fn for_tests(database_url: &str, kafka: KafkaArgs) -> Self {
+        let mut args = vec![
+            "ingest".to_owned(),
+            "--database-url".to_owned(),
+            database_url.to_owned(),
+        ];
+        args.extend(["--kafka-brokers".to_owned(), kafka.brokers.clone()]);
+        args.extend(["--kafka-topic".to_owned(), kafka.topic.clone()]);
+        let mut config = Config::parse_from(args);
+        config.kafka = kafka;
+        config
+    }
+}

@@ -1,0 +1,148 @@
+//! The one error type of the HTTP boundary, and the one place it becomes a
+//! status code and a body.
+//!
+//! 5xx are logged at `error` (they are ours to fix), 4xx at `debug` (they are
+//! the client's); no response ever carries internal details.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use vibemon_schemas::api::{Detail, ValidationErrors, ValidationIssue};
+
+/// Everything a request to ingest can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing, malformed, unknown or revoked key: one answer for all, so the
+    /// response does not tell an attacker which part was wrong.
+    #[error("invalid API key")]
+    Unauthorized,
+    /// The key or environment is not cached and Postgres cannot be asked: not the client's
+    /// fault, so not a 401.
+    #[error("cannot authenticate: {0}")]
+    ReferenceUnavailable(String),
+    /// Too many verifications are queued (a flood of random keys).
+    #[error("authentication is saturated")]
+    AuthBusy,
+    /// The environment is not configured in the key's workspace.
+    #[error("environment {0:?} not found")]
+    EnvironmentNotFound(String),
+    /// The body broke one or more rules; every issue is listed.
+    #[error("{} validation issue(s)", .0.len())]
+    Validation(Vec<ValidationIssue>),
+    /// The body is not JSON by its Content-Type.
+    #[error("unsupported content type {0:?}")]
+    UnsupportedMediaType(String),
+    /// The body is over the documented limit.
+    #[error("body over {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The client sent its body too slowly.
+    #[error("body not received within the timeout")]
+    BodyTimeout,
+    /// Kafka did not acknowledge (down, timeout, full queue): nothing was
+    /// accepted and the client should retry.
+    #[error("event not durable: {0}")]
+    SinkUnavailable(String),
+    /// A workspace-scoped resource that does not exist (or is another workspace's).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn detail(status: StatusCode, text: impl Into<String>) -> Response {
+    (
+        status,
+        Json(Detail {
+            detail: text.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn retry_after(mut response: Response, seconds: u32) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+impl ApiError {
+    /// The label used for the `rejections` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::ReferenceUnavailable(_) => "reference_unavailable",
+            ApiError::AuthBusy => "auth_busy",
+            ApiError::EnvironmentNotFound(_) => "environment_not_found",
+            ApiError::Validation(_) => "validation",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::BodyTimeout => "body_timeout",
+            ApiError::SinkUnavailable(_) => "sink_unavailable",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::ReferenceUnavailable(_)
+            | ApiError::SinkUnavailable(_)
+            | ApiError::Internal(_) => {
+                tracing::error!(error = %self, "request failed")
+            }
+            _ => tracing::debug!(error = %self, "request rejected"),
+        }
+        match self {
+            // The seed's exact body, whatever went wrong with the key.
+            ApiError::Unauthorized => detail(StatusCode::UNAUTHORIZED, "Invalid API key"),
+            // Postgres is away and the key is not cached: retryable, not a bad key.
+            ApiError::ReferenceUnavailable(_) => retry_after(
+                detail(StatusCode::SERVICE_UNAVAILABLE, "Cannot reach the workspace database to check this request; retry later"),
+                5,
+            ),
+            // Shedding load beats queueing argon2 work without bound.
+            ApiError::AuthBusy => retry_after(
+                detail(StatusCode::SERVICE_UNAVAILABLE, "Too many key verifications in progress; retry later"),
+                1,
+            ),
+            // The seed's troubleshooting: 404 means the environment name does not match.
+            ApiError::EnvironmentNotFound(name) => detail(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Environment '{name}' not found in this workspace (names are case-sensitive); create it with `vibemon environment create`"
+                ),
+            ),
+            // FastAPI's shape: one entry per problem.
+            ApiError::Validation(issues) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(ValidationErrors { detail: issues })).into_response()
+            }
+            // The contract requires application/json.
+            ApiError::UnsupportedMediaType(got) => detail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type must be application/json, got {got:?}"),
+            ),
+            // A documented, fixed limit protects memory.
+            ApiError::PayloadTooLarge(limit) => detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than the limit of {limit} bytes"),
+            ),
+            // The client, not the server, was slow.
+            ApiError::BodyTimeout => detail(StatusCode::REQUEST_TIMEOUT, "Request body was not received in time"),
+            // Not durable, so not accepted: the client must retry.
+            ApiError::SinkUnavailable(_) => retry_after(
+                detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The event could not be stored durably (Kafka unavailable); nothing was recorded, retry later",
+                ),
+                2,
+            ),
+            ApiError::NotFound(what) => detail(StatusCode::NOT_FOUND, format!("{what} not found")),
+            // Never leak internals.
+            ApiError::Internal(_) => detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! ingest: the stateless webhook service.
+//!
+//! A request is authenticated ([`auth`]), checked and validated ([`request`]),
+//! resolved to an environment ([`environments`]), turned into one
+//! `DeploymentReported` event and published ([`sink`]); the 201 goes out only
+//! after Kafka acknowledged. [`app`] is the router, [`error`] the one place
+//! errors become status codes, [`server`] the accept loop, [`config`] the knobs.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod environments;
+pub mod error;
+pub mod metrics;
+pub mod request;
+pub mod server;
+pub mod sink;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, Limits};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::environments::Environments;
+use crate::metrics::Metrics;
+use crate::sink::{KafkaSink, Sink, SinkKind};
+
+/// Builds the state for a configuration: pools, caches, producer.
+pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    let metrics = Metrics::new();
+    // Connect lazily: ingest starts (and serves cached keys) while Postgres is away.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(&config.database_url)
+        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let sink = match config.sink {
+        SinkKind::Kafka => Sink::Kafka(
+            KafkaSink::new(&config.kafka, &config.producer(), metrics.clone())
+                .context("creating the Kafka producer")?,
+        ),
+        SinkKind::Noop => {
+            tracing::warn!("--sink noop: events are acknowledged and DISCARDED; use only to benchmark the HTTP path");
+            Sink::Noop
+        }
+    };
+    Ok(AppState {
+        auth: Authenticator::new(pool.clone(), &config.auth(), metrics.clone()),
+        environments: Environments::new(
+            pool.clone(),
+            Duration::from_secs(config.env_cache_ttl_secs),
+        ),
+        sink,
+        metrics,
+        pool,
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            body_timeout: Duration::from_millis(config.body_timeout_ms),
+            max_future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
+        },
+        idempotent: app::idempotency_cache(),
+    })
+}
+
+/// Runs ingest on `listener` until `shutdown` resolves; then drains in-flight
+/// requests and flushes the producer.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    let flusher = tokio::spawn(flush_last_used_forever(state.auth.clone()));
+    tracing::info!(addr = %listener.local_addr()?, topic = %config.kafka.topic, sink = ?config.sink, "ingest listening");
+    server::serve_with_timeouts(
+        app::app(state.clone()),
+        listener,
+        Duration::from_millis(config.header_timeout_ms),
+        Duration::from_secs(15),
+        shutdown,
+    )
+    .await?;
+    flusher.abort();
+    let _ = state.auth.flush_last_used().await;
+    state.sink.flush(Duration::from_secs(10)).await;
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+async fn flush_last_used_forever(auth: Authenticator) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if let Err(e) = auth.flush_last_used().await {
+            tracing::warn!(error = %e, "could not record API key last use");
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! The webhook body, parsed and validated into a [`WebhookRequest`].
+//!
+//! Validation reports every problem at once, each with its location, in the
+//! 422 shape of the seed's API family. The body is first read as a list of
+//! (key, value) pairs rather than a map so a duplicated key is caught instead
+//! of silently keeping the last one, and unknown fields (`commitSha`) are
+//! refused instead of dropped.
+
+use chrono::{DateTime, Duration, NaiveDateTime, SubsecRound, Utc};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use vibemon_schemas::api::{LocPart, ValidationIssue};
+use vibemon_schemas::{
+    BranchName, CommitSha, DeploymentSource, DeploymentStatus, EnvironmentName, ExternalId,
+    FieldError, RepoFullName,
+};
+
+/// Deepest nesting accepted inside `extra_data`.
+pub const EXTRA_DATA_MAX_DEPTH: usize = 16;
+
+/// Earliest `deployed_at` accepted; anything before is a unit or parsing mistake.
+const EARLIEST_DEPLOYED_AT: &str = "1970-01-01T00:00:00Z";
+
+/// Every field the webhook accepts.
+const FIELDS: [&str; 9] = [
+    "environment",
+    "repository",
+    "branch",
+    "commit_sha",
+    "status",
+    "source",
+    "deployed_at",
+    "extra_data",
+    "external_id",
+];
+
+/// A webhook body that passed every rule, with the seed's defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRequest {
+    pub environment: EnvironmentName,
+    pub repository: RepoFullName,
+    pub branch: Option<BranchName>,
+    pub commit_sha: Option<CommitSha>,
+    pub status: DeploymentStatus,
+    pub source: DeploymentSource,
+    pub deployed_at: DateTime<Utc>,
+    pub extra_data: Map<String, Value>,
+    pub external_id: Option<ExternalId>,
+}
+
+/// Top-level JSON object as ordered pairs, duplicates kept.
+struct Pairs(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut out = Vec::with_capacity(FIELDS.len());
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(Pairs(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn issue(loc: &[&str], kind: &str, msg: impl Into<String>) -> ValidationIssue {
+    ValidationIssue {
+        loc: loc.iter().map(|s| LocPart::from(*s)).collect(),
+        msg: msg.into(),
+        kind: kind.to_owned(),
+    }
+}
+
+fn field_issue(field: &str, err: FieldError) -> ValidationIssue {
+    issue(&["body", field], err.kind, err.msg)
+}
+
+/// Collects issues while the fields are checked one by one.
+struct Checker {
+    issues: Vec<ValidationIssue>,
+}
+
+impl Checker {
+    /// A string field: `None` when absent, null or (for optional fields) empty.
+    /// CI variables that are unset expand to `""` (GitLab's `CI_COMMIT_BRANCH`
+    /// on a tag pipeline), so an empty optional string means "not given".
+    fn string(&mut self, field: &str, value: Option<&Value>, required: bool) -> Option<String> {
+        match value {
+            None | Some(Value::Null) if required => {
+                self.issues
+                    .push(issue(&["body", field], "missing", "Field required"));
+                None
+            }
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() && !required => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.issues.push(issue(
+                    &["body", field],
+                    "string_type",
+                    format!("Input should be a valid string, got {}", json_type(other)),
+                ));
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(
+        &mut self,
+        field: &str,
+        value: Option<String>,
+        parse: impl FnOnce(String) -> Result<T, FieldError>,
+    ) -> Option<T> {
+        match parse(value?) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.issues.push(field_issue(field, e));
+                None
+            }
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses `deployed_at`: RFC 3339 with any offset, or an ISO 8601 date-time
+/// without offset, which is taken as UTC.
+/// Precision is cut to microseconds, which is what Postgres keeps.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let parsed = DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+                .map(|t| t.and_utc())
+        })?;
+    Some(parsed.trunc_subsecs(6))
+}
+
+/// Depth and content rules for `extra_data`: Postgres `jsonb` cannot hold
+/// `\u0000`, and a pathological nesting depth is an attack, not metadata.
+fn check_json(v: &Value, depth: usize) -> Result<(), FieldError> {
+    if depth > EXTRA_DATA_MAX_DEPTH {
+        return Err(FieldError::new(
+            "value_error",
+            format!("extra_data must not nest deeper than {EXTRA_DATA_MAX_DEPTH} levels"),
+        ));
+    }
+    let nul = || {
+        FieldError::new(
+            "value_error",
+            "extra_data must not contain NUL (\\u0000) characters",
+        )
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Err(nul()),
+        Value::Array(items) => items.iter().try_for_each(|i| check_json(i, depth + 1)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            if k.contains('\0') {
+                return Err(nul());
+            }
+            check_json(v, depth + 1)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Parses and validates a body. `now` is when the request arrived (the
+/// default `deployed_at`); `max_future_skew` bounds how far ahead of it a
+/// CI clock may be.
+pub fn parse(
+    body: &[u8],
+    now: DateTime<Utc>,
+    max_future_skew: Duration,
+) -> Result<WebhookRequest, Vec<ValidationIssue>> {
+    let pairs = match serde_json::from_slice::<Pairs>(body) {
+        Ok(p) => p.0,
+        Err(e) if e.is_data() => {
+            return Err(vec![issue(
+                &["body"],
+                "model_attributes_type",
+                "Input should be a JSON object",
+            )]);
+        }
+        Err(e) => {
+            let mut i = issue(&["body"], "json_invalid", format!("JSON decode error: {e}"));
+            i.loc.push(LocPart::Index(e.column() as u64));
+            return Err(vec![i]);
+        }
+    };
+
+    let mut c = Checker { issues: Vec::new() };
+    let mut fields: [Option<&Value>; FIELDS.len()] = [None; FIELDS.len()];
+    for (key, value) in &pairs {
+        match FIELDS.iter().position(|f| f == key) {
+            Some(i) if fields[i].is_some() => c.issues.push(issue(
+                &["body", key],
+                "duplicate_field",
+                format!("Field {key:?} appears more than once"),
+            )),
+            Some(i) => fields[i] = Some(value),
+            None => c.issues.push(issue(
+                &["body", key],
+                "extra_forbidden",
+                format!(
+                    "Extra inputs are not permitted: {key:?} is not a field (fields: {})",
+                    FIELDS.join(", ")
+                ),
+            )),
+        }
+    }
+    let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id] =
+        fields;
+
+    let environment = c.string("environment", environment, true);
+    let environment = c.parsed("environment", environment, EnvironmentName::parse);
+    let repository = c.string("repository", repository, true);
+    let repository = c.parsed("repository", repository, RepoFullName::parse);
+    let branch = c.string("branch", branch, false);
+    let branch = c.parsed("branch", branch, BranchName::parse);
+    let commit_sha = c.string("commit_sha", commit_sha, false);
+    let commit_sha = c.parsed("commit_sha", commit_sha, CommitSha::parse);
+    let status = c.string("status", status, false);
+    let status = c.parsed("status", status, |s| DeploymentStatus::parse(&s));
+    let source = c.string("source", source, false);
+    let source = c.parsed("source", source, |s| DeploymentSource::parse(&s));
+    let external_id = c.string("external_id", external_id, false);
+    let external_id = c.parsed("external_id", external_id, ExternalId::parse);
+
+    let deployed_at = c.string("deployed_at", deployed_at, false);
+    let deployed_at = c.parsed("deployed_at", deployed_at, |s| {
+        let t = parse_timestamp(&s).ok_or_else(|| {
+            FieldError::new("datetime_parsing", format!("deployed_at must be an ISO 8601 timestamp such as 2024-01-15T10:30:00Z, got {s:?}"))
+        })?;
+        let earliest = DateTime::parse_from_rfc3339(EARLIEST_DEPLOYED_AT).unwrap();
+        if t < earliest {
+            return Err(FieldError::new("datetime_too_old", format!("deployed_at {s:?} is before 1970-01-01T00:00:00Z")));
+        }
+        if t > now + max_future_skew {
+            return Err(FieldError::new(
+                "datetime_future",
+                format!(
+                    "deployed_at {s:?} is more than {}s in the future (server time {}); check the CI clock",
+                    max_future_skew.num_seconds(),
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ));
+        }
+        Ok(t)
+    });
+
+    let extra_data = match extra_data {
+        None | Some(Value::Null) => Some(Map::new()),
+        Some(Value::Object(map)) => match map.iter().try_for_each(|(k, v)| {
+            if k.contains('\0') {
+                return Err(FieldError::new(
+                    "value_error",
+                    "extra_data must not contain NUL (\\u0000) characters",
+                ));
+            }
+            check_json(v, 1)
+        }) {
+            Ok(()) => Some(map.clone()),
+            Err(e) => {
+                c.issues.push(field_issue("extra_data", e));
+                None
+            }
+        },
+        Some(other) => {
+            c.issues.push(issue(
+                &["body", "extra_data"],
+                "dict_type",
+                format!("extra_data must be a JSON object, got {}", json_type(other)),
+            ));
+            None
+        }
+    };
+
+    if !c.issues.is_empty() {
+        return Err(c.issues);
+    }
+    Ok(WebhookRequest {
+        environment: environment.expect("checked"),
+        repository: repository.expect("checked"),
+        branch,
+        commit_sha,
+        status: status.unwrap_or_default(),
+        source: source.unwrap_or_default(),
+        deployed_at: deployed_at.unwrap_or(now),
+        extra_data: extra_data.expect("checked"),
+        external_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-01-15T10:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn check(body: Value) -> Result<WebhookRequest, Vec<ValidationIssue>> {
+        parse(body.to_string().as_bytes(), now(), Duration::minutes(5))
+    }
+
+    fn locs(issues: &[ValidationIssue]) -> Vec<String> {
+        issues
+            .iter()
+            .map(|i| format!("{}:{}", serde_json::to_string(&i.loc).unwrap(), i.kind))
+            .collect()
+    }
+
+    #[test]
+    fn the_minimal_body_gets_the_seed_defaults() {
+        let r = check(json!({"environment": "production", "repository": "owner/repo"})).unwrap();
+        assert_eq!(r.status, DeploymentStatus::Success);
+        assert_eq!(r.source, DeploymentSource::Webhook);
+        assert_eq!(r.deployed_at, now());
+        assert!(r.extra_data.is_empty());
+        assert_eq!(r.branch, None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let issues = check(json!({
+            "repository": 5, "commit_sha": "abc", "status": "done", "source": "circleci",
+            "deployed_at": "yesterday", "extra_data": [1], "commitSha": "x"
+        }))
+        .unwrap_err();
+        let got = locs(&issues);
+        for want in [
+            r#"["body","commitSha"]:extra_forbidden"#,
+            r#"["body","environment"]:missing"#,
+            r#"["body","repository"]:string_type"#,
+            r#"["body","commit_sha"]:string_pattern_mismatch"#,
+            r#"["body","status"]:enum"#,
+            r#"["body","source"]:enum"#,
+            r#"["body","deployed_at"]:datetime_parsing"#,
+            r#"["body","extra_data"]:dict_type"#,
+        ] {
+            assert!(got.contains(&want.to_owned()), "missing {want} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_duplicated_key_is_refused_not_silently_overwritten() {
+        let body = br#"{"environment":"production","repository":"o/r","environment":"staging"}"#;
+        let issues = parse(body, now(), Duration::minutes(5)).unwrap_err();
+        assert_eq!(locs(&issues), [r#"["body","environment"]:duplicate_field"#]);
+    }
+
+    #[test]
+    fn malformed_json_and_non_objects_are_refused() {
+        let issues = parse(b"{\"environment\": ", now(), Duration::minutes(5)).unwrap_err();
+        assert_eq!(issues[0].kind, "json_invalid");
+        let issues = parse(b"[1,2]", now(), Duration::minutes(5)).unwrap_err();
+        assert_eq!(issues[0].kind, "model_attributes_type");
+        let issues = parse(b"\xff\xfe{}", now(), Duration::minutes(5)).unwrap_err();
+        assert_eq!(issues[0].kind, "json_invalid");
+    }
+
+    #[test]
+    fn timestamps_in_any_offset_are_normalised_to_utc() {
+        let r = check(json!({"environment": "p", "repository": "o/r", "deployed_at": "2024-01-15T12:00:00+02:00"})).unwrap();
+        assert_eq!(
+            r.deployed_at,
+            DateTime::parse_from_rfc3339("2024-01-15T10:00:00Z").unwrap()
+        );
+        let r = check(
+            json!({"environment": "p", "repository": "o/r", "deployed_at": "2024-01-15T09:00:00"}),
+        )
+        .unwrap();
+        assert_eq!(
+            r.deployed_at,
+            DateTime::parse_from_rfc3339("2024-01-15T09:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn timestamps_too_far_in_the_future_or_past_are_refused() {
+        let issues = check(
+            json!({"environment": "p", "repository": "o/r", "deployed_at": "2024-01-15T10:36:00Z"}),
+        )
+        .unwrap_err();
+        assert_eq!(issues[0].kind, "datetime_future");
+        assert!(check(
+            json!({"environment": "p", "repository": "o/r", "deployed_at": "2024-01-15T10:34:00Z"})
+        )
+        .is_ok());
+        let issues = check(
+            json!({"environment": "p", "repository": "o/r", "deployed_at": "0001-01-01T00:00:00Z"}),
+        )
+        .unwrap_err();
+        assert_eq!(issues[0].kind, "datetime_too_old");
+    }
+
+    #[test]
+    fn empty_optional_strings_mean_not_given() {
+        let r =
+            check(json!({"environment": "p", "repository": "o/r", "branch": "", "commit_sha": ""}))
+                .unwrap();
+        assert_eq!((r.branch, r.commit_sha), (None, None));
+        let issues = check(json!({"environment": "", "repository": "o/r"})).unwrap_err();
+        assert_eq!(issues[0].kind, "string_too_short");
+    }
+
+    #[test]
+    fn extra_data_must_be_a_shallow_enough_object_without_nul() {
+        let mut deep = json!(1);
+        for _ in 0..20 {
+            deep = json!({ "a": deep });
+        }
+        let issues = check(json!({"environment": "p", "repository": "o/r", "extra_data": deep}))
+            .unwrap_err();
+        assert_eq!(locs(&issues), [r#"["body","extra_data"]:value_error"#]);
+        let issues =
+            check(json!({"environment": "p", "repository": "o/r", "extra_data": {"k": "a\u{0}b"}}))
+                .unwrap_err();
+        assert!(issues[0].msg.contains("NUL"));
+        assert!(check(json!({"environment": "p", "repository": "o/r", "extra_data": {"k": {"n": [1, {"x": null}]}}})).is_ok());
+    }
+}

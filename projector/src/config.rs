@@ -1,0 +1,100 @@
+//! The projector's configuration: every knob a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use vibemon_runtime::KafkaArgs;
+
+use crate::consumer::LoopConfig;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Against the local stack (eval \"$(deploy/local/services env)\"):
+  projector
+
+  # Bigger batches for a backfill:
+  projector --batch-max 5000 --batch-linger-ms 500
+
+  # Rebuild: a database with no checkpoints starts from the beginning of the topic.
+  DATABASE_URL=postgres://vibemon:vibemon@127.0.0.1:5432/rebuild projector --until-caught-up
+";
+
+/// Consumes DeploymentReported events into the Postgres read model, exactly
+/// once: offsets are checkpointed in the same transaction as the rows.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "projector", version, after_help = EXAMPLES)]
+pub struct Config {
+    /// Postgres holding the read model (migrated with `vibemon migrate`).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Consumer group; checkpoints in Postgres are kept per group.
+    #[arg(
+        long = "kafka-group",
+        env = "KAFKA_GROUP",
+        default_value = "vibemon-projector"
+    )]
+    pub group: String,
+
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(
+        long = "addr",
+        env = "PROJECTOR_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub addr: SocketAddr,
+
+    /// Most records per batch (one transaction).
+    #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 2000)]
+    pub batch_max: usize,
+
+    /// Longest a record waits for its batch to fill, in milliseconds.
+    #[arg(long, env = "PROJECTOR_BATCH_LINGER_MS", default_value_t = 50)]
+    pub batch_linger_ms: u64,
+
+    /// Invalid records in a row after which the projector stops instead of
+    /// dead-lettering more.
+    #[arg(long, env = "PROJECTOR_DLQ_MAX_CONSECUTIVE", default_value_t = 100)]
+    pub dlq_max_consecutive: u64,
+
+    /// Exit once caught up with the topic's end as of start (rebuilds).
+    #[arg(long, env = "PROJECTOR_UNTIL_CAUGHT_UP")]
+    pub until_caught_up: bool,
+
+    /// Postgres connections.
+    #[arg(long, env = "PROJECTOR_DB_POOL_SIZE", default_value_t = 4)]
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    pub fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            group: self.group.clone(),
+            topic: self.kafka.topic.clone(),
+            dlq_topic: self.kafka.dlq_topic(),
+            batch_max: self.batch_max,
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
+            dlq_max_consecutive: self.dlq_max_consecutive,
+            until_caught_up: self.until_caught_up,
+        }
+    }
+
+    /// Defaults for everything but the connections (tests, `vibemon replay`).
+    pub fn for_tests(database_url: &str, kafka: KafkaArgs, group: &str) -> Self {
+        let mut config = Config::parse_from([
+            "projector",
+            "--database-url",
+            database_url,
+            "--kafka-group",
+            group,
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        config.kafka = kafka;
+        config
+    }
+}

@@ -1,0 +1,489 @@
+//! The consume loop: a consumer-group member that batches records, writes
+//! each batch and its checkpoints in one transaction, and hands partitions
+//! over cleanly.
+//!
+//! It runs on a dedicated thread with a `BaseConsumer`, because librdkafka's
+//! rebalance callback runs inside `poll` and must do blocking work there:
+//! - on assignment, it reads the checkpoints from Postgres and starts each
+//!   partition at its stored next offset (the beginning when there is none);
+//! - on revocation, it writes the in-flight batch before letting go.
+//!
+//! Postgres, not Kafka, holds the truth. Kafka's committed offsets are also
+//! updated after each batch, for lag tooling only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use sqlx::PgPool;
+use tokio::runtime::Handle;
+
+use crate::batch::{Prepared, Record, Rejected};
+use crate::metrics::Metrics;
+use crate::writer;
+
+/// Knobs of the consume loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub group: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    /// Write a batch when it holds this many records...
+    pub batch_max: usize,
+    /// ...or when its oldest record has waited this long.
+    pub batch_linger: Duration,
+    /// Stop (loudly, exit non-zero) after this many invalid records in a row:
+    /// a bad producer deploy should page someone, not drain into the DLQ.
+    pub dlq_max_consecutive: u64,
+    /// Exit once every partition has reached the high watermark it had at
+    /// start (replays, benchmarks); otherwise run until stopped.
+    pub until_caught_up: bool,
+}
+
+/// Why the loop stopped other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    #[error("{0} invalid records in a row (limit {1}): refusing to drain a bad producer into the DLQ; fix the producer or raise --dlq-max-consecutive")]
+    DlqLimit(u64, u64),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("stopped before the batch could be written: {0}")]
+    Interrupted(String),
+}
+
+/// State shared by the loop and the rebalance callback.
+pub struct Shared {
+    pub rt: Handle,
+    pub pool: PgPool,
+    pub config: LoopConfig,
+    pub metrics: Metrics,
+    pub dlq: FutureProducer,
+    /// Set by a signal: finish the batch, commit, leave the group.
+    pub stop: Arc<AtomicBool>,
+    /// False while Postgres writes fail; `/readyz` reports it.
+    pub healthy: Arc<AtomicBool>,
+    pending: Mutex<Vec<Record>>,
+    consecutive_invalid: Mutex<u64>,
+    /// Next offset per partition we own: records below it were applied.
+    positions: Mutex<HashMap<i32, i64>>,
+    fatal: Mutex<Option<Fatal>>,
+}
+
+impl Shared {
+    pub fn new(
+        rt: Handle,
+        pool: PgPool,
+        config: LoopConfig,
+        metrics: Metrics,
+        dlq: FutureProducer,
+        stop: Arc<AtomicBool>,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            rt,
+            pool,
+            config,
+            metrics,
+            dlq,
+            stop,
+            healthy,
+            pending: Mutex::default(),
+            consecutive_invalid: Mutex::default(),
+            positions: Mutex::default(),
+            fatal: Mutex::default(),
+        }
+    }
+
+    fn backoff(attempt: u32) -> Duration {
+        let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+        Duration::from_millis(base + rand::rng().random_range(0..=base / 2))
+    }
+
+    /// Checkpoints of our group, retried until Postgres answers (we cannot
+    /// consume correctly without them) or we are told to stop.
+    fn load_checkpoints(&self) -> Option<HashMap<i32, i64>> {
+        let mut attempt = 0;
+        loop {
+            match self.rt.block_on(writer::load_checkpoints(
+                &self.pool,
+                &self.config.group,
+                &self.config.topic,
+            )) {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    self.healthy.store(false, Ordering::Relaxed);
+                    self.metrics.pg_retries.inc();
+                    tracing::warn!(error = %e, attempt, "cannot read checkpoints; retrying");
+                    if self.stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    std::thread::sleep(Self::backoff(attempt));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Writes the pending batch. Returns the offsets to commit to Kafka.
+    fn flush(&self) -> Result<BTreeMap<(String, i32), i64>, Fatal> {
+        let records = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+        if records.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let started = Instant::now();
+        let count = records.len();
+        let prepared = Prepared::from_records(records);
+        self.check_dlq_limit(&prepared)?;
+        for rejected in &prepared.rejected {
+            self.dead_letter(rejected)?;
+        }
+        let mut attempt = 0;
+        let applied = loop {
+            match self.rt.block_on(writer::write_batch(
+                &self.pool,
+                &self.config.group,
+                &prepared.events,
+                &prepared.next_offsets,
+            )) {
+                Ok(applied) => break applied,
+                Err(e) => {
+                    self.healthy.store(false, Ordering::Relaxed);
+                    self.metrics.pg_retries.inc();
+                    tracing::warn!(error = %e, attempt, records = count, "batch write failed; retrying the same batch");
+                    if self.stop.load(Ordering::Relaxed) && attempt >= 3 {
+                        return Err(Fatal::Interrupted(e.to_string()));
+                    }
+                    std::thread::sleep(Self::backoff(attempt));
+                    attempt += 1;
+                }
+            }
+        };
+        self.healthy.store(true, Ordering::Relaxed);
+        let mut positions = self.positions.lock().expect("not poisoned");
+        for ((topic, partition), next) in &prepared.next_offsets {
+            positions.insert(*partition, *next);
+            self.metrics
+                .checkpoint
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(*next);
+        }
+        self.metrics
+            .events_projected
+            .inc_by(applied.new_events as u64);
+        self.metrics.duplicates.inc_by(applied.duplicates as u64);
+        self.metrics.batch_size.observe(count as f64);
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            records = count,
+            new = applied.new_events,
+            dup = applied.duplicates,
+            "batch committed"
+        );
+        Ok(prepared.next_offsets)
+    }
+
+    fn check_dlq_limit(&self, prepared: &Prepared) -> Result<(), Fatal> {
+        let mut run = self.consecutive_invalid.lock().expect("not poisoned");
+        // Walk records in offset order per partition is not needed: the limit
+        // is about a burst, and a valid event anywhere in the batch resets it.
+        if prepared.events.is_empty() {
+            *run += prepared.rejected.len() as u64;
+        } else {
+            *run = prepared.rejected.len() as u64;
+        }
+        if *run > self.config.dlq_max_consecutive {
+            return Err(Fatal::DlqLimit(*run, self.config.dlq_max_consecutive));
+        }
+        Ok(())
+    }
+
+    /// Sends one record to the DLQ and waits for the acknowledgement, so the
+    /// checkpoint never moves past a record that is neither applied nor
+    /// dead-lettered.
+    fn dead_letter(&self, r: &Rejected) -> Result<(), Fatal> {
+        let rec = &r.record;
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "dlq_reason",
+                value: Some(r.reason.as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_original_topic",
+                value: Some(rec.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_original_partition",
+                value: Some(rec.partition.to_string().as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_original_offset",
+                value: Some(rec.offset.to_string().as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_time",
+                value: Some(chrono::Utc::now().to_rfc3339().as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_consumer_group",
+                value: Some(self.config.group.as_bytes()),
+            });
+        let mut record = FutureRecord::to(&self.config.dlq_topic).headers(headers);
+        if let Some(p) = &rec.payload {
+            record = record.payload(p);
+        }
+        if let Some(k) = &rec.key {
+            record = record.key(k);
+        }
+        let sent = self
+            .rt
+            .block_on(self.dlq.send(record, Duration::from_secs(30)));
+        match sent {
+            Ok(_) => {
+                let class = r.reason.split(':').next().unwrap_or("invalid");
+                let class = if class.contains("schema_version") {
+                    "unsupported_version"
+                } else {
+                    "invalid"
+                };
+                self.metrics.dlq.with_label_values(&[class]).inc();
+                tracing::warn!(partition = rec.partition, offset = rec.offset, reason = %r.reason, "record sent to the dead-letter topic");
+                Ok(())
+            }
+            Err((e, _)) => Err(Fatal::Kafka(e)),
+        }
+    }
+
+    fn record_fatal(&self, f: Fatal) {
+        self.fatal.lock().expect("not poisoned").get_or_insert(f);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The consumer context: rebalance handling and statistics.
+pub struct ProjectorContext {
+    pub shared: Arc<Shared>,
+}
+
+impl ClientContext for ProjectorContext {
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (partition, p) in &topic.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.shared
+                        .metrics
+                        .lag
+                        .with_label_values(&[name, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ProjectorContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result: KafkaResult<()> = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let Some(checkpoints) = self.shared.load_checkpoints() else {
+                    return;
+                };
+                let mut positions = self.shared.positions.lock().expect("not poisoned");
+                for elem in tpl.elements() {
+                    let start = checkpoints.get(&elem.partition()).copied();
+                    positions.insert(elem.partition(), start.unwrap_or(0));
+                }
+                drop(positions);
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                for p in &partitions {
+                    let offset = checkpoints
+                        .get(p)
+                        .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                    let _ = tpl.set_partition_offset(&self.shared.config.topic, *p, offset);
+                }
+                tracing::info!(
+                    ?partitions,
+                    ?checkpoints,
+                    "partitions assigned; starting at the stored checkpoints"
+                );
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(
+                    ?partitions,
+                    "partitions revoked; committing the in-flight batch first"
+                );
+                match self.shared.flush() {
+                    Ok(offsets) => commit_to_kafka(consumer, &offsets),
+                    Err(f) => self.shared.record_fatal(f),
+                }
+                let mut positions = self.shared.positions.lock().expect("not poisoned");
+                for p in &partitions {
+                    positions.remove(p);
+                }
+                drop(positions);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                if cooperative {
+                    Ok(())
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the rebalance failed");
+        }
+    }
+}
+
+fn commit_to_kafka(
+    consumer: &BaseConsumer<ProjectorContext>,
+    offsets: &BTreeMap<(String, i32), i64>,
+) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+    }
+    // Lag tooling only; Postgres holds the truth, so a failed commit is harmless.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "Kafka offset commit failed (informational only)");
+    }
+}
+
+/// Runs the loop until stopped (or caught up); blocking, so call it on a
+/// dedicated thread.
+pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
+    let shared = consumer.context().shared.clone();
+    let config = shared.config.clone();
+    consumer.subscribe(&[&config.topic])?;
+    let targets = if config.until_caught_up {
+        Some(high_watermarks(&consumer, &config.topic)?)
+    } else {
+        None
+    };
+    let mut oldest: Option<Instant> = None;
+    while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(msg) = consumer.poll(Duration::from_millis(50)) {
+            match msg {
+                Ok(m) => {
+                    let applied_below = shared
+                        .positions
+                        .lock()
+                        .expect("not poisoned")
+                        .get(&m.partition())
+                        .copied();
+                    if applied_below.is_some_and(|next| m.offset() < next) {
+                        continue;
+                    }
+                    let record = Record {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        key: m.key().map(<[u8]>::to_vec),
+                    };
+                    let len = {
+                        let mut pending = shared.pending.lock().expect("not poisoned");
+                        pending.push(record);
+                        pending.len()
+                    };
+                    oldest.get_or_insert_with(Instant::now);
+                    if len >= config.batch_max {
+                        flush_and_commit(&consumer, &shared)?;
+                        oldest = None;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+        }
+        if oldest.is_some_and(|t| t.elapsed() >= config.batch_linger) {
+            flush_and_commit(&consumer, &shared)?;
+            oldest = None;
+        }
+        if let Some(targets) = &targets {
+            if oldest.is_none() && caught_up(&shared, targets) {
+                tracing::info!("caught up with the high watermarks taken at start");
+                break;
+            }
+        }
+    }
+    flush_and_commit(&consumer, &shared)?;
+    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
+        return Err(f);
+    }
+    // Leaving the group triggers a final revoke, which flushes nothing more.
+    consumer.unsubscribe();
+    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
+        return Err(f);
+    }
+    Ok(())
+}
+
+fn flush_and_commit(
+    consumer: &BaseConsumer<ProjectorContext>,
+    shared: &Shared,
+) -> Result<(), Fatal> {
+    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
+        return Err(f);
+    }
+    let offsets = shared.flush()?;
+    commit_to_kafka(consumer, &offsets);
+    Ok(())
+}
+
+fn high_watermarks(
+    consumer: &BaseConsumer<ProjectorContext>,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, Fatal> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut out = HashMap::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            out.insert(p.id(), high);
+        }
+    }
+    Ok(out)
+}
+
+fn caught_up(shared: &Shared, targets: &HashMap<i32, i64>) -> bool {
+    let positions = shared.positions.lock().expect("not poisoned");
+    targets
+        .iter()
+        .all(|(p, high)| *high == 0 || positions.get(p).is_some_and(|pos| pos >= high))
+}

@@ -1,0 +1,148 @@
+//! projector: consumes `DeploymentReported` events into the Postgres read
+//! model, exactly once.
+//!
+//! [`consumer`] is the consume loop and rebalance handling, [`batch`] turns
+//! records into rows (and rejects what cannot be applied), [`writer`] writes a
+//! batch and its checkpoints in one transaction. [`serve`] wires them to the
+//! health and metrics endpoints.
+
+pub mod batch;
+pub mod config;
+pub mod consumer;
+pub mod metrics;
+pub mod writer;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::FutureProducer;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::consumer::{ProjectorContext, Shared};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Metrics,
+    healthy: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
+}
+
+/// Health and metrics endpoints; tested without a socket.
+fn http_app(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|State(s): State<HttpState>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    s.metrics.render(),
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    let postgres = s.healthy.load(Ordering::Relaxed);
+    let running = s.running.load(Ordering::Relaxed);
+    let ready = postgres && running;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(
+            json!({"status": if ready { "ready" } else { "unready" }, "postgres": postgres, "consuming": running}),
+        ),
+    )
+}
+
+/// Runs the projector until `shutdown` resolves (or, with `until_caught_up`,
+/// until caught up). On shutdown it finishes the batch, commits, leaves the
+/// group and returns `Ok`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&config.database_url)
+        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = Arc::new(AtomicBool::new(true));
+    let running = Arc::new(AtomicBool::new(true));
+    let dlq: FutureProducer = config
+        .kafka
+        .client_config("vibemon-projector-dlq")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .context("creating the DLQ producer")?;
+    let shared = Arc::new(Shared::new(
+        tokio::runtime::Handle::current(),
+        pool,
+        config.loop_config(),
+        metrics.clone(),
+        dlq,
+        stop.clone(),
+        healthy.clone(),
+    ));
+    let consumer: BaseConsumer<ProjectorContext> = config
+        .kafka
+        .client_config("vibemon-projector")
+        .set("group.id", &config.group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set("session.timeout.ms", "10000")
+        .create_with_context(ProjectorContext {
+            shared: shared.clone(),
+        })
+        .context("creating the Kafka consumer")?;
+
+    let http = axum::serve(
+        listener,
+        http_app(HttpState {
+            metrics,
+            healthy,
+            running: running.clone(),
+        }),
+    );
+    let http = tokio::spawn(async move { http.await });
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    tracing::info!(group = %config.group, topic = %config.kafka.topic, "projector consuming");
+    let result = tokio::task::spawn_blocking(move || consumer::run(consumer)).await?;
+    running.store(false, Ordering::Relaxed);
+    stopper.abort();
+    http.abort();
+    result.map_err(anyhow::Error::from)?;
+    tracing::info!("projector stopped cleanly");
+    Ok(())
+}

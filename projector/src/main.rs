@@ -1,0 +1,15 @@
+//! The `projector` binary: parse configuration, set up logging, bind, run.
+
+use anyhow::Context;
+use clap::Parser;
+use vibemon_projector::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    vibemon_runtime::init_tracing();
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding PROJECTOR_ADDR {}", config.addr))?;
+    vibemon_projector::serve(config, listener, vibemon_runtime::shutdown_signal()).await
+}

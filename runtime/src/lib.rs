@@ -1,0 +1,131 @@
+//! What every vibemon binary (ingest, projector, vibemon) needs to run, so
+//! that each sets it up the same way:
+//!
+//! - [`KafkaArgs`]: brokers, topic and librdkafka pass-through properties, as
+//!   flags and environment variables;
+//! - [`init_tracing`]: structured JSON logs (or plain text on a terminal);
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C.
+
+use clap::Args;
+use rdkafka::config::ClientConfig;
+
+/// How to reach Kafka. Shared by every binary so the names never drift.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, comma-separated.
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// The event topic; the dead-letter topic is this name plus `.dlq`.
+    #[arg(
+        long = "kafka-topic",
+        env = "KAFKA_TOPIC",
+        default_value = "deployments.v1"
+    )]
+    pub topic: String,
+
+    /// Extra librdkafka properties, `name=value`, comma-separated or repeated:
+    /// how to reach a SASL_SSL cluster, e.g.
+    /// `security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512,sasl.username=u,sasl.password=p,ssl.ca.location=/ca.pem`.
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_property)]
+    pub options: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected name=value, got {s:?}")),
+    }
+}
+
+impl KafkaArgs {
+    /// Settings for the given brokers with defaults for everything else.
+    pub fn local(brokers: &str, topic: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            options: Vec::new(),
+        }
+    }
+
+    /// A client configuration with the brokers and the pass-through options
+    /// (which are applied last, so they win).
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
+        for (k, v) in &self.options {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// The dead-letter topic name.
+    pub fn dlq_topic(&self) -> String {
+        format!("{}.dlq", self.topic)
+    }
+}
+
+/// Installs the global tracing subscriber: JSON lines unless `LOG_FORMAT=text`.
+/// The filter comes from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let text = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "text");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if text {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    };
+    // A second init (tests spawning several services) keeps the first subscriber.
+    let _ = result;
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received Ctrl-C, shutting down"),
+        _ = term => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_options_are_name_value_pairs() {
+        assert_eq!(
+            parse_property("security.protocol=SASL_SSL").unwrap(),
+            ("security.protocol".to_owned(), "SASL_SSL".to_owned())
+        );
+        assert_eq!(parse_property("sasl.password=a=b").unwrap().1, "a=b");
+        assert!(parse_property("novalue").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! `DeploymentReported`, schema version 1: the one event on the topic.
+//!
+//! ingest builds it from an accepted webhook; the projector and RCA consumers
+//! decode it. The JSON Schema `deployment-reported.v1.schema.json` beside this
+//! crate's `Cargo.toml` describes the same shape for consumers in other
+//! languages, and the tests hold the two together with golden fixtures. This is
+//! a compatibility promise: change it only by adding a new version.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::fields::{
+    BranchName, CommitSha, DeploymentSource, DeploymentStatus, EnvironmentName, ExternalId,
+    RepoFullName,
+};
+
+/// The only schema version this code writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The CloudEvents `type` of this event.
+pub const CE_TYPE: &str = "com.vibemonitor.deployment.reported.v1";
+
+/// One accepted deployment report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentReported {
+    /// Always [`SCHEMA_VERSION`]; decoders refuse any other.
+    pub schema_version: u32,
+    /// UUIDv7, unique per report; derived from the `Idempotency-Key` when one
+    /// was sent, so a retried request carries the same id.
+    pub event_id: Uuid,
+    /// The `id` answered in the 201: the event id itself, or derived from
+    /// (workspace, environment, external_id) so all reports of one external
+    /// deployment share it.
+    pub deployment_id: Uuid,
+    pub workspace_id: Uuid,
+    pub environment_id: Uuid,
+    /// The environment's name at the time of the report, for readers that
+    /// have no Postgres.
+    pub environment: EnvironmentName,
+    pub repository: RepoFullName,
+    pub branch: Option<BranchName>,
+    pub commit_sha: Option<CommitSha>,
+    pub status: DeploymentStatus,
+    pub source: DeploymentSource,
+    /// When the CI says it deployed; defaults to `received_at`.
+    pub deployed_at: DateTime<Utc>,
+    /// Free-form metadata from the CI, always a JSON object.
+    pub extra_data: Map<String, Value>,
+    pub external_id: Option<ExternalId>,
+    /// When ingest accepted the request; becomes the 201's `created_at`.
+    pub received_at: DateTime<Utc>,
+    /// Which API key (so which CI system) reported it.
+    pub api_key_id: Uuid,
+    /// That key's name when it reported, so the audit trail needs no join
+    /// and a rebuild from the topic alone reproduces it.
+    pub api_key_name: String,
+}
+
+/// Why bytes from the topic are not a usable event; the projector sends such
+/// records to the dead-letter topic with this text as the reason.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// The bytes are not JSON, or not this shape, or a field breaks its rules.
+    #[error("invalid DeploymentReported v1: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// A producer newer (or older) than this code wrote it; not ours to guess.
+    #[error("unsupported schema_version {0} (this build reads version {SCHEMA_VERSION})")]
+    UnsupportedVersion(u64),
+}
+
+impl DeploymentReported {
+    /// Decodes and validates one record value.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: Option<u64>,
+        }
+        match serde_json::from_slice::<DeploymentReported>(payload) {
+            Ok(event) if event.schema_version == SCHEMA_VERSION => Ok(event),
+            Ok(event) => Err(DecodeError::UnsupportedVersion(event.schema_version.into())),
+            Err(err) => match serde_json::from_slice::<Version>(payload) {
+                Ok(Version {
+                    schema_version: Some(v),
+                }) if v != u64::from(SCHEMA_VERSION) => Err(DecodeError::UnsupportedVersion(v)),
+                _ => Err(DecodeError::Invalid(err)),
+            },
+        }
+    }
+
+    /// The record value: compact JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an event always serializes")
+    }
+
+    /// The record key: reports for one environment share a partition, so they
+    /// stay in order.
+    pub fn partition_key(&self) -> String {
+        format!("{}:{}", self.workspace_id, self.environment_id)
+    }
+
+    /// CloudEvents Kafka binding (binary mode) headers, as (name, value) pairs.
+    pub fn cloudevents_headers(&self) -> [(&'static str, String); 6] {
+        [
+            ("ce_specversion", "1.0".to_owned()),
+            ("ce_id", self.event_id.to_string()),
+            ("ce_type", CE_TYPE.to_owned()),
+            ("ce_source", format!("/workspaces/{}", self.workspace_id)),
+            (
+                "ce_time",
+                self.received_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            ("content-type", "application/json".to_owned()),
+        ]
+    }
+}
+
+/// Namespace for deriving deterministic ids (UUIDv5) from client-given keys.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_5c3b_0d4f_4b8e_9a51_7c2d_e0f3_a9b4);
+
+/// The event id for a request carrying an `Idempotency-Key`: the same
+/// (workspace, key) always gives the same id, so retries collapse downstream.
+pub fn idempotent_event_id(workspace_id: Uuid, idempotency_key: &str) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("idempotency:{workspace_id}:{idempotency_key}").as_bytes(),
+    )
+}
+
+/// The deployment id shared by every report of one external deployment.
+pub fn external_deployment_id(
+    workspace_id: Uuid,
+    environment_id: Uuid,
+    external_id: &ExternalId,
+) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("external:{workspace_id}:{environment_id}:{external_id}").as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_give_stable_ids_per_workspace() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(idempotent_event_id(a, "k1"), idempotent_event_id(a, "k1"));
+        assert_ne!(idempotent_event_id(a, "k1"), idempotent_event_id(a, "k2"));
+        assert_ne!(idempotent_event_id(a, "k1"), idempotent_event_id(b, "k1"));
+    }
+
+    #[test]
+    fn external_ids_are_scoped_to_one_environment() {
+        let ws = Uuid::now_v7();
+        let (e1, e2) = (Uuid::now_v7(), Uuid::now_v7());
+        let run = ExternalId::parse("run-42").unwrap();
+        assert_eq!(
+            external_deployment_id(ws, e1, &run),
+            external_deployment_id(ws, e1, &run)
+        );
+        assert_ne!(
+            external_deployment_id(ws, e1, &run),
+            external_deployment_id(ws, e2, &run)
+        );
+    }
+
+    #[test]
+    fn an_unknown_schema_version_is_named_in_the_error() {
+        let err =
+            DeploymentReported::decode(br#"{"schema_version": 2, "whatever": true}"#).unwrap_err();
+        assert!(matches!(err, DecodeError::UnsupportedVersion(2)), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_invalid_not_a_panic() {
+        for bytes in [&b""[..], b"\xff\xfe", b"[]", b"{\"schema_version\":1}"] {
+            assert!(matches!(
+                DeploymentReported::decode(bytes),
+                Err(DecodeError::Invalid(_))
+            ));
+        }
+    }
+}

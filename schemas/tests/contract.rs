@@ -1,0 +1,88 @@
+//! Holds the Rust event type and the JSON Schema file to one contract: every
+//! golden fixture validates against the schema and round-trips through the
+//! Rust type unchanged, and what Rust writes validates against the schema.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use vibemon_schemas::{DeploymentReported, DEPLOYMENT_REPORTED_V1_SCHEMA};
+
+fn fixtures() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("fixtures/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push((
+                path.display().to_string(),
+                serde_json::from_str(&text).unwrap(),
+            ));
+        }
+    }
+    assert!(out.len() >= 3, "expected the golden fixtures in {dir:?}");
+    out
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(DEPLOYMENT_REPORTED_V1_SCHEMA).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema file is a valid draft 2020-12 schema")
+}
+
+#[test]
+fn every_golden_fixture_satisfies_the_json_schema() {
+    let v = validator();
+    for (name, fixture) in fixtures() {
+        let errors: Vec<String> = v.iter_errors(&fixture).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+}
+
+#[test]
+fn every_golden_fixture_round_trips_through_the_rust_type() {
+    for (name, fixture) in fixtures() {
+        let bytes = serde_json::to_vec(&fixture).unwrap();
+        let event = DeploymentReported::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again: Value = serde_json::from_slice(&event.encode()).unwrap();
+        // Timestamps may be re-rendered (".2Z" vs ".200Z"), so compare those as instants.
+        for field in ["deployed_at", "received_at"] {
+            let a = chrono::DateTime::parse_from_rfc3339(fixture[field].as_str().unwrap()).unwrap();
+            let b = chrono::DateTime::parse_from_rfc3339(again[field].as_str().unwrap()).unwrap();
+            assert_eq!(a, b, "{name}: {field}");
+        }
+        let strip = |mut v: Value| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("deployed_at");
+            o.remove("received_at");
+            v
+        };
+        assert_eq!(strip(fixture.clone()), strip(again), "{name}");
+    }
+}
+
+#[test]
+fn what_rust_writes_satisfies_the_json_schema() {
+    let v = validator();
+    for (name, fixture) in fixtures() {
+        let event = DeploymentReported::decode(&serde_json::to_vec(&fixture).unwrap()).unwrap();
+        let written: Value = serde_json::from_slice(&event.encode()).unwrap();
+        let errors: Vec<String> = v.iter_errors(&written).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+}
+
+#[test]
+fn the_schema_refuses_what_the_decoder_refuses() {
+    let v = validator();
+    let (_, mut bad) = fixtures().remove(0);
+    bad["commit_sha"] = Value::from("ABC");
+    assert!(!v.is_valid(&bad));
+    assert!(DeploymentReported::decode(&serde_json::to_vec(&bad).unwrap()).is_err());
+    let (_, mut bad) = fixtures().remove(0);
+    bad["status"] = Value::from("done");
+    assert!(!v.is_valid(&bad));
+    assert!(DeploymentReported::decode(&serde_json::to_vec(&bad).unwrap()).is_err());
+}

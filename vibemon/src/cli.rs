@@ -1,0 +1,162 @@
+//! The command line: every command, flag and environment variable, with an
+//! example in each `--help`.
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+use vibemon_runtime::KafkaArgs;
+
+/// vibemon: operate the Vibe Monitor deployment pipeline.
+///
+/// Manage workspaces, environments and API keys in Postgres, create the Kafka
+/// topics, and apply the database migrations.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vibemon",
+    version,
+    after_help = "\
+Examples:
+  eval \"$(deploy/local/services env)\"
+  vibemon migrate
+  vibemon topics ensure
+  WS=$(vibemon workspace create acme)
+  vibemon environment create --workspace \"$WS\" production
+  vibemon key create --workspace \"$WS\" --name \"GitHub Actions\"
+
+Exit codes: 0 ok, 1 unexpected error, 2 invalid input, 3 not found, 4 conflict, 5 Postgres or Kafka unreachable."
+)]
+pub struct Cli {
+    /// Print JSON instead of tables or bare ids.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Db {
+    /// Postgres of the pipeline.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (idempotent).
+    #[command(
+        after_help = "Example:\n  vibemon migrate --database-url postgres://vibemon:vibemon@127.0.0.1:5432/vibemon"
+    )]
+    Migrate(Db),
+
+    /// Kafka topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+
+    /// Workspaces: the tenants that own environments, keys and deployments.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+
+    /// Environments of a workspace (production, staging, ...).
+    #[command(subcommand)]
+    Environment(EnvironmentCommand),
+
+    /// Workspace API keys for CI systems.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create the event topic and its dead-letter topic with their
+    /// configuration (infinite retention), or bring existing ones in line.
+    #[command(
+        after_help = "Examples:\n  vibemon topics ensure\n  vibemon topics ensure --partitions 12 --replication-factor 3 --min-insync-replicas 2"
+    )]
+    Ensure {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// Partitions of the event topic; the projector scales up to this many instances.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Replicas of each partition (3 in production, 1 on a single local broker).
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+        /// `min.insync.replicas` for the topics (unset: the broker's default).
+        #[arg(long)]
+        min_insync_replicas: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace; prints its id.
+    #[command(after_help = "Example:\n  WS=$(vibemon workspace create acme)")]
+    Create {
+        #[command(flatten)]
+        db: Db,
+        /// A name for people; need not be unique.
+        name: String,
+    },
+    /// List workspaces.
+    #[command(after_help = "Example:\n  vibemon workspace list --json")]
+    List {
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvironmentCommand {
+    /// Create an environment; prints its id. Names are case-sensitive.
+    #[command(
+        after_help = "Example:\n  vibemon environment create --workspace \"$WS\" production"
+    )]
+    Create {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+        /// ASCII letters, digits, '.', '_' and '-', at most 64 characters.
+        name: String,
+    },
+    /// List a workspace's environments.
+    #[command(after_help = "Example:\n  vibemon environment list --workspace \"$WS\"")]
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key; prints the key once. Store it as a CI secret.
+    #[command(
+        after_help = "Example:\n  vibemon key create --workspace \"$WS\" --name \"GitHub Actions\""
+    )]
+    Create {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+        /// Which CI system uses it; shown in the audit trail.
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a key; ingest refuses it within its key cache TTL (30 s by default).
+    #[command(after_help = "Example:\n  vibemon key revoke 0193f5d0-3333-7aaa-8bbb-eeeeeeeeeeee")]
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        key_id: Uuid,
+    },
+    /// List a workspace's keys: id, name, prefix, created, last used, revoked. Never a secret.
+    #[command(after_help = "Example:\n  vibemon key list --workspace \"$WS\"")]
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+    },
+}

@@ -1,0 +1,195 @@
+//! `vibemon workspace|environment|key`: the reference data in Postgres.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+use vibemon_schemas::EnvironmentName;
+use vibemon_store::{keys, reference};
+
+use crate::cli::{Db, EnvironmentCommand, KeyCommand, WorkspaceCommand};
+use crate::error::{CliError, CliResult};
+use crate::output;
+
+pub async fn connect(db: &Db) -> CliResult<PgPool> {
+    vibemon_store::connect(&db.database_url, 2)
+        .await
+        .map_err(|e| CliError::db("connecting to DATABASE_URL", e))
+}
+
+async fn require_workspace(pool: &PgPool, id: Uuid) -> CliResult<()> {
+    match reference::get_workspace(pool, id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(CliError::NotFound(format!(
+            "workspace {id} not found: list workspaces with `vibemon workspace list`"
+        ))),
+        Err(e) => Err(CliError::db("looking up the workspace", e)),
+    }
+}
+
+fn check_label(what: &str, name: &str) -> CliResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(CliError::Invalid(format!(
+            "{what} name must be 1 to 200 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn workspace(cmd: WorkspaceCommand, json: bool) -> CliResult<()> {
+    match cmd {
+        WorkspaceCommand::Create { db, name } => {
+            check_label("workspace", &name)?;
+            let pool = connect(&db).await?;
+            let ws = reference::create_workspace(&pool, &name)
+                .await
+                .map_err(|e| CliError::db("creating the workspace", e))?;
+            if json {
+                output::json(&ws)
+            } else {
+                println!("{}", ws.id)
+            }
+        }
+        WorkspaceCommand::List { db } => {
+            let pool = connect(&db).await?;
+            let all = reference::list_workspaces(&pool)
+                .await
+                .map_err(|e| CliError::db("listing workspaces", e))?;
+            if json {
+                output::json(&all)
+            } else {
+                output::table(
+                    &["id", "name", "created"],
+                    all.iter()
+                        .map(|w| {
+                            vec![
+                                w.id.to_string(),
+                                w.name.clone(),
+                                output::when(Some(w.created_at)),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn environment(cmd: EnvironmentCommand, json: bool) -> CliResult<()> {
+    match cmd {
+        EnvironmentCommand::Create {
+            db,
+            workspace,
+            name,
+        } => {
+            let name = EnvironmentName::parse(name).map_err(|e| CliError::Invalid(e.msg))?;
+            let pool = connect(&db).await?;
+            require_workspace(&pool, workspace).await?;
+            let env = match reference::create_environment(&pool, workspace, name.as_str()).await {
+                Ok(env) => env,
+                Err(e) if vibemon_store::is_unique_violation(&e) => {
+                    return Err(CliError::Conflict(format!(
+                        "environment {name:?} already exists in workspace {workspace}: list them with `vibemon environment list --workspace {workspace}`"
+                    )))
+                }
+                Err(e) => return Err(CliError::db("creating the environment", e)),
+            };
+            if json {
+                output::json(&env)
+            } else {
+                println!("{}", env.id)
+            }
+        }
+        EnvironmentCommand::List { db, workspace } => {
+            let pool = connect(&db).await?;
+            require_workspace(&pool, workspace).await?;
+            let all = reference::list_environments(&pool, workspace)
+                .await
+                .map_err(|e| CliError::db("listing environments", e))?;
+            if json {
+                output::json(&all)
+            } else {
+                output::table(
+                    &["id", "name", "created"],
+                    all.iter()
+                        .map(|e| {
+                            vec![
+                                e.id.to_string(),
+                                e.name.clone(),
+                                output::when(Some(e.created_at)),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn key(cmd: KeyCommand, json: bool) -> CliResult<()> {
+    match cmd {
+        KeyCommand::Create {
+            db,
+            workspace,
+            name,
+        } => {
+            check_label("key", &name)?;
+            let pool = connect(&db).await?;
+            require_workspace(&pool, workspace).await?;
+            let (info, plaintext) = keys::create(&pool, workspace, &name)
+                .await
+                .map_err(|e| CliError::db("creating the key", e))?;
+            if json {
+                let mut v = serde_json::to_value(&info).expect("serializable");
+                v["key"] = serde_json::Value::from(plaintext);
+                output::json(&v)
+            } else {
+                println!("{plaintext}");
+                eprintln!("key {} created; this is the only time it is shown: store it as a CI secret now", info.id);
+            }
+        }
+        KeyCommand::Revoke { db, key_id } => {
+            let pool = connect(&db).await?;
+            let info = keys::revoke(&pool, key_id)
+                .await
+                .map_err(|e| CliError::db("revoking the key", e))?
+                .ok_or_else(|| {
+                    CliError::NotFound(format!(
+                    "key {key_id} not found: list keys with `vibemon key list --workspace <id>`"
+                ))
+                })?;
+            if json {
+                output::json(&info)
+            } else {
+                println!("{}", info.id)
+            }
+        }
+        KeyCommand::List { db, workspace } => {
+            let pool = connect(&db).await?;
+            require_workspace(&pool, workspace).await?;
+            let all = keys::list(&pool, workspace)
+                .await
+                .map_err(|e| CliError::db("listing keys", e))?;
+            if json {
+                output::json(&all)
+            } else {
+                output::table(
+                    &["id", "name", "prefix", "created", "last used", "revoked"],
+                    all.iter()
+                        .map(|k| {
+                            vec![
+                                k.id.to_string(),
+                                k.name.clone(),
+                                format!("{}{}", keys::KEY_PREFIX, k.prefix),
+                                output::when(Some(k.created_at)),
+                                output::when(k.last_used_at),
+                                output::when(k.revoked_at),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+    Ok(())
+}
