@@ -177,3 +177,224 @@ mod tests {
         );
     }
 }
+
+/// One record read back from a test topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads records of `topic` from the beginning until `want` were seen or
+/// `timeout` passed; returns what it saw (so a test can assert "exactly n").
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> Vec<ReadRecord> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("test-reader-{}", Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < want {
+        let Ok(msg) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let m = msg.expect("kafka message");
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ReadRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    out
+}
+
+/// Counts every record on a topic (sum of high watermarks).
+pub fn count_records(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-counter")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A workspace with a `production` environment and a key, in `db`.
+pub struct Tenant {
+    pub workspace_id: Uuid,
+    pub environment_id: Uuid,
+    pub key_id: Uuid,
+    pub key: String,
+}
+
+impl Tenant {
+    pub async fn create(pool: &PgPool, key_name: &str) -> Self {
+        use vibemon_store::{keys, reference};
+        let ws = reference::create_workspace(pool, "test workspace")
+            .await
+            .unwrap();
+        let env = reference::create_environment(pool, ws.id, "production")
+            .await
+            .unwrap();
+        let (info, key) = keys::create(pool, ws.id, key_name).await.unwrap();
+        Self {
+            workspace_id: ws.id,
+            environment_id: env.id,
+            key_id: info.id,
+            key,
+        }
+    }
+}
+
+/// A Kafka broker of this test's own (a real `kafka.Kafka` JVM started by
+/// `deploy/local/kafka-node`), for tests that kill and restart it. Its data
+/// directory is deleted on drop.
+pub struct PrivateBroker {
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+    pub controller_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kafka_node(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/kafka-node");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .env("KAFKA_HEAP", "256m")
+        .status()
+        .expect("run kafka-node");
+    assert!(status.success(), "kafka-node {args:?} failed");
+}
+
+impl PrivateBroker {
+    /// Starts a fresh single-node KRaft broker on free ports.
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("vibemon-broker-{}", Uuid::new_v4().simple()));
+        let broker = Self {
+            dir,
+            port: free_port(),
+            controller_port: free_port(),
+        };
+        broker.up();
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn dir_arg(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// Starts it again (after `kill`), keeping its data.
+    pub fn up(&self) {
+        let (port, cport) = (self.port.to_string(), self.controller_port.to_string());
+        kafka_node(&[
+            "start",
+            "--dir",
+            &self.dir_arg(),
+            "--port",
+            &port,
+            "--controller-port",
+            &cport,
+        ]);
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&self) {
+        kafka_node(&["kill", "--dir", &self.dir_arg()]);
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/local/kafka-node"
+            ))
+            .args(["kill", "--dir", &self.dir_arg()])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

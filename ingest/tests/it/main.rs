@@ -1,0 +1,12 @@
+//! ingest's integration tests, on the real Postgres and Kafka of
+//! `deploy/local/services up`. Each test spawns its own ingest on port 0 with
+//! its own database and topic, so they run in parallel.
+
+mod helpers;
+
+mod auth;
+mod contract;
+mod durability;
+mod operability;
+mod router;
+mod seed_examples;
