@@ -41,6 +41,9 @@ pub struct Prepared {
     pub events: Vec<Located>,
     pub rejected: Vec<Rejected>,
     pub next_offsets: BTreeMap<(String, i32), i64>,
+    /// Whether each record, in arrival order, was valid: the DLQ limit
+    /// counts invalid records in a row across batches.
+    pub validity: Vec<bool>,
 }
 
 impl Prepared {
@@ -58,6 +61,7 @@ impl Prepared {
                     DeploymentReported::decode(bytes).map_err(|e: DecodeError| e.to_string())
                 }
             };
+            out.validity.push(decoded.is_ok());
             match decoded {
                 Ok(event) => out.events.push(Located {
                     event,

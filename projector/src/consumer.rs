@@ -196,15 +196,13 @@ impl Shared {
 
     fn check_dlq_limit(&self, prepared: &Prepared) -> Result<(), Fatal> {
         let mut run = self.consecutive_invalid.lock().expect("not poisoned");
-        // Walk records in offset order per partition is not needed: the limit
-        // is about a burst, and a valid event anywhere in the batch resets it.
-        if prepared.events.is_empty() {
-            *run += prepared.rejected.len() as u64;
-        } else {
-            *run = prepared.rejected.len() as u64;
+        let mut longest = *run;
+        for valid in &prepared.validity {
+            *run = if *valid { 0 } else { *run + 1 };
+            longest = longest.max(*run);
         }
-        if *run > self.config.dlq_max_consecutive {
-            return Err(Fatal::DlqLimit(*run, self.config.dlq_max_consecutive));
+        if longest > self.config.dlq_max_consecutive {
+            return Err(Fatal::DlqLimit(longest, self.config.dlq_max_consecutive));
         }
         Ok(())
     }

@@ -356,3 +356,27 @@ pub async fn load_checkpoints(
     .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// A digest of the projected tables, projection timestamps left out: two
+/// databases with the same digest hold the same read model. Used to check
+/// that a rebuild from the topic reproduces the live tables.
+pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT md5(
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT id, workspace_id, environment_id, environment, repo_full_name, branch, commit_sha, status,
+                       source, deployed_at, extra_data, external_id, created_at, updated_at, status_rank,
+                       last_event_id, reports FROM deployments) t)
+            || '#' ||
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
+                       status, received_at, payload, kafka_topic, kafka_partition, kafka_offset
+                FROM deployment_audit) t)
+            || '#' ||
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at
+                FROM current_deployments) t))",
+    )
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,9 @@
+//! The projector's integration tests, on the real Kafka and Postgres. Each
+//! test has its own topic, database and consumer group.
+
+mod helpers;
+
+mod crashes;
+mod dead_letters;
+mod ordering;
+mod projection;

@@ -1,0 +1,158 @@
+//! Events become history, audit and current state; redeliveries and replays
+//! change nothing; a rebuild from the topic reproduces the tables.
+
+use std::time::Duration;
+
+use vibemon_projector::writer::digest;
+use vibemon_testkit::{TestDb, TestTopic};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn events_on_the_topic_become_history_audit_current_state_and_checkpoints() {
+    let (db, topic, world) = (TestDb::new().await, TestTopic::new(3).await, World::new());
+    let events = vec![
+        world.report("acme/api", at("2024-01-15T10:00:00Z")),
+        world.report("acme/api", at("2024-01-15T11:00:00Z")),
+        world.report("acme/web", at("2024-01-15T10:30:00Z")),
+    ];
+    publish(&producer(&topic.brokers), &topic.name, &events).await;
+
+    let projector = spawn(config(&db.url, &topic, &group())).await;
+    wait_rows(&db.pool, "deployment_audit", 3, 30).await;
+    projector.stop().await.unwrap();
+
+    assert_eq!(count(&db.pool, "deployments").await, 3);
+    let current: Vec<(String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT repo_full_name, deployment_id FROM current_deployments ORDER BY repo_full_name",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        current,
+        vec![
+            ("acme/api".into(), events[1].deployment_id),
+            ("acme/web".into(), events[2].deployment_id)
+        ]
+    );
+    let audit: (String, String, i32) = sqlx::query_as(
+        "SELECT api_key_name, kafka_topic, kafka_partition FROM deployment_audit WHERE event_id = $1",
+    )
+    .bind(events[0].event_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(audit.0, "test");
+    assert_eq!(audit.1, topic.name);
+    let next: i64 = sqlx::query_scalar("SELECT sum(next_offset)::int8 FROM projector_checkpoints")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(next, 3, "checkpoints cover every record");
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_is_one_row_everywhere() {
+    let (db, topic, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
+    let event = world.report("acme/api", at("2024-01-15T10:00:00Z"));
+    let p = producer(&topic.brokers);
+    publish(&p, &topic.name, &[event.clone(), event.clone()]).await;
+
+    let projector = spawn(config(&db.url, &topic, &group())).await;
+    wait_rows(&db.pool, "projector_checkpoints", 1, 30).await;
+    let caught_up = vibemon_testkit::eventually(Duration::from_secs(20), || async {
+        let n: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+        (n == Some(2)).then_some(())
+    })
+    .await;
+    projector.stop().await.unwrap();
+
+    assert!(caught_up.is_some());
+    assert_eq!(count(&db.pool, "deployment_audit").await, 1);
+    assert_eq!(count(&db.pool, "deployments").await, 1);
+    let reports: i32 = sqlx::query_scalar("SELECT reports FROM deployments")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reports, 1);
+}
+
+#[tokio::test]
+async fn a_restarted_projector_resumes_from_its_postgres_checkpoint() {
+    let (db, topic, world) = (TestDb::new().await, TestTopic::new(2).await, World::new());
+    let p = producer(&topic.brokers);
+    let group = group();
+    publish(
+        &p,
+        &topic.name,
+        &[world.report("acme/api", at("2024-01-15T10:00:00Z"))],
+    )
+    .await;
+    let first = spawn(config(&db.url, &topic, &group)).await;
+    wait_rows(&db.pool, "deployment_audit", 1, 30).await;
+    first.stop().await.unwrap();
+
+    publish(
+        &p,
+        &topic.name,
+        &[world.report("acme/api", at("2024-01-15T11:00:00Z"))],
+    )
+    .await;
+    let second = spawn(config(&db.url, &topic, &group)).await;
+    wait_rows(&db.pool, "deployment_audit", 2, 30).await;
+    second.stop().await.unwrap();
+
+    assert_eq!(count(&db.pool, "deployments").await, 2);
+    let dup: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(dup, 0);
+}
+
+#[tokio::test]
+async fn replaying_the_topic_into_an_empty_database_gives_identical_tables_and_over_the_live_one_changes_nothing(
+) {
+    let (live, topic, world) = (TestDb::new().await, TestTopic::new(3).await, World::new());
+    let p = producer(&topic.brokers);
+    let mut events = Vec::new();
+    for i in 0..60 {
+        let t = at("2024-01-15T10:00:00Z") + chrono::Duration::minutes(i);
+        events.push(world.report(["acme/api", "acme/web", "acme/worker"][i as usize % 3], t));
+        if i % 7 == 0 {
+            let status = [
+                vibemon_schemas::DeploymentStatus::Pending,
+                vibemon_schemas::DeploymentStatus::Failed,
+            ][i as usize % 2];
+            events.push(world.external("acme/api", &format!("run-{}", i % 3), status, t));
+        }
+    }
+    publish(&p, &topic.name, &events).await;
+    let projector = spawn(config(&live.url, &topic, &group())).await;
+    wait_rows(&live.pool, "deployment_audit", events.len() as i64, 60).await;
+    projector.stop().await.unwrap();
+    let live_digest = digest(&live.pool).await.unwrap();
+
+    let rebuilt = TestDb::new().await;
+    let mut cfg = config(&rebuilt.url, &topic, &group());
+    cfg.until_caught_up = true;
+    spawn(cfg).await.handle.await.unwrap().unwrap();
+    let mut again = config(&live.url, &topic, &group());
+    again.until_caught_up = true;
+    spawn(again).await.handle.await.unwrap().unwrap();
+
+    assert_eq!(
+        digest(&rebuilt.pool).await.unwrap(),
+        live_digest,
+        "a rebuild reproduces every table"
+    );
+    assert_eq!(
+        digest(&live.pool).await.unwrap(),
+        live_digest,
+        "replaying over the live database changes nothing"
+    );
+}
