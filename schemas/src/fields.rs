@@ -270,6 +270,9 @@ impl DeploymentStatus {
     }
 }
 
+// The seed's default, spelled out beside the enum rather than as a derive
+// attribute inside the macro.
+#[allow(clippy::derivable_impls)]
 impl Default for DeploymentStatus {
     fn default() -> Self {
         DeploymentStatus::Success
@@ -286,6 +289,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)]
 impl Default for DeploymentSource {
     fn default() -> Self {
         DeploymentSource::Webhook

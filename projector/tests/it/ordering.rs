@@ -16,7 +16,7 @@ async fn reports_of_one_external_id_arriving_out_of_order_end_in_the_latest_stat
     let p = producer(&topic.brokers);
     let projector = spawn(config(&db.url, &topic, &group())).await;
     for (i, e) in [&success, &running, &pending].into_iter().enumerate() {
-        publish(&p, &topic.name, &[e.clone()]).await;
+        publish(&p, &topic.name, std::slice::from_ref(e)).await;
         wait_rows(&db.pool, "deployment_audit", i as i64 + 1, 30).await;
     }
     projector.stop().await.unwrap();
@@ -48,9 +48,9 @@ async fn a_late_older_success_does_not_replace_the_current_deployment() {
     let older = world.report("acme/api", at("2024-01-15T09:00:00Z"));
     let p = producer(&topic.brokers);
     let projector = spawn(config(&db.url, &topic, &group())).await;
-    publish(&p, &topic.name, &[newer.clone()]).await;
+    publish(&p, &topic.name, std::slice::from_ref(&newer)).await;
     wait_rows(&db.pool, "deployment_audit", 1, 30).await;
-    publish(&p, &topic.name, &[older.clone()]).await;
+    publish(&p, &topic.name, std::slice::from_ref(&older)).await;
     wait_rows(&db.pool, "deployment_audit", 2, 30).await;
     projector.stop().await.unwrap();
 

@@ -1,0 +1,91 @@
+//! One deployment end to end: the CLI sets up a tenant, ingest accepts the
+//! seed's minimal body, Kafka carries the event, the projector writes the row.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use vibemon_runtime::KafkaArgs;
+use vibemon_testkit::{eventually, TestDb, TestTopic};
+
+use crate::cli::ok;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(3).await);
+    let ws = ok(&db.url, &["workspace", "create", "e2e"]);
+    ok(
+        &db.url,
+        &["environment", "create", "--workspace", &ws, "production"],
+    );
+    let key = ok(
+        &db.url,
+        &["key", "create", "--workspace", &ws, "--name", "curl"],
+    );
+    let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
+
+    let ingest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingest_addr = ingest_listener.local_addr().unwrap();
+    let (stop_ingest, ingest_stopped) = oneshot::channel::<()>();
+    let ingest = tokio::spawn(vibemon_ingest::serve(
+        vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone()),
+        ingest_listener,
+        async {
+            let _ = ingest_stopped.await;
+        },
+    ));
+    let projector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_projector, projector_stopped) = oneshot::channel::<()>();
+    let group = format!("e2e-{}", uuid::Uuid::new_v4().simple());
+    let projector = tokio::spawn(vibemon_projector::serve(
+        vibemon_projector::config::Config::for_tests(&db.url, kafka, &group),
+        projector_listener,
+        async {
+            let _ = projector_stopped.await;
+        },
+    ));
+
+    let resp = reqwest::Client::new()
+        .post(format!("http://{ingest_addr}/api/v1/deployments/webhook"))
+        .header("X-Workspace-Key", &key)
+        .header("Content-Type", "application/json")
+        .body(r#"{"environment": "production", "repository": "owner/repo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let id = uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+
+    let row: Option<(String, String, String, chrono::DateTime<chrono::Utc>)> =
+        eventually(Duration::from_secs(30), || async {
+            sqlx::query_as(
+                "SELECT repo_full_name, status, source, deployed_at FROM deployments WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+        })
+        .await;
+    let (repo, status, source, deployed_at) = row.expect("the deployment reached Postgres");
+    assert_eq!(
+        (repo.as_str(), status.as_str(), source.as_str()),
+        ("owner/repo", "success", "webhook")
+    );
+    assert_eq!(
+        deployed_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        body["deployed_at"].as_str().unwrap()
+    );
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deployment_audit WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+
+    let _ = stop_ingest.send(());
+    let _ = stop_projector.send(());
+    ingest.await.unwrap().unwrap();
+    projector.await.unwrap().unwrap();
+}
