@@ -47,7 +47,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn from_records(records: Vec<Record>) -> Self {
+    /// Splits records; with `only_workspace`, valid events of other
+    /// workspaces are checkpointed but not applied (replays of one workspace).
+    pub fn from_records(records: Vec<Record>, only_workspace: Option<uuid::Uuid>) -> Self {
         let mut out = Prepared::default();
         for record in records {
             let next = out
@@ -63,6 +65,7 @@ impl Prepared {
             };
             out.validity.push(decoded.is_ok());
             match decoded {
+                Ok(event) if only_workspace.is_some_and(|w| w != event.workspace_id) => {}
                 Ok(event) => out.events.push(Located {
                     event,
                     topic: record.topic,

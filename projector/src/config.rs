@@ -80,6 +80,7 @@ impl Config {
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             dlq_max_consecutive: self.dlq_max_consecutive,
             until_caught_up: self.until_caught_up,
+            only_workspace: None,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct LoopConfig {
     /// Exit once every partition has reached the high watermark it had at
     /// start (replays, benchmarks); otherwise run until stopped.
     pub until_caught_up: bool,
+    /// Apply only this workspace's events (replays of one workspace).
+    pub only_workspace: Option<uuid::Uuid>,
 }
 
 /// Why the loop stopped other than by request.
@@ -142,7 +144,7 @@ impl Shared {
         }
         let started = Instant::now();
         let count = records.len();
-        let prepared = Prepared::from_records(records);
+        let prepared = Prepared::from_records(records, self.config.only_workspace);
         self.check_dlq_limit(&prepared)?;
         for rejected in &prepared.rejected {
             self.dead_letter(rejected)?;
@@ -177,6 +179,7 @@ impl Shared {
                 .with_label_values(&[topic, &partition.to_string()])
                 .set(*next);
         }
+        self.metrics.records.inc_by(count as u64);
         self.metrics
             .events_projected
             .inc_by(applied.new_events as u64);

@@ -29,7 +29,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::consumer::{ProjectorContext, Shared};
+use crate::consumer::{LoopConfig, ProjectorContext, Shared};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -81,7 +81,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+    let loop_config = config.loop_config();
+    serve_with(config, loop_config, listener, shutdown, Metrics::new()).await
+}
+
+/// [`serve`] with a loop configuration of the caller's (a replay of one
+/// workspace) and metrics the caller can watch (replay progress).
+pub async fn serve_with(
+    config: Config,
+    loop_config: LoopConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_secs(5))
@@ -100,7 +112,7 @@ pub async fn serve(
     let shared = Arc::new(Shared::new(
         tokio::runtime::Handle::current(),
         pool,
-        config.loop_config(),
+        loop_config,
         metrics.clone(),
         dlq,
         stop.clone(),

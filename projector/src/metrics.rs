@@ -11,6 +11,9 @@ pub struct Metrics {
     registry: Registry,
     /// Events newly applied to the read model.
     pub events_projected: IntCounter,
+    /// Records checkpointed, whatever became of them (applied, duplicate,
+    /// filtered out, dead-lettered): the progress of a replay.
+    pub records: IntCounter,
     /// Events skipped because the audit ledger already held them.
     pub duplicates: IntCounter,
     /// Records sent to the dead-letter topic, by reason class.
@@ -33,6 +36,11 @@ impl Metrics {
         let events_projected = IntCounter::new(
             "vibemon_projector_events_projected_total",
             "Events applied to the read model",
+        )
+        .unwrap();
+        let records = IntCounter::new(
+            "vibemon_projector_records_total",
+            "Records checkpointed (applied, duplicate, filtered or dead-lettered)",
         )
         .unwrap();
         let duplicates = IntCounter::new(
@@ -91,6 +99,7 @@ impl Metrics {
         .unwrap();
         for c in [
             Box::new(events_projected.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(records.clone()),
             Box::new(duplicates.clone()),
             Box::new(dlq.clone()),
             Box::new(batch_size.clone()),
@@ -104,6 +113,7 @@ impl Metrics {
         Self {
             registry,
             events_projected,
+            records,
             duplicates,
             dlq,
             batch_size,

@@ -37,3 +37,59 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
+
+/// The same server URL with another database name; the query (sslmode, ...)
+/// is kept.
+pub fn url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// Whether `name` is a plain database identifier we can interpolate safely.
+pub fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_is_swapped_and_the_query_kept() {
+        assert_eq!(
+            url_with_database("postgres://u:p@h:5432/vibemon?sslmode=require", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=require"
+        );
+        assert_eq!(
+            url_with_database("postgres://u:p@h/vibemon", "t2"),
+            "postgres://u:p@h/t2"
+        );
+    }
+
+    #[test]
+    fn only_plain_identifiers_are_accepted_as_database_names() {
+        assert!(is_plain_identifier("rebuild_2024"));
+        for bad in [
+            "",
+            "Rebuild",
+            "a-b",
+            "x; DROP DATABASE y",
+            "1abc",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_plain_identifier(bad), "{bad}");
+        }
+    }
+}

@@ -4,6 +4,8 @@
 //! `deploy/local/services up` and gets resources nobody else touches, so the
 //! suite runs in parallel. Both clean up on drop.
 
+pub mod events;
+
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -21,18 +23,6 @@ pub fn admin_database_url() -> String {
 /// The local stack's brokers.
 pub fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
 }
 
 /// A migrated database of its own, dropped (with FORCE) when this is dropped.
@@ -64,7 +54,7 @@ impl TestDb {
             .await
             .expect("create test database");
         conn.close().await.ok();
-        let url = with_database(&admin, &name);
+        let url = vibemon_store::url_with_database(&admin, &name);
         let pool = vibemon_store::connect(&url, 5)
             .await
             .expect("connect to test database");
@@ -158,23 +148,6 @@ impl Drop for TestTopic {
             });
         })
         .join();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_swapped_and_the_query_kept() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/vibemon?sslmode=require", "t1"),
-            "postgres://u:p@h:5432/t1?sslmode=require"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/vibemon", "t2"),
-            "postgres://u:p@h/t2"
-        );
     }
 }
 

@@ -63,6 +63,73 @@ pub enum Command {
     /// Workspace API keys for CI systems.
     #[command(subcommand)]
     Key(KeyCommand),
+
+    /// Rebuild the read model from the topic, into the live database
+    /// (idempotent) or into a fresh one. Safe to interrupt and run again.
+    #[command(after_help = "\
+Examples:
+  # Rebuild everything into a new database `rebuild` on the same server:
+  vibemon replay --into rebuild
+  # Re-apply the last day into the live database (changes nothing already there):
+  vibemon replay --since 2024-01-15T00:00:00Z
+  # One workspace only:
+  vibemon replay --into acme_only --workspace 0193f5d0-1111-7aaa-8bbb-cccccccccccc")]
+    Replay(ReplayArgs),
+
+    /// Follow the topic as decoded NDJSON (one event per line), optionally
+    /// filtered; Ctrl-C stops.
+    #[command(after_help = "\
+Examples:
+  vibemon tail --environment production
+  vibemon tail --from-beginning --workspace \"$WS\" --limit 10 | jq .commit_sha")]
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub db: Db,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Write into this database on the DATABASE_URL server instead of the
+    /// live one; it is created and migrated when missing.
+    #[arg(long)]
+    pub into: Option<String>,
+    /// Start at the first record at or after this time (RFC 3339), found by
+    /// Kafka's offsets-for-times; default: the beginning of the topic.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Apply only this workspace's events.
+    #[arg(long)]
+    pub workspace: Option<Uuid>,
+    /// Consumer group whose checkpoints track the replay's progress; run the
+    /// same command again to resume.
+    #[arg(long, default_value = "vibemon-replay")]
+    pub group: String,
+    /// Forget the group's checkpoints first and start over.
+    #[arg(long)]
+    pub restart: bool,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 5000)]
+    pub batch_max: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Only this workspace's events.
+    #[arg(long)]
+    pub workspace: Option<Uuid>,
+    /// Only events of environments with this name.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Start at the beginning of the topic instead of its end.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after printing this many events.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,8 @@ mod cli;
 mod error;
 mod output;
 mod reference;
+mod replay;
+mod tail;
 mod topics;
 
 use std::process::ExitCode;
@@ -50,5 +52,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Workspace(cmd) => reference::workspace(cmd, json).await,
         Command::Environment(cmd) => reference::environment(cmd, json).await,
         Command::Key(cmd) => reference::key(cmd, json).await,
+        Command::Replay(args) => replay::run(args, json).await,
+        Command::Tail(args) => tail::run(args).await,
     }
 }

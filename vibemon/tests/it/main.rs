@@ -4,3 +4,4 @@
 
 mod cli;
 mod pipeline;
+mod replay_tail;

@@ -1,0 +1,288 @@
+//! `vibemon replay`: rebuild the read model from the topic with the
+//! projector's own machinery, showing progress.
+//!
+//! Progress lives in the target database as the replay group's checkpoints,
+//! so an interrupted replay resumes where it stopped, and re-applying what
+//! was already applied changes nothing.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use vibemon_projector::config::Config;
+use vibemon_projector::metrics::Metrics;
+
+use crate::cli::{Db, ReplayArgs};
+use crate::error::{CliError, CliResult};
+use crate::output;
+use crate::reference::connect;
+
+/// The target database, created and migrated when it is missing.
+async fn target(args: &ReplayArgs) -> CliResult<String> {
+    let Some(name) = &args.into else {
+        return Ok(args.db.database_url.clone());
+    };
+    if !vibemon_store::is_plain_identifier(name) {
+        return Err(CliError::Invalid(format!(
+            "--into {name:?}: use a database name of lower-case letters, digits and '_'"
+        )));
+    }
+    let admin = connect(&args.db).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&admin)
+            .await
+            .map_err(|e| CliError::db("checking the target database", e))?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .map_err(|e| CliError::db(&format!("creating database {name}"), e))?;
+        eprintln!("replay: created database {name}");
+    }
+    Ok(vibemon_store::url_with_database(
+        &args.db.database_url,
+        name,
+    ))
+}
+
+fn consumer(args: &ReplayArgs) -> CliResult<BaseConsumer> {
+    args.kafka
+        .client_config("vibemon-replay-planner")
+        .set("group.id", format!("{}-planner", args.group))
+        .create()
+        .map_err(|e| CliError::Unavailable(format!("creating a Kafka consumer: {e}")))
+}
+
+/// Per partition: (low watermark, high watermark).
+fn watermarks(c: &BaseConsumer, topic: &str) -> CliResult<Vec<(i32, i64, i64)>> {
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| CliError::Unavailable(format!("Kafka metadata for {topic}: {e}")))?;
+    let t = md
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "topic {topic} not found: create it with `vibemon topics ensure`"
+            ))
+        })?;
+    t.partitions()
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .map(|(lo, hi)| (p.id(), lo, hi))
+                .map_err(|e| CliError::Unavailable(e.to_string()))
+        })
+        .collect()
+}
+
+/// Seeds the group's checkpoints with the offsets of `since`, unless the
+/// group already has progress there (a resumed replay).
+async fn seed_since(
+    pool: &PgPool,
+    args: &ReplayArgs,
+    c: &BaseConsumer,
+    since: &str,
+) -> CliResult<()> {
+    let at = chrono::DateTime::parse_from_rfc3339(since).map_err(|e| {
+        CliError::Invalid(format!(
+            "--since {since:?} is not an RFC 3339 timestamp: {e}"
+        ))
+    })?;
+    let existing =
+        vibemon_projector::writer::load_checkpoints(pool, &args.group, &args.kafka.topic)
+            .await
+            .map_err(|e| CliError::db("reading checkpoints", e))?;
+    if !existing.is_empty() {
+        eprintln!("replay: resuming group {} from its checkpoints", args.group);
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, _, _) in watermarks(c, &args.kafka.topic)? {
+        tpl.add_partition_offset(&args.kafka.topic, p, Offset::Offset(at.timestamp_millis()))
+            .map_err(|e| CliError::Other(e.into()))?;
+    }
+    let found = c
+        .offsets_for_times(tpl, Duration::from_secs(10))
+        .map_err(|e| CliError::Unavailable(format!("offsets for {since}: {e}")))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| CliError::db("seeding checkpoints", e))?;
+    for elem in found.elements() {
+        let offset = match elem.offset() {
+            Offset::Offset(o) => o,
+            // No record at or after the time: start at the end.
+            _ => watermarks(c, &args.kafka.topic)?
+                .into_iter()
+                .find(|(p, _, _)| *p == elem.partition())
+                .map_or(0, |(_, _, hi)| hi),
+        };
+        sqlx::query(
+            "INSERT INTO projector_checkpoints (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&args.group)
+        .bind(&args.kafka.topic)
+        .bind(elem.partition())
+        .bind(offset)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| CliError::db("seeding checkpoints", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| CliError::db("seeding checkpoints", e))
+}
+
+pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
+    let url = target(&args).await?;
+    let pool = connect(&Db {
+        database_url: url.clone(),
+    })
+    .await?;
+    vibemon_store::migrate(&pool)
+        .await
+        .map_err(|e| CliError::Other(anyhow::anyhow!("migrating the target: {e}")))?;
+    if args.restart {
+        sqlx::query("DELETE FROM projector_checkpoints WHERE consumer_group = $1")
+            .bind(&args.group)
+            .execute(&pool)
+            .await
+            .map_err(|e| CliError::db("forgetting checkpoints", e))?;
+    }
+    let c = consumer(&args)?;
+    if let Some(since) = &args.since {
+        seed_since(&pool, &args, &c, since).await?;
+    }
+    let checkpoints =
+        vibemon_projector::writer::load_checkpoints(&pool, &args.group, &args.kafka.topic)
+            .await
+            .map_err(|e| CliError::db("reading checkpoints", e))?;
+    let total: i64 = watermarks(&c, &args.kafka.topic)?
+        .iter()
+        .map(|(p, lo, hi)| hi - checkpoints.get(p).copied().unwrap_or(*lo).max(*lo))
+        .sum();
+
+    // Checkpoints are kept under the stable --group name; the Kafka group id
+    // is unique per run so that concurrent replays never share partitions.
+    let kafka_group = format!("{}-{}", args.group, uuid::Uuid::new_v4().simple());
+    let mut config = Config::for_tests(&url, args.kafka.clone(), &kafka_group);
+    config.batch_max = args.batch_max;
+    config.batch_linger_ms = 200;
+    config.until_caught_up = true;
+    let mut loop_config = config.loop_config();
+    loop_config.group = args.group.clone();
+    loop_config.only_workspace = args.workspace;
+    let metrics = Metrics::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| CliError::Other(e.into()))?;
+    let started = Instant::now();
+    let mut projector = tokio::spawn(vibemon_projector::serve_with(
+        config,
+        loop_config,
+        listener,
+        vibemon_runtime::shutdown_signal(),
+        metrics.clone(),
+    ));
+    let progress = Progress::new(total.max(0) as u64);
+    let result = loop {
+        tokio::select! {
+            r = &mut projector => break r,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => progress.show(metrics.records.get(), started),
+        }
+    };
+    progress.finish(metrics.records.get(), started);
+    result
+        .map_err(|e| CliError::Other(e.into()))?
+        .map_err(|e| {
+            CliError::Other(e.context("replay stopped; run the same command again to resume"))
+        })?;
+    let digest = vibemon_projector::writer::digest(&pool)
+        .await
+        .map_err(|e| CliError::db("computing the digest", e))?;
+    let done = metrics.records.get();
+    if json {
+        output::json(&serde_json::json!({
+            "records": done, "applied": metrics.events_projected.get(),
+            "seconds": started.elapsed().as_secs_f64(), "digest": digest,
+        }));
+    } else {
+        eprintln!(
+            "replay: {done} records ({} applied) in {:.1}s; read model digest {digest}",
+            metrics.events_projected.get(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, plain periodic lines otherwise.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines {
+        total: u64,
+        last: std::sync::Mutex<Instant>,
+    },
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} events  {per_sec}  ETA {eta}",
+                )
+                .expect("valid template"),
+            );
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines {
+                total,
+                last: std::sync::Mutex::new(Instant::now()),
+            }
+        }
+    }
+
+    fn show(&self, done: u64, started: Instant) {
+        match self {
+            Progress::Bar(bar) => bar.set_position(done),
+            Progress::Lines { total, last } => {
+                let mut last = last.lock().expect("not poisoned");
+                if last.elapsed() >= Duration::from_secs(2) {
+                    *last = Instant::now();
+                    eprintln!("{}", line(done, *total, started));
+                }
+            }
+        }
+    }
+
+    fn finish(&self, done: u64, started: Instant) {
+        match self {
+            Progress::Bar(bar) => bar.finish_and_clear(),
+            Progress::Lines { total, .. } => eprintln!("{}", line(done, *total, started)),
+        }
+    }
+}
+
+fn line(done: u64, total: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let rate = done as f64 / secs;
+    let eta = if rate > 0.0 {
+        (total.saturating_sub(done)) as f64 / rate
+    } else {
+        f64::INFINITY
+    };
+    let pct = if total == 0 {
+        100.0
+    } else {
+        100.0 * done as f64 / total as f64
+    };
+    format!("replay: {done}/{total} events ({pct:.1}%), {rate:.0}/s, ETA {eta:.0}s")
+}
