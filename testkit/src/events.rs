@@ -16,12 +16,18 @@ pub fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-/// The world events are reported in.
+/// The world events are reported in: a fresh workspace, environment and key.
 #[derive(Clone, Copy)]
 pub struct World {
     pub workspace_id: Uuid,
     pub environment_id: Uuid,
     pub key_id: Uuid,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl World {
