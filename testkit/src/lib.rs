@@ -371,3 +371,90 @@ impl Drop for PrivateBroker {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A PostgreSQL server of this test's own (Debian's binaries, a temporary
+/// data directory, a free port), for tests that stop and restart it. Its
+/// data directory is deleted on drop.
+pub struct PrivatePostgres {
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+    bin: std::path::PathBuf,
+}
+
+fn as_postgres(cmd: &std::path::Path, args: &[&str]) -> std::process::ExitStatus {
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("runuser")
+}
+
+impl PrivatePostgres {
+    /// initdb and start a fresh server with a `vibemon` superuser (trust auth).
+    pub fn start() -> Self {
+        let version = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Debian's postgresql is installed")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+            .expect("a PostgreSQL version");
+        let bin = std::path::PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
+        let dir = std::env::temp_dir().join(format!("vibemon-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chown = std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let dir_s = dir.display().to_string();
+        let ok = as_postgres(
+            &bin.join("initdb"),
+            &["-D", &dir_s, "-A", "trust", "-U", "vibemon", "--no-sync"],
+        );
+        assert!(ok.success(), "initdb failed");
+        let pg = Self {
+            dir,
+            port: free_port(),
+            bin,
+        };
+        pg.up();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://vibemon@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        let dir = self.dir.display().to_string();
+        let log = self.dir.join("server.log").display().to_string();
+        let ok = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", &dir, "-o", &opts, "-l", &log, "-w", "start"],
+        );
+        assert!(ok.success(), "pg_ctl start failed (see {log})");
+    }
+
+    /// Stops the server at once, as a crash or a kill would (`-m immediate`).
+    pub fn stop(&self) {
+        let dir = self.dir.display().to_string();
+        let _ = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", &dir, "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

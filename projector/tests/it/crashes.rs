@@ -55,19 +55,19 @@ fn stream_events(
 
 /// Asserts the live tables hold exactly `events` once each, and equal a
 /// rebuild from the topic.
-async fn assert_exact(live: &TestDb, topic: &TestTopic, events: usize) {
+async fn assert_exact(live: &sqlx::PgPool, topic: &TestTopic, events: usize) {
     assert_eq!(
-        count(&live.pool, "deployment_audit").await,
+        count(live, "deployment_audit").await,
         events as i64,
         "audit rows"
     );
     assert_eq!(
-        count(&live.pool, "deployments").await,
+        count(live, "deployments").await,
         events as i64,
         "deployment rows"
     );
     let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
-        .fetch_one(&live.pool)
+        .fetch_one(live)
         .await
         .unwrap();
     assert_eq!(doubled, 0);
@@ -77,7 +77,7 @@ async fn assert_exact(live: &TestDb, topic: &TestTopic, events: usize) {
     spawn(cfg).await.handle.await.unwrap().unwrap();
     assert_eq!(
         digest(&rebuilt.pool).await.unwrap(),
-        digest(&live.pool).await.unwrap()
+        digest(live).await.unwrap()
     );
 }
 
@@ -111,7 +111,7 @@ async fn a_projector_sigkilled_at_random_points_loses_and_doubles_nothing() {
     last.kill().unwrap();
     last.wait().unwrap();
 
-    assert_exact(&db, &topic, ids.len()).await;
+    assert_exact(&db.pool, &topic, ids.len()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,5 +131,39 @@ async fn two_projectors_share_the_partitions_and_one_killed_loses_nothing() {
     b.kill().unwrap();
     b.wait().unwrap();
 
-    assert_exact(&db, &topic, ids.len()).await;
+    assert_exact(&db.pool, &topic, ids.len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_stream_is_waited_out_and_nothing_is_lost() {
+    let pg = vibemon_testkit::PrivatePostgres::start();
+    let pool = vibemon_store::connect(&pg.url(), 2).await.unwrap();
+    vibemon_store::migrate(&pool).await.unwrap();
+    let (topic, world) = (TestTopic::new(2).await, World::new());
+    let producer_task = stream_events(&topic, world, 800);
+    let projector = spawn(config(&pg.url(), &topic, &group())).await;
+    let readyz = format!("http://{}/readyz", projector.addr);
+    wait_rows(&pool, "deployment_audit", 1, 30).await;
+
+    pg.stop();
+    let unready = vibemon_testkit::eventually(Duration::from_secs(20), || async {
+        let s = reqwest::get(&readyz).await.ok()?.status();
+        (s == 503).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.up();
+    let ids = producer_task.await.unwrap();
+    let pool = vibemon_store::connect(&pg.url(), 2).await.unwrap();
+    wait_rows(&pool, "deployment_audit", ids.len() as i64, 90).await;
+    let ready_again = vibemon_testkit::eventually(Duration::from_secs(20), || async {
+        let s = reqwest::get(&readyz).await.ok()?.status();
+        (s == 200).then_some(())
+    })
+    .await;
+    projector.stop().await.unwrap();
+
+    assert!(unready.is_some(), "/readyz never reported the outage");
+    assert!(ready_again.is_some(), "/readyz did not recover by itself");
+    assert_exact(&pool, &topic, ids.len()).await;
 }

@@ -13,6 +13,8 @@ use vibemon_testkit::{eventually, TestTopic};
 
 /// A projector running in this process.
 pub struct Running {
+    /// Where /healthz, /readyz and /metrics are served.
+    pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -25,11 +27,13 @@ pub fn config(db_url: &str, topic: &TestTopic, group: &str) -> Config {
 
 pub async fn spawn(config: Config) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(vibemon_projector::serve(config, listener, async {
         let _ = rx.await;
     }));
     Running {
+        addr,
         stop: Some(tx),
         handle,
     }
