@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(crate::read_api::routes())
         .layer(middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod environments;
 pub mod error;
 pub mod metrics;
+pub mod read_api;
 pub mod request;
 pub mod server;
 pub mod sink;

@@ -6,6 +6,7 @@
 //! this crate holds only what more than one binary needs.
 
 pub mod keys;
+pub mod read;
 pub mod reference;
 
 use std::time::Duration;

@@ -8,5 +8,6 @@ mod auth;
 mod contract;
 mod durability;
 mod operability;
+mod read_api;
 mod router;
 mod seed_examples;
