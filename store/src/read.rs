@@ -214,14 +214,13 @@ pub async fn environments_now(
     workspace_id: Uuid,
 ) -> Result<Vec<EnvironmentView>, sqlx::Error> {
     let envs = crate::reference::list_environments(pool, workspace_id).await?;
-    let rows: Vec<(
-        Uuid,
-        String,
-        Uuid,
-        Option<String>,
-        Option<String>,
-        DateTime<Utc>,
-    )> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Current {
+        environment_id: Uuid,
+        #[sqlx(flatten)]
+        running: Running,
+    }
+    let rows: Vec<Current> = sqlx::query_as(
         "SELECT environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at
          FROM current_deployments WHERE workspace_id = $1 ORDER BY repo_full_name",
     )
@@ -233,14 +232,8 @@ pub async fn environments_now(
         .map(|e| EnvironmentView {
             deployed: rows
                 .iter()
-                .filter(|r| r.0 == e.id)
-                .map(|r| Running {
-                    repo_full_name: r.1.clone(),
-                    deployment_id: r.2,
-                    commit_sha: r.3.clone(),
-                    branch: r.4.clone(),
-                    deployed_at: r.5,
-                })
+                .filter(|r| r.environment_id == e.id)
+                .map(|r| r.running.clone())
                 .collect(),
             id: e.id,
             name: e.name,
