@@ -240,7 +240,7 @@ async fn a_key_never_sees_another_workspaces_data() {
         key_id: other.key_id,
     }
     .report("secret/repo", at("2024-01-15T10:00:00Z"));
-    project(&app, &[theirs.clone()]).await;
+    project(&app, std::slice::from_ref(&theirs)).await;
 
     let (list_status, list) = get(&app, "/api/v1/deployments").await;
     let (one_status, _) = get(
