@@ -119,28 +119,14 @@ pub async fn count_deployments(pool: &PgPool, environment_id: Uuid) -> Result<i6
         .await
 }
 
-/// Deletes an environment and, when `with_history`, its projected rows.
+/// Deletes an environment. Its projected history stays: the read model is
+/// what the topic says happened, and a replay would bring it back anyway.
 /// Returns false when it did not exist.
-pub async fn delete_environment(
-    pool: &PgPool,
-    environment_id: Uuid,
-    with_history: bool,
-) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if with_history {
-        for table in ["deployments", "current_deployments", "deployment_audit"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE environment_id = $1"))
-                .bind(environment_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
+pub async fn delete_environment(pool: &PgPool, environment_id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM environments WHERE id = $1")
         .bind(environment_id)
-        .execute(&mut *tx)
+        .execute(pool)
         .await?
-        .rows_affected()
-        > 0;
-    tx.commit().await?;
-    Ok(done)
+        .rows_affected();
+    Ok(done > 0)
 }

@@ -64,6 +64,26 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
 
+    /// Deployment history and "what was running at T", from the read model.
+    #[command(subcommand)]
+    Deployments(DeploymentsCommand),
+
+    /// Report one deployment to ingest the way a CI step should: retries with
+    /// backoff, an automatic Idempotency-Key, a short overall timeout, and exit
+    /// 0 even when reporting failed (unless --strict), so a webhook outage
+    /// never fails a deployment.
+    #[command(after_help = "\
+Examples:
+  # In a CI job, with VM_API_URL and VM_WORKSPACE_KEY as secrets:
+  vibemon report --environment production --repository \"$GITHUB_REPOSITORY\" \\
+    --branch \"$GITHUB_REF_NAME\" --commit-sha \"$GITHUB_SHA\" --source github_actions \\
+    --extra workflow_run_id=\"$GITHUB_RUN_ID\"
+  # Progress of one run, one deployment:
+  vibemon report --environment staging --repository acme/api --status in_progress --external-id run-42
+
+Exit codes with --strict: 2 refused (4xx), 5 not delivered (ingest unreachable, 5xx, timeout).")]
+    Report(ReportArgs),
+
     /// Rebuild the read model from the topic, into the live database
     /// (idempotent) or into a fresh one. Safe to interrupt and run again.
     #[command(after_help = "\
@@ -194,6 +214,124 @@ pub enum EnvironmentCommand {
         #[arg(long)]
         workspace: Uuid,
     },
+    /// Rename an environment; CI systems must then report the new name.
+    #[command(
+        after_help = "Example:\n  vibemon environment rename --workspace \"$WS\" prod production"
+    )]
+    Rename {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+        name: String,
+        new_name: String,
+    },
+    /// Delete an environment. Refused while deployments reference it, unless
+    /// --force; the history stays (it is what the topic says happened).
+    #[command(
+        after_help = "Example:\n  vibemon environment delete --workspace \"$WS\" preview-123 --force"
+    )]
+    Delete {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+        name: String,
+        /// Delete even though deployments reference it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentsCommand {
+    /// Deployment history, newest first.
+    #[command(
+        after_help = "Example:\n  vibemon deployments list --workspace \"$WS\" --environment production --since 2024-01-15T00:00:00Z"
+    )]
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// Only deployments at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only deployments at or before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// The `next_cursor` of a previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// What was running in an environment at a time: per repository, the
+    /// latest successful deployment at or before it.
+    #[command(
+        after_help = "Example:\n  vibemon deployments at --workspace \"$WS\" --environment production --at 2024-01-15T10:30:00+01:00"
+    )]
+    At {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+        #[arg(long)]
+        environment: String,
+        /// RFC 3339, any offset; default now.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        repository: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Base URL of ingest.
+    #[arg(long, env = "VM_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The workspace API key.
+    #[arg(long, env = "VM_WORKSPACE_KEY", hide_env_values = true)]
+    pub key: String,
+    #[arg(long)]
+    pub environment: String,
+    #[arg(long)]
+    pub repository: String,
+    #[arg(long)]
+    pub branch: Option<String>,
+    #[arg(long)]
+    pub commit_sha: Option<String>,
+    /// pending, in_progress, success, failed or cancelled.
+    #[arg(long, default_value = "success")]
+    pub status: String,
+    /// webhook, github_actions, argocd or jenkins.
+    #[arg(long, default_value = "webhook")]
+    pub source: String,
+    /// RFC 3339; default: when ingest receives it.
+    #[arg(long)]
+    pub deployed_at: Option<String>,
+    /// The CI's own id for this deployment (reports sharing it update one deployment).
+    #[arg(long)]
+    pub external_id: Option<String>,
+    /// extra_data entries, `name=value`, repeatable.
+    #[arg(long = "extra", value_name = "NAME=VALUE")]
+    pub extra: Vec<String>,
+    /// Idempotency-Key for all attempts; default: a fresh random one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Give up after this many seconds in all.
+    #[arg(long, default_value_t = 20)]
+    pub timeout_secs: u64,
+    /// Exit non-zero when the report was not accepted.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,10 +2,12 @@
 //! its error to an exit code.
 
 mod cli;
+mod deployments;
 mod error;
 mod output;
 mod reference;
 mod replay;
+mod report;
 mod tail;
 mod topics;
 
@@ -52,6 +54,8 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Workspace(cmd) => reference::workspace(cmd, json).await,
         Command::Environment(cmd) => reference::environment(cmd, json).await,
         Command::Key(cmd) => reference::key(cmd, json).await,
+        Command::Deployments(cmd) => deployments::run(cmd, json).await,
+        Command::Report(args) => report::run(args, json).await,
         Command::Replay(args) => replay::run(args, json).await,
         Command::Tail(args) => tail::run(args).await,
     }

@@ -122,8 +122,72 @@ pub async fn environment(cmd: EnvironmentCommand, json: bool) -> CliResult<()> {
                 )
             }
         }
+        EnvironmentCommand::Rename {
+            db,
+            workspace,
+            name,
+            new_name,
+        } => {
+            let new_name =
+                EnvironmentName::parse(new_name).map_err(|e| CliError::Invalid(e.msg))?;
+            let pool = connect(&db).await?;
+            require_workspace(&pool, workspace).await?;
+            let env =
+                match reference::rename_environment(&pool, workspace, &name, new_name.as_str())
+                    .await
+                {
+                    Ok(Some(env)) => env,
+                    Ok(None) => return Err(env_not_found(&name, workspace)),
+                    Err(e) if vibemon_store::is_unique_violation(&e) => {
+                        return Err(CliError::Conflict(format!(
+                            "environment {new_name:?} already exists in workspace {workspace}"
+                        )))
+                    }
+                    Err(e) => return Err(CliError::db("renaming the environment", e)),
+                };
+            if json {
+                output::json(&env)
+            } else {
+                println!("{}", env.id)
+            }
+        }
+        EnvironmentCommand::Delete {
+            db,
+            workspace,
+            name,
+            force,
+        } => {
+            let pool = connect(&db).await?;
+            require_workspace(&pool, workspace).await?;
+            let env = reference::find_environment(&pool, workspace, &name)
+                .await
+                .map_err(|e| CliError::db("looking up the environment", e))?
+                .ok_or_else(|| env_not_found(&name, workspace))?;
+            let used = reference::count_deployments(&pool, env.id)
+                .await
+                .map_err(|e| CliError::db("counting deployments", e))?;
+            if used > 0 && !force {
+                return Err(CliError::Conflict(format!(
+                    "environment {name:?} has {used} deployments; ingest would then refuse its reports. Add --force to delete it anyway (its history is kept)"
+                )));
+            }
+            reference::delete_environment(&pool, env.id)
+                .await
+                .map_err(|e| CliError::db("deleting the environment", e))?;
+            if json {
+                output::json(&env)
+            } else {
+                println!("{}", env.id)
+            }
+        }
     }
     Ok(())
+}
+
+fn env_not_found(name: &str, workspace: Uuid) -> CliError {
+    CliError::NotFound(format!(
+        "environment {name:?} not found in workspace {workspace} (names are case-sensitive): list them with `vibemon environment list --workspace {workspace}`"
+    ))
 }
 
 pub async fn key(cmd: KeyCommand, json: bool) -> CliResult<()> {

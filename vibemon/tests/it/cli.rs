@@ -274,6 +274,15 @@ fn every_command_has_help_with_an_example() {
         vec!["key", "create", "--help"],
         vec!["key", "revoke", "--help"],
         vec!["key", "list", "--help"],
+        vec!["workspace", "list", "--help"],
+        vec!["environment", "list", "--help"],
+        vec!["environment", "rename", "--help"],
+        vec!["environment", "delete", "--help"],
+        vec!["deployments", "list", "--help"],
+        vec!["deployments", "at", "--help"],
+        vec!["report", "--help"],
+        vec!["replay", "--help"],
+        vec!["tail", "--help"],
     ] {
         let o = vibemon("postgres://unused", &args);
         assert!(o.status.success());

@@ -4,4 +4,6 @@
 
 mod cli;
 mod pipeline;
+mod read_and_report;
 mod replay_tail;
+mod stack;

@@ -8,6 +8,7 @@ use vibemon_runtime::KafkaArgs;
 use vibemon_testkit::{eventually, TestDb, TestTopic};
 
 use crate::cli::ok;
+use crate::stack::Ingest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
@@ -23,16 +24,8 @@ async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
     );
     let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
 
-    let ingest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingest_addr = ingest_listener.local_addr().unwrap();
-    let (stop_ingest, ingest_stopped) = oneshot::channel::<()>();
-    let ingest = tokio::spawn(vibemon_ingest::serve(
-        vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone()),
-        ingest_listener,
-        async {
-            let _ = ingest_stopped.await;
-        },
-    ));
+    let ingest = Ingest::spawn(&db.url, kafka.clone()).await;
+    let ingest_addr = ingest.addr;
     let projector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop_projector, projector_stopped) = oneshot::channel::<()>();
     let group = format!("e2e-{}", uuid::Uuid::new_v4().simple());
@@ -84,8 +77,7 @@ async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
             .unwrap();
     assert_eq!(audited, 1);
 
-    let _ = stop_ingest.send(());
+    ingest.stop().await;
     let _ = stop_projector.send(());
-    ingest.await.unwrap().unwrap();
     projector.await.unwrap().unwrap();
 }

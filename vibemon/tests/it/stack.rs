@@ -1,0 +1,45 @@
+//! A real ingest on port 0 for CLI tests that talk to it.
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+use vibemon_runtime::KafkaArgs;
+
+pub struct Ingest {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Ingest {
+    pub async fn spawn(db_url: &str, kafka: KafkaArgs) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(vibemon_ingest::serve(
+            vibemon_ingest::config::Config::for_tests(db_url, kafka),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.handle.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.abort();
+        }
+    }
+}
