@@ -97,3 +97,45 @@ async fn sigterm_style_shutdown_finishes_in_flight_requests_and_stops() {
 
     assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
 }
+
+#[tokio::test]
+async fn every_route_of_the_router_is_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let source =
+        include_str!("../../src/app.rs").to_owned() + include_str!("../../src/read_api.rs");
+
+    let routes: Vec<&str> = source
+        .match_indices(".route(\"")
+        .map(|(i, m)| {
+            let rest = &source[i + m.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect();
+    let webhook = "/api/v1/deployments/webhook";
+
+    // The webhook is routed through the WEBHOOK_PATH constant, the rest as literals.
+    assert!(source.contains(".route(WEBHOOK_PATH,") && paths.contains_key(webhook));
+    assert!(routes.len() >= 8, "{routes:?}");
+    for route in &routes {
+        assert!(
+            paths.contains_key(*route),
+            "{route} is served but not documented"
+        );
+    }
+    for path in paths.keys() {
+        assert!(
+            path == webhook || routes.contains(&path.as_str()),
+            "{path} is documented but not served"
+        );
+    }
+}
