@@ -84,16 +84,10 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// Deployments of a workspace, newest first (by deployed_at, then id).
-pub async fn list_deployments(
-    pool: &PgPool,
-    workspace_id: Uuid,
-    filter: &DeploymentFilter,
-    cursor: Option<Cursor>,
-    limit: i64,
-) -> Result<Page, sqlx::Error> {
-    let limit = limit.clamp(1, MAX_PAGE);
-    let sql = format!(
+/// The history query (parameters: workspace, environment id, repository,
+/// status, since, until, cursor time, cursor id, limit).
+pub fn list_sql() -> String {
+    format!(
         "SELECT {VIEW_COLUMNS} FROM deployments
          WHERE workspace_id = $1
            AND ($2::uuid IS NULL OR environment_id = $2)
@@ -104,7 +98,19 @@ pub async fn list_deployments(
            AND ($7::timestamptz IS NULL OR (deployed_at, id) < ($7, $8))
          ORDER BY deployed_at DESC, id DESC
          LIMIT $9"
-    );
+    )
+}
+
+/// Deployments of a workspace, newest first (by deployed_at, then id).
+pub async fn list_deployments(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    filter: &DeploymentFilter,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let sql = list_sql();
     let mut items: Vec<DeploymentView> = sqlx::query_as(&sql)
         .bind(workspace_id)
         .bind(filter.environment_id)
@@ -241,6 +247,18 @@ pub async fn environments_now(
         .collect())
 }
 
+/// The as-of query (parameters: workspace, environment id, at, repository).
+pub const DEPLOYED_AT_SQL: &str = "SELECT d.repo_full_name, d.id AS deployment_id, d.commit_sha, d.branch, d.deployed_at
+         FROM current_deployments c
+         CROSS JOIN LATERAL (
+             SELECT id, repo_full_name, commit_sha, branch, deployed_at FROM deployments d
+             WHERE d.workspace_id = c.workspace_id AND d.environment_id = c.environment_id
+               AND d.repo_full_name = c.repo_full_name AND d.status = 'success' AND d.deployed_at <= $3
+             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+         ) d
+         WHERE c.workspace_id = $1 AND c.environment_id = $2 AND ($4::text IS NULL OR c.repo_full_name = $4)
+         ORDER BY d.repo_full_name";
+
 /// What was running in an environment at `at`: per repository, the latest
 /// successful deployment with `deployed_at <= at`. Reports that arrived late
 /// or out of order are already merged in `deployments`; failed deployments
@@ -256,24 +274,13 @@ pub async fn deployed_at(
     at: DateTime<Utc>,
     repository: Option<&str>,
 ) -> Result<Vec<Running>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT d.repo_full_name, d.id AS deployment_id, d.commit_sha, d.branch, d.deployed_at
-         FROM current_deployments c
-         CROSS JOIN LATERAL (
-             SELECT id, repo_full_name, commit_sha, branch, deployed_at FROM deployments d
-             WHERE d.workspace_id = c.workspace_id AND d.environment_id = c.environment_id
-               AND d.repo_full_name = c.repo_full_name AND d.status = 'success' AND d.deployed_at <= $3
-             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
-         ) d
-         WHERE c.workspace_id = $1 AND c.environment_id = $2 AND ($4::text IS NULL OR c.repo_full_name = $4)
-         ORDER BY d.repo_full_name",
-    )
-    .bind(workspace_id)
-    .bind(environment_id)
-    .bind(at)
-    .bind(repository)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(DEPLOYED_AT_SQL)
+        .bind(workspace_id)
+        .bind(environment_id)
+        .bind(at)
+        .bind(repository)
+        .fetch_all(pool)
+        .await
 }
 
 /// RFC 3339 UTC with a `Z`, as every timestamp the API returns.
