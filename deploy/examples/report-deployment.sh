@@ -1,7 +1,7 @@
 #!/bin/bash
 
 # Configuration
-VM_API_URL="${VM_API_URL:-https://api.vibemonitor.com}"
+VM_API_URL="${VM_API_URL:-http://127.0.0.1:8080}"  # the local stack (deploy/local/run)
 VM_WORKSPACE_KEY="${VM_WORKSPACE_KEY}"
 ENVIRONMENT="${ENVIRONMENT:-production}"
 REPOSITORY="${REPOSITORY}"

@@ -3,6 +3,7 @@
 //! projector together.
 
 mod cli;
+mod deploy_files;
 mod pipeline;
 mod read_and_report;
 mod replay_tail;
