@@ -380,3 +380,28 @@ async fn a_request_id_is_echoed_back_or_generated() {
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_sent_ten_times_at_once_is_one_event() {
+    let app = TestApp::spawn().await;
+
+    let answers = futures::future::join_all((0..10).map(|_| async {
+        json(
+            app.post_with(MINIMAL, &[("Idempotency-Key", "concurrent-retry-1")])
+                .await,
+        )
+        .await
+    }))
+    .await;
+
+    let ids: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one id for all ten");
+    let records = app.events(10, Duration::from_secs(3)).await;
+    assert_eq!(records.len(), 1, "one event on the topic");
+}

@@ -71,3 +71,64 @@ async fn a_killed_broker_gives_503_then_ingest_recovers_without_a_restart() {
         "the 201s before and after the outage are on the topic"
     );
 }
+
+mod slow_clients {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use crate::helpers::TestApp;
+
+    #[tokio::test]
+    async fn trickled_headers_are_cut_off_by_the_header_timeout() {
+        let app = TestApp::spawn_with(|c| c.header_timeout_ms = 1000).await;
+        let mut conn = TcpStream::connect(app.addr).await.unwrap();
+        conn.write_all(b"POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+
+        // Keep trickling a header byte now and then, never finishing.
+        let mut buf = [0u8; 1024];
+        let closed = loop {
+            if started.elapsed() > Duration::from_secs(5) {
+                break false;
+            }
+            if conn.write_all(b"X").await.is_err() {
+                break true;
+            }
+            match tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) => {}
+                Err(_) => {}
+            }
+        };
+
+        assert!(closed, "the slow client was not cut off");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "cut off after {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_gets_408_after_the_body_timeout() {
+        let app = TestApp::spawn_with(|c| c.body_timeout_ms = 1000).await;
+        let mut conn = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\nX-Workspace-Key: {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"environment\"",
+            app.tenant.key
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut response)).await;
+
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}

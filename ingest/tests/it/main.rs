@@ -10,4 +10,5 @@ mod durability;
 mod operability;
 mod read_api;
 mod router;
+mod secrets;
 mod seed_examples;
