@@ -132,3 +132,44 @@ mod slow_clients {
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_a_cached_key_keeps_being_accepted_and_an_uncached_one_gets_503() {
+    let pg = vibemon_testkit::PrivatePostgres::start();
+    let pool = vibemon_store::connect(&pg.url(), 2).await.unwrap();
+    vibemon_store::migrate(&pool).await.unwrap();
+    let topic = vibemon_testkit::TestTopic::new(1).await;
+    let tenant = vibemon_testkit::Tenant::create(&pool, "warm").await;
+    let cold = vibemon_testkit::Tenant::create(&pool, "cold").await;
+    let url = pg.url();
+    let app = crate::helpers::TestApp::spawn_on(TestDb::new().await, topic, |c| {
+        c.database_url = url;
+        c.key_cache_ttl_secs = 60;
+        c.env_cache_ttl_secs = 60;
+    })
+    .await;
+    let post = |key: String| {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/deployments/webhook");
+        async move {
+            client
+                .post(url)
+                .header("X-Workspace-Key", key)
+                .header("Content-Type", "application/json")
+                .body(MINIMAL)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(post(tenant.key.clone()).await.status(), 201, "warms the caches");
+
+    pg.stop();
+    let warm = post(tenant.key.clone()).await;
+    let uncached = post(cold.key.clone()).await;
+    pg.up();
+
+    assert_eq!(warm.status(), 201, "a cached key and environment need no Postgres");
+    assert_eq!(uncached.status(), 503);
+    assert!(uncached.headers().contains_key("retry-after"));
+}

@@ -82,12 +82,12 @@ async fn assert_exact(live: &sqlx::PgPool, topic: &TestTopic, events: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_projector_sigkilled_at_random_points_loses_and_doubles_nothing() {
+async fn a_projector_sigkilled_ten_times_at_random_points_loses_and_doubles_nothing() {
     let (db, topic, world) = (TestDb::new().await, TestTopic::new(3).await, World::new());
     let group = group();
-    let producer_task = stream_events(&topic, world, 1500);
+    let producer_task = stream_events(&topic, world, 2000);
 
-    let sleeps: Vec<u64> = (0..6)
+    let sleeps: Vec<u64> = (0..10)
         .map(|_| rand::rng().random_range(800..2500))
         .collect();
     let mut seen_after_kill = Vec::new();
