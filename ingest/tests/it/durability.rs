@@ -162,14 +162,22 @@ async fn with_postgres_down_a_cached_key_keeps_being_accepted_and_an_uncached_on
                 .unwrap()
         }
     };
-    assert_eq!(post(tenant.key.clone()).await.status(), 201, "warms the caches");
+    assert_eq!(
+        post(tenant.key.clone()).await.status(),
+        201,
+        "warms the caches"
+    );
 
     pg.stop();
     let warm = post(tenant.key.clone()).await;
     let uncached = post(cold.key.clone()).await;
     pg.up();
 
-    assert_eq!(warm.status(), 201, "a cached key and environment need no Postgres");
+    assert_eq!(
+        warm.status(),
+        201,
+        "a cached key and environment need no Postgres"
+    );
     assert_eq!(uncached.status(), 503);
     assert!(uncached.headers().contains_key("retry-after"));
 }

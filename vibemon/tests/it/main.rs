@@ -4,6 +4,7 @@
 
 mod cli;
 mod deploy_files;
+mod faults;
 mod pipeline;
 mod read_and_report;
 mod replay_tail;

@@ -13,16 +13,16 @@ pub struct Ingest {
 
 impl Ingest {
     pub async fn spawn(db_url: &str, kafka: KafkaArgs) -> Self {
+        Self::spawn_with(vibemon_ingest::config::Config::for_tests(db_url, kafka)).await
+    }
+
+    pub async fn spawn_with(config: vibemon_ingest::config::Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(vibemon_ingest::serve(
-            vibemon_ingest::config::Config::for_tests(db_url, kafka),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let handle = tokio::spawn(vibemon_ingest::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
         Self {
             addr,
             stop: Some(stop),

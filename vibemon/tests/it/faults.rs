@@ -1,0 +1,160 @@
+//! Faults under steady load, on real components: a broker SIGKILLed and
+//! restarted while CI clients keep posting. Every 201 must end up in
+//! `deployments`; every other answer must be a 503 with `Retry-After`, in
+//! bounded time, with no dropped connection.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vibemon_runtime::KafkaArgs;
+use vibemon_testkit::{PrivateBroker, Tenant, TestDb, TestTopic};
+
+use crate::stack::Ingest;
+
+#[derive(Debug, Default)]
+struct Tally {
+    sent: usize,
+    accepted: Vec<uuid::Uuid>,
+    unavailable: usize,
+    other: Vec<String>,
+    slowest: Duration,
+}
+
+/// `workers` clients posting back to back until `until`.
+async fn load(url: String, key: String, workers: usize, until: Instant) -> Tally {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (tally, client, url, key) = (tally.clone(), client.clone(), url.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while Instant::now() < until {
+                    i += 1;
+                    let body = format!(r#"{{"environment": "production", "repository": "acme/svc-{w}", "extra_data": {{"n": {i}}}}}"#);
+                    let started = Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .header("X-Workspace-Key", &key)
+                        .header("Content-Type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    let took = started.elapsed();
+                    enum Seen {
+                        Accepted(uuid::Uuid),
+                        Unavailable,
+                        Other(String),
+                    }
+                    let seen = match resp {
+                        Ok(r) if r.status() == 201 => {
+                            let v: serde_json::Value = r.json().await.unwrap();
+                            Seen::Accepted(uuid::Uuid::parse_str(v["id"].as_str().unwrap()).unwrap())
+                        }
+                        Ok(r) if r.status() == 503 && r.headers().contains_key("retry-after") => Seen::Unavailable,
+                        Ok(r) => Seen::Other(format!("HTTP {}", r.status())),
+                        Err(e) => Seen::Other(format!("transport: {e}")),
+                    };
+                    let mut t = tally.lock().unwrap();
+                    t.sent += 1;
+                    t.slowest = t.slowest.max(took);
+                    match seen {
+                        Seen::Accepted(id) => t.accepted.push(id),
+                        Seen::Unavailable => t.unavailable += 1,
+                        Seen::Other(why) => t.other.push(why),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(tally).unwrap().into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_sigkilled_and_restarted_under_load_loses_no_accepted_deployment() {
+    let broker = PrivateBroker::start();
+    let (db, topic) = (
+        TestDb::new().await,
+        TestTopic::on(&broker.brokers(), 3).await,
+    );
+    let tenant = Tenant::create(&db.pool, "load").await;
+    let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
+    let mut config = vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone());
+    config.kafka_message_timeout_ms = 3000;
+    let ingest = Ingest::spawn_with(config).await;
+    let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
+
+    let started = Instant::now();
+    let load = tokio::spawn(load(
+        url,
+        tenant.key.clone(),
+        4,
+        started + Duration::from_secs(14),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b = Arc::new(broker);
+    let killer = b.clone();
+    tokio::task::spawn_blocking(move || killer.kill())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let starter = b.clone();
+    tokio::task::spawn_blocking(move || starter.up())
+        .await
+        .unwrap();
+    let tally = load.await.unwrap();
+    ingest.stop().await;
+
+    let mut pc = vibemon_projector::config::Config::for_tests(&db.url, kafka, "fault-load");
+    pc.until_caught_up = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    vibemon_projector::serve(pc, listener, std::future::pending())
+        .await
+        .unwrap();
+    let stored: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deployments")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let stored: std::collections::HashSet<_> = stored.into_iter().collect();
+    let lost = tally
+        .accepted
+        .iter()
+        .filter(|id| !stored.contains(id))
+        .count();
+    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    println!(
+        "broker SIGKILL under load: sent {}, 201 {}, 503 {}, other {}, lost {lost}, doubled {doubled}, slowest answer {:?}",
+        tally.sent,
+        tally.accepted.len(),
+        tally.unavailable,
+        tally.other.len(),
+        tally.slowest
+    );
+
+    assert!(tally.unavailable > 0, "the kill was not felt: {tally:?}");
+    assert!(
+        tally.accepted.len() > 20,
+        "too little load got through: {tally:?}"
+    );
+    assert!(
+        tally.other.is_empty(),
+        "answers other than 201/503+Retry-After: {:?}",
+        tally.other
+    );
+    assert_eq!(lost, 0, "accepted deployments missing from Postgres");
+    assert_eq!(doubled, 0);
+    assert!(
+        tally.slowest < Duration::from_secs(8),
+        "an answer took {:?}",
+        tally.slowest
+    );
+}
