@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod hostile;
+
 mod auth;
 mod contract;
 mod durability;

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Writes hostile.jsonl: the hostile-request corpus replayed by
+ingest/tests/it/hostile.rs. Each line is one request and the status it must
+get. Regenerate with `python3 ingest/tests/corpus/generate.py`; the output is
+committed so the corpus is data in the repository, reviewed like code.
+
+Fields: name, expect (status), content_type (null = no header), key
+("valid" | "none" | a literal), and one of body (text), body_b64 (raw
+bytes), or body_bytes (size of a generated body, for 1 MB / 100 MB)."""
+
+import base64
+import json
+from pathlib import Path
+
+SHA = "9fceb02d0ae598e95dc970b74767f19372d61af8"
+cases = []
+
+
+def add(name, expect, body=None, *, raw=None, size=None, content_type="application/json", key="valid"):
+    c = {"name": name, "expect": expect, "content_type": content_type, "key": key}
+    if raw is not None:
+        c["body_b64"] = base64.b64encode(raw).decode()
+    elif size is not None:
+        c["body_bytes"] = size
+    else:
+        c["body"] = body if isinstance(body, str) else json.dumps(body)
+    cases.append(c)
+
+
+def ok(**extra):
+    b = {"environment": "production", "repository": "acme/api"}
+    b.update(extra)
+    return b
+
+
+# Invalid JSON.
+for i, text in enumerate(["", "{", "}", "[", "null", "true", "42", '"production"', "{environment: production}",
+                          "{'environment': 'production'}", '{"environment": "production",}', '{"environment" "x"}',
+                          '{"a":1}{"b":2}', "\ufeff{}", '{"environment": "production", "repository": "a/b"', "NaN",
+                          '{"environment": NaN}', '{"environment": Infinity}', '{"x": 1e999999}', "/* c */ {}"]):
+    add(f"invalid json {i}: {text[:24]!r}", 422, text)
+
+# Wrong types for every field.
+for field in ["environment", "repository", "branch", "commit_sha", "status", "source", "deployed_at", "external_id"]:
+    for j, v in enumerate([1, 1.5, True, [], {}, ["production"]]):
+        add(f"{field} as {type(v).__name__} {j}", 422, ok(**{field: v}))
+for j, v in enumerate([1, "a string", [], True, 0.5]):
+    add(f"extra_data as {type(v).__name__} {j}", 422, ok(extra_data=v))
+add("environment null", 422, {"environment": None, "repository": "acme/api"})
+add("repository null", 422, {"environment": "production", "repository": None})
+add("body is an array of objects", 422, [ok()])
+
+# Deeply nested extra_data.
+for depth in [17, 32, 100, 127]:
+    v = 1
+    for _ in range(depth):
+        v = {"a": v}
+    add(f"extra_data nested {depth} deep", 422, ok(extra_data=v))
+deep_arrays = "[" * 200 + "]" * 200
+add("extra_data 200 nested arrays", 422, '{"environment":"production","repository":"acme/api","extra_data":{"x":' + deep_arrays + "}}")
+add("recursion bomb 10000 brackets", 422, "[" * 10000)
+
+# Duplicate keys.
+for field in ["environment", "repository", "status", "commit_sha", "extra_data"]:
+    add(f"duplicate {field}", 422, '{"environment":"production","repository":"acme/api","' + field + '":' +
+        ('"x"' if field != "extra_data" else "{}") + ',"' + field + '":' + ('"y"' if field != "extra_data" else "{}") + "}")
+
+# Invalid UTF-8 and NUL bytes.
+for i, raw in enumerate([b'{"environment":"\xff\xfe","repository":"acme/api"}', b'{"environment":"production","repository":"acme/\xc3\x28"}',
+                         b"\xff\xfe\xfd", b'{"environment":"prod\x00uction","repository":"acme/api"}',
+                         b'{"environment":"production","repository":"acme/api"}\x00', b'\x00{"environment":"production"}',
+                         b'{"environment":"production","repository":"acme/api","branch":"\xed\xa0\x80"}']):
+    add(f"invalid utf-8 or raw NUL {i}", 422, raw=raw)
+for field in ["environment", "repository", "branch", "external_id"]:
+    add(f"escaped NUL in {field}", 422, ok(**{field: "a\u0000b" if field != "repository" else "acme/a\u0000b"}))
+add("escaped NUL in extra_data value", 422, ok(extra_data={"k": "x\u0000y"}))
+add("escaped NUL in extra_data key", 422, ok(extra_data={"k\u0000": "x"}))
+
+# Sizes.
+add("1 MB body", 413, size=1_000_000)
+add("100 MB body", 413, size=100_000_000)
+add("64 KiB + 1 body", 413, size=65_537)
+add("branch of 256 characters", 422, ok(branch="b" * 256))
+add("repository of 300 characters", 422, ok(repository="a/" + "r" * 298))
+add("environment of 65 characters", 422, ok(environment="e" * 65))
+add("external_id of 256 characters", 422, ok(external_id="x" * 256))
+
+# Content types.
+for i, ct in enumerate([None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                        "application/xml", "text/json", "json", "application/jsonx", "*/*", ""]):
+    add(f"content type {ct!r}", 415, ok(), content_type=ct)
+add("content type with charset is fine", 201, ok(), content_type="application/json; charset=utf-8")
+add("vendor +json content type is fine", 201, ok(), content_type="application/vnd.vibemon+json")
+
+# Keys.
+for i, key in enumerate(["none", "", "null", "Bearer abc", "vmk_", "vmk_' OR '1'='1", "vmk_0123456789abcdef_" + "A" * 43,
+                         "' OR 1=1 --", "$(reboot)", "<script>alert(1)</script>", "vmk_" + "z" * 16 + "_" + "A" * 43,
+                         "vmk_0123456789ABCDEF_" + "A" * 43, "x" * 10000]):
+    add(f"bad key {i}", 401, ok(), key=key)
+
+# Injection strings in every field: refused where the field has a shape,
+# accepted (and stored as inert JSON) in free-form metadata.
+INJECTIONS = ["'; DROP TABLE deployments; --", "\" OR \"1\"=\"1", "$(rm -rf /)", "`id`", "; cat /etc/passwd",
+              "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "{{7*7}}", "${jndi:ldap://x/a}",
+              "../../../../etc/passwd", "%00", "\r\nX-Injected: 1", "|| ls", "&& whoami"]
+for i, s in enumerate(INJECTIONS):
+    for field in ["environment", "repository", "commit_sha", "status", "source", "deployed_at"]:
+        add(f"injection {i} in {field}", 422, ok(**{field: s}))
+    add(f"injection {i} in branch", 422 if any(c.isspace() for c in s) else 201, ok(branch=s))
+    add(f"injection {i} in extra_data value", 201, ok(extra_data={"note": s}))
+    add(f"injection {i} in extra_data key", 201, ok(extra_data={s: "v"}))
+    add(f"injection {i} in external_id", 422 if any(ord(c) < 32 for c in s) else 201, ok(external_id=s))
+    add(f"injection {i} as unknown field", 422, {**ok(), s: "x"})
+
+# Unicode look-alikes in environment names.
+for i, name in enumerate(["\u0440roduction", "pr\u043eduction", "productio\u0578", "ｐｒｏｄｕｃｔｉｏｎ", "production\u200b",
+                          "\u200bproduction", "product\u0131on", "PRODUCTION", "Production", "production ", " production",
+                          "prod\u00adution", "pro\u0301duction", "productionǃ"]):
+    expect = 404 if name in ("PRODUCTION", "Production") else 422
+    add(f"look-alike environment {i}", expect, ok(environment=name))
+
+# Extreme timestamps.
+for i, ts in enumerate(["0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z",
+                        "275760-09-13T00:00:00Z", "2024-02-30T00:00:00Z", "2024-13-01T00:00:00Z", "2024-01-01T25:00:00Z",
+                        "2024-01-01T00:00:00+25:00", "-2024-01-01T00:00:00Z", "1e10", "2024-01-01", "yesterday",
+                        "2100-01-01T00:00:00Z"]):
+    add(f"extreme timestamp {i}: {ts}", 422, ok(deployed_at=ts))
+add("a leap second is valid RFC 3339", 201, ok(deployed_at="2016-12-31T23:59:60Z"))
+add("timestamp with far negative offset is fine", 201, ok(deployed_at="2024-01-15T00:00:00-12:00"))
+add("timestamp with nanoseconds is fine", 201, ok(deployed_at="2024-01-15T10:30:00.123456789Z"))
+
+# Enum near-misses.
+for i, s in enumerate(["Success", "SUCCESS", "succeeded", "done", "in-progress", "inprogress", "canceled", " success"]):
+    add(f"status near-miss {i}", 422, ok(status=s))
+for i, s in enumerate(["GitHub", "github", "gitlab", "Jenkins", "argo", "circleci"]):
+    add(f"source near-miss {i}", 422, ok(source=s))
+# Commit SHA shapes.
+for i, s in enumerate([SHA[:39], SHA + "0", SHA[:7], "g" * 40, SHA.replace("9", " ", 1), "0x" + SHA[:38]]):
+    add(f"commit_sha shape {i}", 422, ok(commit_sha=s))
+add("upper-case commit_sha is normalised", 201, ok(commit_sha=SHA.upper()))
+
+out = Path(__file__).with_name("hostile.jsonl")
+out.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases))
+print(f"{len(cases)} cases -> {out}")
