@@ -394,6 +394,13 @@ fn as_postgres(cmd: &std::path::Path, args: &[&str]) -> std::process::ExitStatus
 impl PrivatePostgres {
     /// initdb and start a fresh server with a `vibemon` superuser (trust auth).
     pub fn start() -> Self {
+        Self::start_with_tls(false)
+    }
+
+    /// The same; with `tls`, the server also gets a self-signed certificate
+    /// for 127.0.0.1 signed by a test CA (made with openssl) and `ssl = on`.
+    /// The CA is `dir/ca.crt`, usable as `sslrootcert`.
+    pub fn start_with_tls(tls: bool) -> Self {
         let version = std::fs::read_dir("/usr/lib/postgresql")
             .expect("Debian's postgresql is installed")
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -414,6 +421,9 @@ impl PrivatePostgres {
             &["-D", &dir_s, "-A", "trust", "-U", "vibemon", "--no-sync"],
         );
         assert!(ok.success(), "initdb failed");
+        if tls {
+            enable_tls(&dir);
+        }
         let pg = Self {
             dir,
             port: free_port(),
@@ -450,6 +460,81 @@ impl PrivatePostgres {
             &["-D", &dir, "-m", "immediate", "-w", "stop"],
         );
     }
+}
+
+/// A test CA (`dir/ca.crt`), a server certificate it signed for 127.0.0.1,
+/// and `ssl = on`, in a data directory.
+fn enable_tls(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(ok.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vibemon test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    for f in ["server.key", "server.crt"] {
+        std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(dir.join(f))
+            .status()
+            .unwrap();
+    }
+    std::process::Command::new("chmod")
+        .arg("600")
+        .arg(dir.join("server.key"))
+        .status()
+        .unwrap();
+    let conf = dir.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    std::fs::write(&conf, text).unwrap();
 }
 
 impl Drop for PrivatePostgres {

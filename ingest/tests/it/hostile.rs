@@ -40,20 +40,32 @@ async fn oversized(app: &TestApp, declared: usize) -> u16 {
         app.tenant.key
     );
     conn.write_all(head.as_bytes()).await.unwrap();
-    let mut body = br#"{"environment":"production","repository":"acme/api","extra_data":{"x":""#.to_vec();
+    let mut body =
+        br#"{"environment":"production","repository":"acme/api","extra_data":{"x":""#.to_vec();
     body.resize(declared.min(70_000), b'a');
     let _ = conn.write_all(&body).await;
     let mut buf = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await.expect("answered in time").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .unwrap();
     let status = String::from_utf8_lossy(&buf[..n]);
-    status.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
 async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_reach_kafka() {
     let app = TestApp::spawn().await;
     let cases = corpus();
-    assert!(cases.len() >= 200, "the corpus has {} requests", cases.len());
+    assert!(
+        cases.len() >= 200,
+        "the corpus has {} requests",
+        cases.len()
+    );
 
     let mut wrong = Vec::new();
     for case in &cases {
@@ -62,10 +74,15 @@ async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_r
         } else {
             let body = match (&case.body, &case.body_b64) {
                 (Some(text), _) => text.clone().into_bytes(),
-                (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+                (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
                 _ => Vec::new(),
             };
-            let mut req = app.client.post(app.url("/api/v1/deployments/webhook")).body(body);
+            let mut req = app
+                .client
+                .post(app.url("/api/v1/deployments/webhook"))
+                .body(body);
             if let Some(ct) = &case.content_type {
                 req = req.header("Content-Type", ct);
             }
@@ -74,24 +91,45 @@ async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_r
                 "valid" => req = req.header("X-Workspace-Key", &app.tenant.key),
                 literal => req = req.header("X-Workspace-Key", literal),
             }
-            let resp = req.send().await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
             if status >= 400 {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{}: not JSON: {text}", case.name));
-                assert!(v["detail"].is_string() || v["detail"].is_array(), "{}: {text}", case.name);
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|_| panic!("{}: not JSON: {text}", case.name));
+                assert!(
+                    v["detail"].is_string() || v["detail"].is_array(),
+                    "{}: {text}",
+                    case.name
+                );
             }
             status
         };
         if status != case.expect {
-            wrong.push(format!("{}: expected {}, got {status}", case.name, case.expect));
+            wrong.push(format!(
+                "{}: expected {}, got {status}",
+                case.name, case.expect
+            ));
         }
     }
 
-    assert!(wrong.is_empty(), "{} of {} wrong:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the service is still up");
     let accepted = cases.iter().filter(|c| c.expect == 201).count();
     let events = app.events(accepted + 10, Duration::from_secs(5)).await;
-    assert_eq!(events.len(), accepted, "exactly the accepted requests reached Kafka");
+    assert_eq!(
+        events.len(),
+        accepted,
+        "exactly the accepted requests reached Kafka"
+    );
 }

@@ -7,3 +7,4 @@ mod crashes;
 mod dead_letters;
 mod ordering;
 mod projection;
+mod tls;
