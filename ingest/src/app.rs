@@ -29,6 +29,7 @@ use crate::environments::Environments;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
+use crate::server::PeerAddr;
 use crate::sink::Sink;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/deployments/webhook";
@@ -48,6 +49,8 @@ pub struct AppState {
     /// gets the same body without publishing again, and concurrent retries
     /// wait for the first instead of racing it.
     pub idempotent: Cache<Uuid, Arc<DeploymentResponse>>,
+    /// Per-client-IP and per-key token buckets.
+    pub rate_limits: crate::limits::RateLimits,
 }
 
 /// Request limits, from `Config`.
@@ -109,8 +112,14 @@ async fn record_http_metrics(State(state): State<AppState>, req: Request, next: 
     response
 }
 
-async fn post_webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match accept_webhook(&state, &headers, body).await {
+async fn post_webhook(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<PeerAddr>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let peer = peer.map(|p| p.0 .0.ip());
+    match accept_webhook(&state, peer, &headers, body).await {
         Ok(response) => (
             StatusCode::CREATED,
             [(
@@ -134,14 +143,17 @@ async fn post_webhook(State(state): State<AppState>, headers: HeaderMap, body: B
 /// Authenticate, check, validate, resolve, publish: the whole contract.
 async fn accept_webhook(
     state: &AppState,
+    peer: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Arc<DeploymentResponse>, ApiError> {
+    state.rate_limits.check_ip(peer)?;
     // Postgres keeps microseconds; so does every timestamp we hand out, so the
     // 201 body and later reads of the same deployment agree to the digit.
     let received_at = Utc::now().trunc_subsecs(6);
     let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
     let principal = state.auth.authenticate(key).await?;
+    state.rate_limits.check_key(principal.key_id)?;
     require_json(headers)?;
     let idempotency_key = idempotency_key(headers)?;
     let bytes = read_body(headers, body, &state.limits).await?;

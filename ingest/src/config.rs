@@ -97,6 +97,15 @@ pub struct Config {
     /// Postgres connections.
     #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// Webhook requests per second per client IP (burst twice that), checked
+    /// before authentication; 0 turns it off (do that behind a proxy).
+    #[arg(long, env = "INGEST_RATE_LIMIT_PER_IP", default_value_t = 200)]
+    pub rate_limit_per_ip: u32,
+
+    /// Requests per second per API key (burst twice that); 0 turns it off.
+    #[arg(long, env = "INGEST_RATE_LIMIT_PER_KEY", default_value_t = 100)]
+    pub rate_limit_per_key: u32,
 }
 
 impl Config {

@@ -42,6 +42,12 @@ pub enum ApiError {
     /// accepted and the client should retry.
     #[error("event not durable: {0}")]
     SinkUnavailable(String),
+    /// Over the per-client-IP or per-key rate limit.
+    #[error("rate limited by {what}")]
+    RateLimited {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     /// A workspace-scoped resource that does not exist (or is another workspace's).
     #[error("{0} not found")]
     NotFound(String),
@@ -81,6 +87,7 @@ impl ApiError {
             ApiError::BodyTimeout => "body_timeout",
             ApiError::SinkUnavailable(_) => "sink_unavailable",
             ApiError::NotFound(_) => "not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -141,6 +148,14 @@ impl IntoResponse for ApiError {
                 2,
             ),
             ApiError::NotFound(what) => detail(StatusCode::NOT_FOUND, format!("{what} not found")),
+            // The client is sending faster than its share; it should slow down, not give up.
+            ApiError::RateLimited { what, retry_after_secs } => retry_after(
+                detail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Too many requests from this {what}; retry after {retry_after_secs}s"),
+                ),
+                u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
+            ),
             // Never leak internals.
             ApiError::Internal(_) => detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
         }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod environments;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod read_api;
 pub mod request;
@@ -64,6 +65,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
         },
         idempotent: app::idempotency_cache(),
+        rate_limits: limits::RateLimits::new(config.rate_limit_per_ip, config.rate_limit_per_key),
     })
 }
 
@@ -75,7 +77,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
-    let flusher = tokio::spawn(flush_last_used_forever(state.auth.clone()));
+    let flusher = tokio::spawn(housekeeping(state.clone()));
     tracing::info!(addr = %listener.local_addr()?, topic = %config.kafka.topic, sink = ?config.sink, "ingest listening");
     server::serve_with_timeouts(
         app::app(state.clone()),
@@ -92,12 +94,14 @@ pub async fn serve(
     Ok(())
 }
 
-async fn flush_last_used_forever(auth: Authenticator) {
+/// Every 5 s: write batched key use, forget idle rate-limit buckets.
+async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        if let Err(e) = auth.flush_last_used().await {
+        if let Err(e) = state.auth.flush_last_used().await {
             tracing::warn!(error = %e, "could not record API key last use");
         }
+        state.rate_limits.shrink();
     }
 }

@@ -36,7 +36,9 @@ async fn principal(
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<Principal>, ApiError> {
     let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
-    state.auth.authenticate(key).await
+    let who = state.auth.authenticate(key).await?;
+    state.rate_limits.check_key(who.key_id)?;
+    Ok(who)
 }
 
 fn db_error(e: sqlx::Error) -> ApiError {

@@ -9,6 +9,7 @@ mod hostile;
 mod auth;
 mod contract;
 mod durability;
+mod limits;
 mod operability;
 mod read_api;
 mod router;

@@ -87,6 +87,9 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_no_accepted_deploymen
     let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
     let mut config = vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone());
     config.kafka_message_timeout_ms = 3000;
+    // Steady load from one address with one key: the limits are not under test here.
+    config.rate_limit_per_ip = 0;
+    config.rate_limit_per_key = 0;
     let ingest = Ingest::spawn_with(config).await;
     let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
 
