@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let flood = tokio::spawn(closed_loop(
         url.clone(),
-        || vibemon_store::keys::generate_unhashed_plaintext(),
+        vibemon_store::keys::generate_unhashed_plaintext,
         16,
         secs,
     ));
