@@ -105,12 +105,17 @@ impl TestTopic {
 
     /// The same on a given cluster (a private broker of a fault test).
     pub async fn on(brokers: &str, partitions: i32) -> Self {
+        Self::replicated(brokers, partitions, 1).await
+    }
+
+    /// The same with `replication` replicas (min ISR comes from the cluster).
+    pub async fn replicated(brokers: &str, partitions: i32, replication: i32) -> Self {
         let name = format!("test-{}", Uuid::new_v4().simple());
         let dlq = format!("{name}.dlq");
         let admin = admin_client(brokers);
         let topics = [
-            NewTopic::new(&name, partitions, TopicReplication::Fixed(1)),
-            NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&name, partitions, TopicReplication::Fixed(replication)),
+            NewTopic::new(&dlq, 1, TopicReplication::Fixed(replication)),
         ];
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
         for result in admin
@@ -540,6 +545,93 @@ fn enable_tls(dir: &std::path::Path) {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three real KRaft brokers of this test's own (`deploy/local/kafka-cluster`)
+/// on free ports, for replication tests that kill one. Deleted on drop.
+pub struct PrivateCluster {
+    pub dir: std::path::PathBuf,
+    pub base_port: u16,
+}
+
+fn kafka_cluster(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/kafka-cluster");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .env("KAFKA_HEAP", "256m")
+        .status()
+        .expect("run kafka-cluster");
+    assert!(status.success(), "kafka-cluster {args:?} failed");
+}
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        // Six ports: P..P+2 for clients, P+100..P+102 for the controllers.
+        let base_port = loop {
+            let p: u16 = 20_000 + (rand_port_offset() % 20_000);
+            let free = [0, 1, 2, 100, 101, 102]
+                .iter()
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok());
+            if free {
+                break p;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("vibemon-cluster-{}", Uuid::new_v4().simple()));
+        let c = Self { dir, base_port };
+        kafka_cluster(&[
+            "up",
+            "--dir",
+            &c.dir_arg(),
+            "--base-port",
+            &base_port.to_string(),
+        ]);
+        c
+    }
+
+    fn dir_arg(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    pub fn brokers(&self) -> String {
+        (0..3)
+            .map(|i| format!("127.0.0.1:{}", self.base_port + i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILL node `n` (1..=3).
+    pub fn kill(&self, n: u8) {
+        kafka_cluster(&["kill", "--dir", &self.dir_arg(), "--node", &n.to_string()]);
+    }
+
+    /// Start node `n` again, keeping its data.
+    pub fn restart(&self, n: u8) {
+        kafka_cluster(&["start", "--dir", &self.dir_arg(), "--node", &n.to_string()]);
+    }
+}
+
+fn rand_port_offset() -> u16 {
+    (Uuid::new_v4().as_u128() % 65_536) as u16
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        for n in 1..=3 {
+            let _ = std::process::Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../deploy/local/kafka-node"
+                ))
+                .args([
+                    "kill",
+                    "--dir",
+                    &self.dir.join(format!("node{n}")).display().to_string(),
+                ])
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -161,3 +161,98 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_no_accepted_deploymen
         tally.slowest
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_nothing_is_lost() {
+    let cluster = Arc::new(vibemon_testkit::PrivateCluster::start());
+    let (db, topic) = (
+        TestDb::new().await,
+        TestTopic::replicated(&cluster.brokers(), 3, 3).await,
+    );
+    let tenant = Tenant::create(&db.pool, "load").await;
+    let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
+    let mut config = vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone());
+    config.kafka_message_timeout_ms = 5000;
+    config.rate_limit_per_ip = 0;
+    config.rate_limit_per_key = 0;
+    let ingest = Ingest::spawn_with(config).await;
+    let projector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = tokio::spawn(vibemon_projector::serve(
+        vibemon_projector::config::Config::for_tests(&db.url, kafka, "cluster-load"),
+        projector_listener,
+        async {
+            let _ = projector_stopped.await;
+        },
+    ));
+    let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
+
+    let started = Instant::now();
+    let load = tokio::spawn(load(
+        url,
+        tenant.key.clone(),
+        4,
+        started + Duration::from_secs(15),
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let killer = cluster.clone();
+    tokio::task::spawn_blocking(move || killer.kill(2))
+        .await
+        .unwrap();
+    let tally = load.await.unwrap();
+    ingest.stop().await;
+    let accepted = tally.accepted.len() as i64;
+    let projected = vibemon_testkit::eventually(Duration::from_secs(60), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        (n >= accepted).then_some(n)
+    })
+    .await;
+    let _ = stop_projector.send(());
+    projector.await.unwrap().unwrap();
+
+    let stored: std::collections::HashSet<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM deployments")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let lost = tally
+        .accepted
+        .iter()
+        .filter(|id| !stored.contains(id))
+        .count();
+    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let fraction = tally.accepted.len() as f64 / tally.sent as f64;
+    println!(
+        "3 brokers, one SIGKILLed under load: sent {}, 201 {} ({:.1}%), 503 {}, other {}, lost {lost}, doubled {doubled}, slowest {:?}",
+        tally.sent,
+        tally.accepted.len(),
+        100.0 * fraction,
+        tally.unavailable,
+        tally.other.len(),
+        tally.slowest
+    );
+
+    assert!(
+        tally.other.is_empty(),
+        "answers other than 201/503+Retry-After: {:?}",
+        tally.other
+    );
+    assert!(
+        fraction > 0.95,
+        "ingest should keep answering 201 with two of three brokers: {fraction}"
+    );
+    assert!(
+        projected.is_some(),
+        "the projector did not carry on after the kill"
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(doubled, 0);
+}
