@@ -364,6 +364,100 @@ impl PrivateBroker {
     }
 }
 
+/// A private broker that also listens with SASL_SSL (SCRAM-SHA-512, a
+/// certificate signed by a test CA made with openssl).
+pub struct SaslBroker {
+    pub broker: PrivateBroker,
+    pub sasl_port: u16,
+    pub ca: std::path::PathBuf,
+    pub username: String,
+    pub password: String,
+}
+
+impl SaslBroker {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("vibemon-sasl-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        make_test_ca_and_server_cert(&dir);
+        let keystore = dir.join("keystore.pem");
+        let pem = std::fs::read_to_string(dir.join("server.key")).unwrap()
+            + &std::fs::read_to_string(dir.join("server.crt")).unwrap();
+        std::fs::write(&keystore, pem).unwrap();
+        let (port, cport, sasl_port) = (free_port(), free_port(), free_port());
+        let extra = dir.join("sasl.properties");
+        std::fs::write(
+            &extra,
+            format!(
+                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport},SASL_SSL://127.0.0.1:{sasl_port}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port}\n\
+                 sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+                 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+                 ssl.keystore.type=PEM\n\
+                 ssl.keystore.location={}\n",
+                keystore.display()
+            ),
+        )
+        .unwrap();
+        let (username, password) = (
+            "pipeline".to_owned(),
+            format!("pw-{}", Uuid::new_v4().simple()),
+        );
+        let node = dir.join("node");
+        kafka_node(&[
+            "start",
+            "--dir",
+            &node.display().to_string(),
+            "--port",
+            &port.to_string(),
+            "--controller-port",
+            &cport.to_string(),
+            "--extra-config",
+            &extra.display().to_string(),
+            "--scram",
+            &format!("{username}={password}"),
+        ]);
+        let broker = PrivateBroker {
+            dir: node,
+            port,
+            controller_port: cport,
+        };
+        Self {
+            broker,
+            sasl_port,
+            ca: dir.join("ca.crt"),
+            username,
+            password,
+        }
+    }
+
+    /// librdkafka properties for the SASL_SSL listener (`KAFKA_OPTIONS` form).
+    pub fn options(&self, password: &str) -> Vec<(String, String)> {
+        [
+            ("security.protocol", "SASL_SSL".to_owned()),
+            ("sasl.mechanisms", "SCRAM-SHA-512".to_owned()),
+            ("sasl.username", self.username.clone()),
+            ("sasl.password", password.to_owned()),
+            ("ssl.ca.location", self.ca.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub fn sasl_brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.sasl_port)
+    }
+}
+
+impl Drop for SaslBroker {
+    fn drop(&mut self) {
+        self.broker.kill();
+        if let Some(parent) = self.broker.dir.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         let _ = std::process::Command::new("bash")
@@ -467,9 +561,9 @@ impl PrivatePostgres {
     }
 }
 
-/// A test CA (`dir/ca.crt`), a server certificate it signed for 127.0.0.1,
-/// and `ssl = on`, in a data directory.
-fn enable_tls(dir: &std::path::Path) {
+/// A test CA (`dir/ca.crt`, `ca.key`) and a server certificate it signed for
+/// 127.0.0.1 (`server.crt`, `server.key`), made with openssl.
+fn make_test_ca_and_server_cert(dir: &std::path::Path) {
     let openssl = |args: &[&str]| {
         let ok = std::process::Command::new("openssl")
             .args(args)
@@ -524,6 +618,12 @@ fn enable_tls(dir: &std::path::Path) {
         "-out",
         "server.crt",
     ]);
+}
+
+/// A test CA (`dir/ca.crt`), a server certificate it signed for 127.0.0.1,
+/// and `ssl = on`, in a data directory.
+fn enable_tls(dir: &std::path::Path) {
+    make_test_ca_and_server_cert(dir);
     for f in ["server.key", "server.crt"] {
         std::process::Command::new("chown")
             .arg("postgres:postgres")

@@ -8,4 +8,5 @@ mod faults;
 mod pipeline;
 mod read_and_report;
 mod replay_tail;
+mod security;
 mod stack;
