@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod fuzz_corpus;
+
 mod hostile;
 
 mod auth;
