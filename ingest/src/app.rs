@@ -56,6 +56,8 @@ pub struct AppState {
 /// Request limits, from `Config`.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Longest a whole request may take.
+    pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub max_future_skew: chrono::Duration,
@@ -78,6 +80,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::read_api::routes())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.limits.request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

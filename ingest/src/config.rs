@@ -59,8 +59,14 @@ pub struct Config {
     #[arg(long, env = "INGEST_BODY_TIMEOUT_MS", default_value_t = 5_000)]
     pub body_timeout_ms: u64,
 
-    /// Kafka delivery timeout in milliseconds; keep it below the client's own
-    /// timeout so a 503 arrives before the client gives up.
+    /// Longest a request may take in all, in milliseconds (408 past it). Keep
+    /// it above the body timeout plus the Kafka delivery timeout, so those
+    /// answer first with their clearer status.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    pub request_timeout_ms: u64,
+
+    /// Kafka delivery timeout in milliseconds; below the request timeout, so
+    /// a 503 arrives before any client or server timeout.
     #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 5_000)]
     pub kafka_message_timeout_ms: u64,
 

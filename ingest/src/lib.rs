@@ -60,6 +60,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         metrics,
         pool,
         limits: Limits {
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_body_bytes: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
@@ -84,6 +85,7 @@ pub async fn serve(
         listener,
         Duration::from_millis(config.header_timeout_ms),
         Duration::from_secs(15),
+        state.metrics.open_connections.clone(),
         shutdown,
     )
     .await?;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     /// Events acknowledged by Kafka.
     pub events_published: IntCounter,
+    /// TCP connections being served (one task each).
+    pub open_connections: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -106,6 +108,11 @@ impl Metrics {
             "DeploymentReported events acknowledged by Kafka",
         )
         .unwrap();
+        let open_connections = IntGauge::new(
+            "vibemon_http_open_connections",
+            "TCP connections being served, one task each",
+        )
+        .unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
@@ -116,6 +123,7 @@ impl Metrics {
             Box::new(argon2_verifications.clone()),
             Box::new(rejections.clone()),
             Box::new(events_published.clone()),
+            Box::new(open_connections.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -130,6 +138,7 @@ impl Metrics {
             argon2_verifications,
             rejections,
             events_published,
+            open_connections,
         }
     }
 

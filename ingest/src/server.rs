@@ -20,12 +20,14 @@ use tower::ServiceExt;
 pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to
-/// `drain` for open requests.
+/// `drain` for open requests. `open_connections` counts the connections (one
+/// task each) being served, so an SRE can see slow clients pile up, or not.
 pub async fn serve_with_timeouts(
     app: Router,
     listener: TcpListener,
     header_timeout: Duration,
     drain: Duration,
+    open_connections: prometheus::IntGauge,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -59,10 +61,13 @@ pub async fn serve_with_timeouts(
             },
         ));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let open = open_connections.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
+            open.dec();
         });
     }
     drop(listener);

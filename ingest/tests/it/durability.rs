@@ -113,6 +113,55 @@ mod slow_clients {
         );
     }
 
+    async fn open_connections(app: &TestApp) -> i64 {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("vibemon_http_open_connections "))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .expect("the open-connections gauge")
+    }
+
+    #[tokio::test]
+    async fn after_twenty_slowloris_clients_are_cut_off_open_connections_return_to_baseline() {
+        let app = TestApp::spawn_with(|c| c.header_timeout_ms = 1000).await;
+        let baseline = open_connections(&app).await;
+
+        let mut slow = Vec::new();
+        for _ in 0..20 {
+            let mut conn = TcpStream::connect(app.addr).await.unwrap();
+            conn.write_all(b"POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            slow.push(conn);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let during = open_connections(&app).await;
+        let after = vibemon_testkit::eventually(Duration::from_secs(5), || async {
+            let n = open_connections(&app).await;
+            (n == baseline).then_some(n)
+        })
+        .await;
+
+        assert!(
+            during >= baseline + 20,
+            "baseline {baseline}, during {during}"
+        );
+        assert_eq!(
+            after,
+            Some(baseline),
+            "connections (and their tasks) did not return to baseline"
+        );
+        drop(slow);
+    }
+
     #[tokio::test]
     async fn a_trickled_body_gets_408_after_the_body_timeout() {
         let app = TestApp::spawn_with(|c| c.body_timeout_ms = 1000).await;

@@ -70,8 +70,34 @@ async fn accepted(app: &TestApp, stdout: &str) -> (Value, Value) {
     assert!(body["id"].is_string(), "{body}");
     let records = app.events(1, Duration::from_secs(5)).await;
     assert_eq!(records.len(), 1);
-    let event: Value = serde_json::from_slice(records[0].payload.as_ref().unwrap()).unwrap();
+    let payload = records[0].payload.as_ref().unwrap();
+    let event: Value = serde_json::from_slice(payload).unwrap();
     assert_eq!(event["deployment_id"], body["id"]);
+    // Project the very record with the projector's writer, and find the row.
+    let decoded = vibemon_schemas::DeploymentReported::decode(payload).unwrap();
+    let located = vibemon_projector::batch::Located {
+        event: decoded,
+        topic: app.topic.name.clone(),
+        partition: records[0].partition,
+        offset: records[0].offset,
+    };
+    vibemon_projector::writer::write_batch(
+        &app.db.pool,
+        "seed-examples",
+        &[located],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let id = uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+    let (repo, status): (String, String) =
+        sqlx::query_as("SELECT repo_full_name, status FROM deployments WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("the deployment row");
+    assert_eq!(repo, body["repo_full_name"].as_str().unwrap());
+    assert_eq!(status, body["status"].as_str().unwrap());
     (body, event)
 }
 
