@@ -2,8 +2,7 @@
 //! `GET /metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 /// Every metric ingest exports. Names are stable: dashboards and alerts in
@@ -113,20 +112,21 @@ impl Metrics {
             "TCP connections being served, one task each",
         )
         .unwrap();
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_seconds.clone()),
-            Box::new(produce_seconds.clone()),
-            Box::new(produce_errors.clone()),
-            Box::new(producer_queue.clone()),
-            Box::new(auth_cache.clone()),
-            Box::new(argon2_verifications.clone()),
-            Box::new(rejections.clone()),
-            Box::new(events_published.clone()),
-            Box::new(open_connections.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
+        vibemon_runtime::register_all(
+            &registry,
+            vec![
+                Box::new(requests.clone()),
+                Box::new(request_seconds.clone()),
+                Box::new(produce_seconds.clone()),
+                Box::new(produce_errors.clone()),
+                Box::new(producer_queue.clone()),
+                Box::new(auth_cache.clone()),
+                Box::new(argon2_verifications.clone()),
+                Box::new(rejections.clone()),
+                Box::new(events_published.clone()),
+                Box::new(open_connections.clone()),
+            ],
+        );
         Self {
             registry,
             requests,
@@ -144,11 +144,7 @@ impl Metrics {
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("prometheus text is UTF-8")
+        vibemon_runtime::render_metrics(&self.registry)
     }
 }
 

@@ -1,8 +1,7 @@
 //! The projector's Prometheus metrics, served on `PROJECTOR_ADDR/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric the projector exports; names are used by `deploy/` dashboards.
@@ -97,19 +96,20 @@ impl Metrics {
             &["topic", "partition"],
         )
         .unwrap();
-        for c in [
-            Box::new(events_projected.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(records.clone()),
-            Box::new(duplicates.clone()),
-            Box::new(dlq.clone()),
-            Box::new(batch_size.clone()),
-            Box::new(batch_seconds.clone()),
-            Box::new(pg_retries.clone()),
-            Box::new(checkpoint.clone()),
-            Box::new(lag.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
+        vibemon_runtime::register_all(
+            &registry,
+            vec![
+                Box::new(events_projected.clone()),
+                Box::new(records.clone()),
+                Box::new(duplicates.clone()),
+                Box::new(dlq.clone()),
+                Box::new(batch_size.clone()),
+                Box::new(batch_seconds.clone()),
+                Box::new(pg_retries.clone()),
+                Box::new(checkpoint.clone()),
+                Box::new(lag.clone()),
+            ],
+        );
         Self {
             registry,
             events_projected,
@@ -124,12 +124,9 @@ impl Metrics {
         }
     }
 
+    /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("prometheus text is UTF-8")
+        vibemon_runtime::render_metrics(&self.registry)
     }
 }
 

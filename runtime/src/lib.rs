@@ -4,7 +4,9 @@
 //! - [`KafkaArgs`]: brokers, topic and librdkafka pass-through properties, as
 //!   flags and environment variables;
 //! - [`init_tracing`]: structured JSON logs (or plain text on a terminal);
-//! - [`shutdown_signal`]: SIGTERM or Ctrl-C.
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
+//! - [`register_all`] and [`render_metrics`]: one Prometheus registry per
+//!   service, served as text on `/metrics`.
 
 use clap::Args;
 use rdkafka::config::ClientConfig;
@@ -91,6 +93,26 @@ pub fn init_tracing() {
     };
     // A second init (tests spawning several services) keeps the first subscriber.
     let _ = result;
+}
+
+/// Registers every collector; metric names must be unique.
+pub fn register_all(
+    registry: &prometheus::Registry,
+    collectors: Vec<Box<dyn prometheus::core::Collector>>,
+) {
+    for c in collectors {
+        registry.register(c).expect("metric names are unique");
+    }
+}
+
+/// The registry in the Prometheus text format.
+pub fn render_metrics(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("text encoding cannot fail");
+    String::from_utf8(buf).expect("prometheus text is UTF-8")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
