@@ -22,19 +22,7 @@ async fn post_with_key(app: &TestApp, key: Option<&str>) -> reqwest::Response {
 }
 
 async fn metric(app: &TestApp, name_and_labels: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
+    app.metric(name_and_labels).await.unwrap_or(0.0)
 }
 
 #[tokio::test]

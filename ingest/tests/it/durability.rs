@@ -114,19 +114,9 @@ mod slow_clients {
     }
 
     async fn open_connections(app: &TestApp) -> i64 {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
+        app.metric("vibemon_http_open_connections ")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("vibemon_http_open_connections "))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .expect("the open-connections gauge")
+            .expect("the open-connections gauge") as i64
     }
 
     #[tokio::test]

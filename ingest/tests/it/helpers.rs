@@ -79,6 +79,27 @@ impl TestApp {
         read_topic(&self.topic.brokers, &self.topic.name, want, timeout).await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of the metric line starting with `name_and_labels`.
+    pub async fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        self.metrics_text()
+            .await
+            .lines()
+            .find(|l| l.starts_with(name_and_labels))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// Stops ingest gracefully and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {

@@ -49,15 +49,7 @@ async fn a_client_address_over_its_rate_gets_429_before_any_key_is_checked() {
     for _ in 0..3 {
         statuses.push(anonymous().await.unwrap().status().as_u16());
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
 
     assert_eq!(statuses, [401, 401, 429]);
     assert!(

@@ -35,15 +35,7 @@ async fn metrics_count_requests_by_route_and_status_and_rejections_by_reason() {
     app.post(MINIMAL).await;
     app.post(r#"{"environment": "production"}"#).await;
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
 
     for line in [
         r#"vibemon_http_requests_total{route="/api/v1/deployments/webhook",status="201"} 1"#,
