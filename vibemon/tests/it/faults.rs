@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vibemon_runtime::KafkaArgs;
 use vibemon_testkit::{PrivateBroker, Tenant, TestDb, TestTopic};
 
-use crate::stack::Ingest;
+use crate::stack::{Ingest, Projector};
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -76,6 +76,23 @@ async fn load(url: String, key: String, workers: usize, until: Instant) -> Tally
     Arc::try_unwrap(tally).unwrap().into_inner().unwrap()
 }
 
+/// Accepted ids missing from `deployments`, and deployments counted twice.
+async fn lost_and_doubled(pool: &sqlx::PgPool, accepted: &[uuid::Uuid]) -> (usize, i64) {
+    let stored: std::collections::HashSet<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM deployments")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let lost = accepted.iter().filter(|id| !stored.contains(id)).count();
+    let doubled = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (lost, doubled)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_sigkilled_and_restarted_under_load_loses_no_accepted_deployment() {
     let broker = PrivateBroker::start();
@@ -120,20 +137,7 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_no_accepted_deploymen
     vibemon_projector::serve(pc, listener, std::future::pending())
         .await
         .unwrap();
-    let stored: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deployments")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
-    let stored: std::collections::HashSet<_> = stored.into_iter().collect();
-    let lost = tally
-        .accepted
-        .iter()
-        .filter(|id| !stored.contains(id))
-        .count();
-    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let (lost, doubled) = lost_and_doubled(&db.pool, &tally.accepted).await;
     println!(
         "broker SIGKILL under load: sent {}, 201 {}, 503 {}, other {}, lost {lost}, doubled {doubled}, slowest answer {:?}",
         tally.sent,
@@ -176,15 +180,7 @@ async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_not
     config.rate_limit_per_ip = 0;
     config.rate_limit_per_key = 0;
     let ingest = Ingest::spawn_with(config).await;
-    let projector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = tokio::spawn(vibemon_projector::serve(
-        vibemon_projector::config::Config::for_tests(&db.url, kafka, "cluster-load"),
-        projector_listener,
-        async {
-            let _ = projector_stopped.await;
-        },
-    ));
+    let projector = Projector::spawn(&db.url, kafka, "cluster-load").await;
     let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
 
     let started = Instant::now();
@@ -210,25 +206,9 @@ async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_not
         (n >= accepted).then_some(n)
     })
     .await;
-    let _ = stop_projector.send(());
-    projector.await.unwrap().unwrap();
+    projector.stop().await;
 
-    let stored: std::collections::HashSet<uuid::Uuid> =
-        sqlx::query_scalar("SELECT id FROM deployments")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-    let lost = tally
-        .accepted
-        .iter()
-        .filter(|id| !stored.contains(id))
-        .count();
-    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let (lost, doubled) = lost_and_doubled(&db.pool, &tally.accepted).await;
     let fraction = tally.accepted.len() as f64 / tally.sent as f64;
     println!(
         "3 brokers, one SIGKILLed under load: sent {}, 201 {} ({:.1}%), 503 {}, other {}, lost {lost}, doubled {doubled}, slowest {:?}",

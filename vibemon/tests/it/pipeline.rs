@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use vibemon_runtime::KafkaArgs;
 use vibemon_testkit::{eventually, TestDb, TestTopic};
 
 use crate::cli::ok;
-use crate::stack::Ingest;
+use crate::stack::{Ingest, Projector};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
@@ -26,16 +25,8 @@ async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
 
     let ingest = Ingest::spawn(&db.url, kafka.clone()).await;
     let ingest_addr = ingest.addr;
-    let projector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_projector, projector_stopped) = oneshot::channel::<()>();
     let group = format!("e2e-{}", uuid::Uuid::new_v4().simple());
-    let projector = tokio::spawn(vibemon_projector::serve(
-        vibemon_projector::config::Config::for_tests(&db.url, kafka, &group),
-        projector_listener,
-        async {
-            let _ = projector_stopped.await;
-        },
-    ));
+    let projector = Projector::spawn(&db.url, kafka, &group).await;
 
     let resp = reqwest::Client::new()
         .post(format!("http://{ingest_addr}/api/v1/deployments/webhook"))
@@ -78,6 +69,5 @@ async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
     assert_eq!(audited, 1);
 
     ingest.stop().await;
-    let _ = stop_projector.send(());
-    projector.await.unwrap().unwrap();
+    projector.stop().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use vibemon_runtime::KafkaArgs;
 use vibemon_testkit::{eventually, SaslBroker, Tenant, TestDb, TestTopic};
 
-use crate::stack::Ingest;
+use crate::stack::{Ingest, Projector};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused() {
@@ -23,15 +23,7 @@ async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused
         options: broker.options(&broker.password),
     };
     let ingest = Ingest::spawn(&db.url, kafka.clone()).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = tokio::spawn(vibemon_projector::serve(
-        vibemon_projector::config::Config::for_tests(&db.url, kafka.clone(), "sasl"),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let projector = Projector::spawn(&db.url, kafka.clone(), "sasl").await;
     let client = reqwest::Client::new();
 
     let resp = client
@@ -51,8 +43,7 @@ async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused
         (n == 1).then_some(())
     })
     .await;
-    let _ = stop.send(());
-    projector.await.unwrap().unwrap();
+    projector.stop().await;
     ingest.stop().await;
     assert!(row.is_some(), "the projector consumed over SASL_SSL");
 

@@ -43,3 +43,41 @@ impl Drop for Ingest {
         }
     }
 }
+
+/// A real projector in this process, stopped like SIGTERM would.
+pub struct Projector {
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Projector {
+    pub async fn spawn(db_url: &str, kafka: KafkaArgs, group: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(vibemon_projector::serve(
+            vibemon_projector::config::Config::for_tests(db_url, kafka, group),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// Finishes the batch, commits, leaves the group; panics if it failed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.handle.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.abort();
+        }
+    }
+}
