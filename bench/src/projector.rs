@@ -1,0 +1,309 @@
+//! Part 5: the projector from empty to caught up on a preloaded topic, and
+//! the Postgres-side baselines it is compared with in the same run:
+//! - `COPY` of the same rows into an unindexed table (the ceiling);
+//! - a naive projector's row-at-a-time `INSERT … ON CONFLICT`, one
+//!   autocommitted statement per event into the real `deployments` table.
+//!
+//! Both baselines are fed from memory, so they pay nothing for Kafka or
+//! decoding: they are generous to the alternative.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use sqlx::PgPool;
+use vibemon_schemas::{BranchName, DeploymentReported, DeploymentSource};
+use vibemon_testkit::events::{at, World};
+use vibemon_testkit::{TestDb, TestTopic};
+
+use crate::process::{free_port, sibling_binary, Service};
+use crate::report::{Report, Row};
+use crate::Options;
+
+/// `n` events shaped like the seed's GitHub Actions report, spread over 20
+/// workspaces and 5 repositories.
+pub fn events(n: usize) -> Vec<DeploymentReported> {
+    let worlds: Vec<World> = (0..20).map(|_| World::new()).collect();
+    let repos = [
+        "acme/api",
+        "acme/web",
+        "acme/worker",
+        "acme/billing",
+        "acme/auth",
+    ];
+    let main = BranchName::parse("main").expect("a valid branch");
+    (0..n)
+        .map(|i| {
+            let w = &worlds[i % worlds.len()];
+            let mut e = w.report(
+                repos[i % repos.len()],
+                at("2026-01-01T00:00:00Z") + chrono::Duration::seconds(i as i64),
+            );
+            e.branch = Some(main.clone());
+            e.source = DeploymentSource::GithubActions;
+            e.extra_data.insert(
+                "workflow_run_id".into(),
+                (9_000_000_000u64 + i as u64).to_string().into(),
+            );
+            e.extra_data.insert("actor".into(), "octocat".into());
+            e
+        })
+        .collect()
+}
+
+/// Publishes one record per event, keyed as ingest keys them, with
+/// `payload` making the value; waits for every acknowledgement.
+pub async fn preload(
+    topic: &TestTopic,
+    events: &[DeploymentReported],
+    payload: impl Fn(&DeploymentReported) -> Vec<u8>,
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &topic.brokers)
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let mut pending = Vec::with_capacity(10_000);
+    for e in events {
+        let (key, value) = (e.partition_key(), payload(e));
+        pending.push(
+            producer
+                .send_result(FutureRecord::to(&topic.name).key(&key).payload(&value))
+                .map_err(|(e, _)| e)?,
+        );
+        if pending.len() == 10_000 {
+            for d in pending.drain(..) {
+                d.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for d in pending.drain(..) {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// The `deployments` row a single report of `e` makes (the first report of a
+/// deployment), in column order.
+pub struct DeploymentRow<'a> {
+    pub e: &'a DeploymentReported,
+}
+
+pub const COLUMNS: &str = "id, workspace_id, environment_id, environment, repo_full_name, branch, \
+     commit_sha, status, source, deployed_at, extra_data, external_id, created_at, updated_at, \
+     status_rank, last_event_id, reports";
+
+impl DeploymentRow<'_> {
+    /// The row in COPY's text format, newline-terminated.
+    pub fn copy_text(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let e = self.e;
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('\t', "\\t")
+                .replace('\n', "\\n")
+        };
+        let opt = |s: Option<&str>| s.map_or_else(|| "\\N".to_owned(), esc);
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t1",
+            e.deployment_id,
+            e.workspace_id,
+            e.environment_id,
+            esc(e.environment.as_str()),
+            esc(e.repository.as_str()),
+            opt(e.branch.as_ref().map(|b| b.as_str())),
+            opt(e.commit_sha.as_ref().map(|c| c.as_str())),
+            e.status.as_str(),
+            e.source.as_str(),
+            e.deployed_at.to_rfc3339(),
+            esc(&serde_json::Value::Object(e.extra_data.clone()).to_string()),
+            opt(e.external_id.as_ref().map(|x| x.as_str())),
+            e.received_at.to_rfc3339(),
+            e.received_at.to_rfc3339(),
+            e.status.rank(),
+            e.event_id,
+        );
+    }
+}
+
+/// Counts rows of `table` (a trusted, fixed name).
+pub async fn count(pool: &PgPool, table: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await?)
+}
+
+/// What the projector part hands to the Connect part.
+pub struct Projected {
+    pub events: Vec<DeploymentReported>,
+}
+
+pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<Projected> {
+    let n = opts.events;
+    eprintln!("projector: generating and preloading {n} events");
+    let events = events(n);
+    let topic = TestTopic::new(6).await;
+    let started = Instant::now();
+    preload(&topic, &events, DeploymentReported::encode).await?;
+    eprintln!(
+        "projector: preloaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The projector binary, defaults but for exiting once caught up.
+    let db = TestDb::new().await;
+    let mut projector = Service::start(
+        "projector",
+        &sibling_binary("projector")?,
+        &["--until-caught-up".to_owned()],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("KAFKA_BROKERS", topic.brokers.clone()),
+            ("KAFKA_TOPIC", topic.name.clone()),
+            ("KAFKA_GROUP", "bench".to_owned()),
+            ("PROJECTOR_ADDR", format!("127.0.0.1:{}", free_port())),
+        ],
+        &opts.out.join("projector.log"),
+    )?;
+    let started = Instant::now();
+    projector.wait(Duration::from_secs(1800)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let rss = projector.peak_rss_mib();
+    let audited = count(&db.pool, "deployment_audit").await?;
+    let history = count(&db.pool, "deployments").await?;
+    anyhow::ensure!(
+        audited as usize == n && history as usize == n,
+        "projector wrote {audited} audit and {history} history rows for {n} events"
+    );
+    let rate = n as f64 / secs;
+    eprintln!("projector: {n} events in {secs:.1} s = {rate:.0}/s, peak RSS {rss:.1} MiB");
+    report.rows.push(Row {
+        part: "projector",
+        what: format!("projector binary, {n} events, empty to caught up"),
+        rate: Some(rate),
+        unit: "events/s",
+        latency_ms: None,
+        peak_rss_mib: Some(rss),
+        note: "audit + history + current state + checkpoints, one transaction per batch".into(),
+    });
+    report.figures.projector_rate = Some(rate);
+    report.figures.projector_rss_mib = Some(rss);
+    drop(db);
+    drop(topic);
+
+    let baseline = TestDb::new().await;
+    let copy_rate = copy_ceiling(&baseline.pool, &events).await?;
+    report.rows.push(Row {
+        part: "projector",
+        what: format!("COPY of the same {n} rows into an unindexed table"),
+        rate: Some(copy_rate),
+        unit: "events/s",
+        latency_ms: None,
+        peak_rss_mib: None,
+        note: "Postgres ceiling: rows pre-formatted in memory, one COPY".into(),
+    });
+    report.figures.copy_rate = Some(copy_rate);
+
+    let sample = opts.insert_sample.min(n);
+    let insert_rate = row_at_a_time(&baseline.pool, &events[..sample]).await?;
+    report.rows.push(Row {
+        part: "projector",
+        what: format!("row-at-a-time INSERT … ON CONFLICT, first {sample} events"),
+        rate: Some(insert_rate),
+        unit: "events/s",
+        latency_ms: None,
+        peak_rss_mib: None,
+        note: "one autocommitted statement per event into deployments (history only)".into(),
+    });
+    report.figures.insert_rate = Some(insert_rate);
+    Ok(Projected { events })
+}
+
+/// Rows/s of one COPY of every event's row into an unindexed copy of the
+/// `deployments` table.
+async fn copy_ceiling(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::Result<f64> {
+    sqlx::query("CREATE TABLE deployments_copy (LIKE deployments INCLUDING DEFAULTS)")
+        .execute(pool)
+        .await?;
+    let mut text = String::with_capacity(events.len() * 400);
+    for e in events {
+        DeploymentRow { e }.copy_text(&mut text);
+    }
+    eprintln!(
+        "projector: COPY of {} rows ({} MiB)",
+        events.len(),
+        text.len() >> 20
+    );
+    let mut conn = pool.acquire().await?;
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY deployments_copy ({COLUMNS}) FROM STDIN"))
+        .await?;
+    for chunk in text.as_bytes().chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    let rows = copy.finish().await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(rows as usize == events.len(), "COPY wrote {rows} rows");
+    Ok(events.len() as f64 / secs)
+}
+
+/// Events/s of a naive projector: one `INSERT … ON CONFLICT` per event.
+async fn row_at_a_time(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::Result<f64> {
+    eprintln!("projector: row-at-a-time INSERT of {} events", events.len());
+    let sql = format!(
+        "INSERT INTO deployments ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1) \
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+           status_rank = EXCLUDED.status_rank, updated_at = EXCLUDED.updated_at, \
+           last_event_id = EXCLUDED.last_event_id, reports = deployments.reports + 1 \
+         WHERE (deployments.status_rank, deployments.updated_at) \
+             < (EXCLUDED.status_rank, EXCLUDED.updated_at)"
+    );
+    let mut conn = pool.acquire().await?;
+    let started = Instant::now();
+    for e in events {
+        sqlx::query(&sql)
+            .bind(e.deployment_id)
+            .bind(e.workspace_id)
+            .bind(e.environment_id)
+            .bind(e.environment.as_str())
+            .bind(e.repository.as_str())
+            .bind(e.branch.as_ref().map(|b| b.as_str()))
+            .bind(e.commit_sha.as_ref().map(|c| c.as_str()))
+            .bind(e.status.as_str())
+            .bind(e.source.as_str())
+            .bind(e.deployed_at)
+            .bind(serde_json::Value::Object(e.extra_data.clone()))
+            .bind(e.external_id.as_ref().map(|x| x.as_str()))
+            .bind(e.received_at)
+            .bind(e.received_at)
+            .bind(e.status.rank())
+            .bind(e.event_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rows = count(pool, "deployments").await?;
+    anyhow::ensure!(rows as usize == events.len(), "INSERT wrote {rows} rows");
+    Ok(events.len() as f64 / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_row_has_one_field_per_column_and_escapes_tabs() {
+        let mut e = events(1).remove(0);
+        e.extra_data.insert("note".into(), "a\tb".into());
+        let mut text = String::new();
+        DeploymentRow { e: &e }.copy_text(&mut text);
+        let fields: Vec<&str> = text.trim_end_matches('\n').split('\t').collect();
+        assert_eq!(fields.len(), COLUMNS.split(',').count());
+        assert!(text.contains("a\\\\tb"), "{text}");
+        assert_eq!(fields[11], "\\N", "no external id is NULL");
+    }
+}
