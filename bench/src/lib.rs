@@ -65,16 +65,22 @@ pub struct Options {
     )]
     pub parts: Vec<Part>,
 
-    /// Seconds of each closed-loop ingest run (after a 2 s warm-up).
-    #[arg(long, default_value_t = 20)]
+    /// Seconds of each closed-loop ingest round (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+
+    /// Closed-loop rounds per sink; durable and noop take turns and the
+    /// median round counts.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 
     /// Seconds of each step of the offered-load sweep (5 steps per sink).
     #[arg(long, default_value_t = 5)]
     pub sweep_seconds: u64,
 
-    /// Connections of the closed-loop load.
-    #[arg(long, default_value_t = 32)]
+    /// Connections of the closed-loop load: enough for the durable path,
+    /// whose every answer waits for Kafka, to saturate.
+    #[arg(long, default_value_t = 128)]
     pub connections: usize,
 
     /// Records ProducerPerformance sends.

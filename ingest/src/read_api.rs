@@ -18,12 +18,12 @@ use vibemon_schemas::api::{LocPart, ValidationIssue};
 use vibemon_schemas::{DeploymentStatus, EnvironmentName};
 use vibemon_store::read::{self, Cursor, DeploymentFilter};
 
-use crate::app::AppState;
+use crate::app::{AppState, SharedState};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::request::parse_timestamp;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/deployments", get(list_deployments))
         .route("/api/v1/deployments/{id}", get(get_deployment))
@@ -106,7 +106,7 @@ fn timestamp(name: &'static str) -> impl Fn(&str) -> Result<DateTime<Utc>, Strin
 }
 
 async fn list_deployments(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<read::Page>, ApiError> {
@@ -170,7 +170,7 @@ async fn list_deployments(
 }
 
 async fn get_deployment(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<read::DeploymentDetail>, ApiError> {
@@ -184,7 +184,7 @@ async fn get_deployment(
 }
 
 async fn list_environments(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let who = principal(&state, &headers).await?;
@@ -195,7 +195,7 @@ async fn list_environments(
 }
 
 async fn deployed_at(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
