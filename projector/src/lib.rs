@@ -128,6 +128,14 @@ pub async fn serve_with(
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
         .set("session.timeout.ms", "10000")
+        // Prefetch and fetch only what a few batches need. librdkafka's
+        // defaults (64 MiB and 100,000 messages queued ahead, 50 MiB fetch
+        // responses) took the projector to 217 MiB peak RSS in the benchmark;
+        // with these it peaked at 85 MiB at the same throughput.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("queued.min.messages", "10000")
+        .set("fetch.max.bytes", "4194304")
+        .set("max.partition.fetch.bytes", "524288")
         .create_with_context(ProjectorContext {
             shared: shared.clone(),
         })
