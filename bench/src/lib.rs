@@ -101,7 +101,8 @@ pub struct Options {
     pub e2e_seconds: u64,
 
     /// Webhooks/s of the end-to-end run [default: half the durable maximum
-    /// measured by the ingest part, or 300 without it].
+    /// measured by the ingest part, or 300 without it]. A second run at half
+    /// this rate follows, for context.
     #[arg(long)]
     pub e2e_rate: Option<f64>,
 
@@ -179,8 +180,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             .e2e_rate
             .or(durable_max.map(|m| m / 2.0))
             .unwrap_or(300.0);
-        if let Err(e) = e2e::run(opts, rate, &mut report).await {
-            failed(&mut report, "end to end", &e);
+        // Half load is the target's; a quarter shows where the whole
+        // pipeline sits when the machine is not saturated.
+        for (rate, counts) in [(rate, true), (rate / 2.0, false)] {
+            if let Err(e) = e2e::run(opts, rate, counts, &mut report).await {
+                failed(&mut report, "end to end", &e);
+            }
         }
     }
     report.write(&opts.out)?;
