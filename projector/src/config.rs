@@ -56,6 +56,12 @@ pub struct Config {
     #[arg(long, env = "PROJECTOR_BATCH_LINGER_MS", default_value_t = 50)]
     pub batch_linger_ms: u64,
 
+    /// Transactions a batch is written in at once, each for its own share
+    /// of the partitions (a Postgres backend uses one core). Keep it at or
+    /// below --db-pool-size.
+    #[arg(long, env = "PROJECTOR_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub writers: u16,
+
     /// Invalid records in a row after which the projector stops instead of
     /// dead-lettering more.
     #[arg(long, env = "PROJECTOR_DLQ_MAX_CONSECUTIVE", default_value_t = 100)]
@@ -78,6 +84,7 @@ impl Config {
             dlq_topic: self.kafka.dlq_topic(),
             batch_max: self.batch_max,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
+            writers: usize::from(self.writers),
             dlq_max_consecutive: self.dlq_max_consecutive,
             until_caught_up: self.until_caught_up,
             only_workspace: None,

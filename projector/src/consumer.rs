@@ -42,6 +42,8 @@ pub struct LoopConfig {
     pub batch_max: usize,
     /// ...or when its oldest record has waited this long.
     pub batch_linger: Duration,
+    /// Transactions a batch is written in at once, by partition.
+    pub writers: usize,
     /// Stop (loudly, exit non-zero) after this many invalid records in a row:
     /// a bad producer deploy should page someone, not drain into the DLQ.
     pub dlq_max_consecutive: u64,
@@ -151,11 +153,12 @@ impl Shared {
         }
         let mut attempt = 0;
         let applied = loop {
-            match self.rt.block_on(writer::write_batch(
+            match self.rt.block_on(writer::write_partitioned(
                 &self.pool,
                 &self.config.group,
                 &prepared.events,
                 &prepared.next_offsets,
+                self.config.writers,
             )) {
                 Ok(applied) => break applied,
                 Err(e) => {

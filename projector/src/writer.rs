@@ -39,11 +39,65 @@ pub async fn write_batch(
     events: &[Located],
     next_offsets: &BTreeMap<(String, i32), i64>,
 ) -> Result<Applied, sqlx::Error> {
+    let events: Vec<&Located> = events.iter().collect();
+    write_transaction(pool, group, &events, next_offsets).await
+}
+
+/// Writes a batch as up to `writers` transactions at once, one per group of
+/// partitions (partition modulo `writers`).
+///
+/// One Postgres backend runs one transaction on one core; this lets the
+/// writes use more. It is safe because the record key is the environment:
+/// all reports of an environment, and so every `deployments` and
+/// `current_deployments` row they touch, live in one partition, so the
+/// groups write disjoint rows and never wait on each other. Each group's
+/// checkpoints commit with its own rows. If one group fails after another
+/// committed, retrying the whole batch is still exact: the audit ledger
+/// turns the committed group's events into duplicates that change nothing.
+pub async fn write_partitioned(
+    pool: &PgPool,
+    group: &str,
+    events: &[Located],
+    next_offsets: &BTreeMap<(String, i32), i64>,
+    writers: usize,
+) -> Result<Applied, sqlx::Error> {
+    let writers = writers.max(1);
+    let slot = |partition: i32| partition.rem_euclid(writers as i32) as usize;
+    let mut groups: Vec<(Vec<&Located>, BTreeMap<(String, i32), i64>)> =
+        (0..writers).map(|_| Default::default()).collect();
+    for l in events {
+        groups[slot(l.partition)].0.push(l);
+    }
+    for ((topic, partition), next) in next_offsets {
+        groups[slot(*partition)]
+            .1
+            .insert((topic.clone(), *partition), *next);
+    }
+    let writes = groups
+        .iter()
+        .filter(|(events, offsets)| !events.is_empty() || !offsets.is_empty())
+        .map(|(events, offsets)| write_transaction(pool, group, events, offsets));
+    let mut applied = Applied::default();
+    for result in futures::future::join_all(writes).await {
+        let a = result?;
+        applied.new_events += a.new_events;
+        applied.duplicates += a.duplicates;
+    }
+    Ok(applied)
+}
+
+async fn write_transaction(
+    pool: &PgPool,
+    group: &str,
+    events: &[&Located],
+    next_offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let new_ids = insert_audit(&mut tx, events).await?;
     let mut seen = HashSet::new();
     let fresh: Vec<&Located> = events
         .iter()
+        .copied()
         .filter(|e| new_ids.contains(&e.event.event_id) && seen.insert(e.event.event_id))
         .collect();
     upsert_deployments(&mut tx, &fresh).await?;
@@ -58,7 +112,7 @@ pub async fn write_batch(
 
 async fn insert_audit(
     tx: &mut Transaction<'_, Postgres>,
-    events: &[Located],
+    events: &[&Located],
 ) -> Result<HashSet<Uuid>, sqlx::Error> {
     if events.is_empty() {
         return Ok(HashSet::new());

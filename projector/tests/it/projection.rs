@@ -156,3 +156,43 @@ async fn replaying_the_topic_into_an_empty_database_gives_identical_tables_and_o
         "replaying over the live database changes nothing"
     );
 }
+
+#[tokio::test]
+async fn batches_written_by_several_writers_at_once_give_the_same_tables_as_one_writer() {
+    let topic = TestTopic::new(6).await;
+    let worlds: Vec<World> = (0..12).map(|_| World::new()).collect();
+    let mut events = Vec::new();
+    for i in 0..180 {
+        let world = &worlds[i % worlds.len()];
+        let t = at("2024-01-15T10:00:00Z") + chrono::Duration::minutes(i as i64);
+        events.push(world.report(["acme/api", "acme/web"][i % 2], t));
+        if i % 5 == 0 {
+            let status = [
+                vibemon_schemas::DeploymentStatus::InProgress,
+                vibemon_schemas::DeploymentStatus::Success,
+            ][i % 2];
+            events.push(world.external("acme/api", &format!("run-{}", i % 4), status, t));
+        }
+    }
+    publish(&producer(&topic.brokers), &topic.name, &events).await;
+
+    let mut digests = Vec::new();
+    for writers in [1, 3] {
+        let db = TestDb::new().await;
+        let mut cfg = config(&db.url, &topic, &group());
+        cfg.until_caught_up = true;
+        cfg.writers = writers;
+        spawn(cfg).await.handle.await.unwrap().unwrap();
+        assert_eq!(
+            count(&db.pool, "deployment_audit").await,
+            events.len() as i64
+        );
+        let partitions: i64 = sqlx::query_scalar("SELECT count(*) FROM projector_checkpoints")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!(partitions > 1, "the events span several partitions");
+        digests.push(digest(&db.pool).await.unwrap());
+    }
+    assert_eq!(digests[0], digests[1]);
+}
