@@ -63,8 +63,9 @@ pub async fn write_partitioned(
 ) -> Result<Applied, sqlx::Error> {
     let writers = writers.max(1);
     let slot = |partition: i32| partition.rem_euclid(writers as i32) as usize;
-    let mut groups: Vec<(Vec<&Located>, BTreeMap<(String, i32), i64>)> =
-        (0..writers).map(|_| Default::default()).collect();
+    // Per writer: its events and its partitions' next offsets.
+    type Share<'a> = (Vec<&'a Located>, BTreeMap<(String, i32), i64>);
+    let mut groups: Vec<Share> = (0..writers).map(|_| Default::default()).collect();
     for l in events {
         groups[slot(l.partition)].0.push(l);
     }
