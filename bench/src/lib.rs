@@ -27,7 +27,7 @@ const EXAMPLES: &str = "\
 Run it through bench/run, which starts the stack, fetches the Java peers and
 builds the release binaries first:
 
-  bench/run                                  # everything, about 12 minutes
+  bench/run                                  # everything, about 8 minutes
   bench/run --parts ingest --seconds 10      # ingest only, shorter runs
   bench/run --parts projector,connect --events 200000
 
