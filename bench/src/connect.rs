@@ -204,18 +204,19 @@ pub async fn run(
         (done - first).as_secs_f64(),
         (done - launched).as_secs_f64()
     );
-    report.rows.push(Row {
-        part: "projector",
-        what: format!("Kafka Connect 4.4.0 + Debezium JDBC sink, upsert, {n} events"),
-        rate: Some(rate),
-        unit: "events/s",
-        latency_ms: None,
-        peak_rss_mib: Some(rss),
-        note: format!(
+    report.rows.push(
+        Row::throughput(
+            "projector",
+            format!("Kafka Connect 4.4.0 + Debezium JDBC sink, upsert, {n} events"),
+            rate,
+            "events/s",
+        )
+        .with_rss(rss)
+        .with_note(format!(
             "history table only; timed from first row ({:.1} s after launch)",
             (first - launched).as_secs_f64()
-        ),
-    });
+        )),
+    );
     report.figures.connect_rate = Some(rate);
     Ok(())
 }

@@ -179,15 +179,16 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<Projecte
     );
     let rate = n as f64 / secs;
     eprintln!("projector: {n} events in {secs:.1} s = {rate:.0}/s, peak RSS {rss:.1} MiB");
-    report.rows.push(Row {
-        part: "projector",
-        what: format!("projector binary, {n} events, empty to caught up"),
-        rate: Some(rate),
-        unit: "events/s",
-        latency_ms: None,
-        peak_rss_mib: Some(rss),
-        note: "audit + history + current state + checkpoints, one transaction per batch".into(),
-    });
+    report.rows.push(
+        Row::throughput(
+            "projector",
+            format!("projector binary, {n} events, empty to caught up"),
+            rate,
+            "events/s",
+        )
+        .with_rss(rss)
+        .with_note("audit + history + current state + checkpoints, one transaction per batch"),
+    );
     report.figures.projector_rate = Some(rate);
     report.figures.projector_rss_mib = Some(rss);
     drop(db);
@@ -195,28 +196,28 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<Projecte
 
     let baseline = TestDb::new().await;
     let copy_rate = copy_ceiling(&baseline.pool, &events).await?;
-    report.rows.push(Row {
-        part: "projector",
-        what: format!("COPY of the same {n} rows into an unindexed table"),
-        rate: Some(copy_rate),
-        unit: "events/s",
-        latency_ms: None,
-        peak_rss_mib: None,
-        note: "Postgres ceiling: rows pre-formatted in memory, one COPY".into(),
-    });
+    report.rows.push(
+        Row::throughput(
+            "projector",
+            format!("COPY of the same {n} rows into an unindexed table"),
+            copy_rate,
+            "events/s",
+        )
+        .with_note("Postgres ceiling: rows pre-formatted in memory, one COPY"),
+    );
     report.figures.copy_rate = Some(copy_rate);
 
     let sample = opts.insert_sample.min(n);
     let insert_rate = row_at_a_time(&baseline.pool, &events[..sample]).await?;
-    report.rows.push(Row {
-        part: "projector",
-        what: format!("row-at-a-time INSERT … ON CONFLICT, first {sample} events"),
-        rate: Some(insert_rate),
-        unit: "events/s",
-        latency_ms: None,
-        peak_rss_mib: None,
-        note: "one autocommitted statement per event into deployments (history only)".into(),
-    });
+    report.rows.push(
+        Row::throughput(
+            "projector",
+            format!("row-at-a-time INSERT … ON CONFLICT, first {sample} events"),
+            insert_rate,
+            "events/s",
+        )
+        .with_note("one autocommitted statement per event into deployments (history only)"),
+    );
     report.figures.insert_rate = Some(insert_rate);
     Ok(Projected { events })
 }

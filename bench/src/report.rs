@@ -18,6 +18,31 @@ pub struct Row {
     pub note: String,
 }
 
+impl Row {
+    /// A throughput-only row (no latency, RSS or note yet).
+    pub fn throughput(part: &'static str, what: String, rate: f64, unit: &'static str) -> Self {
+        Self {
+            part,
+            what,
+            rate: Some(rate),
+            unit,
+            latency_ms: None,
+            peak_rss_mib: None,
+            note: String::new(),
+        }
+    }
+
+    pub fn with_rss(mut self, mib: f64) -> Self {
+        self.peak_rss_mib = Some(mib);
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = note.into();
+        self
+    }
+}
+
 /// One point of the offered-load sweep.
 pub struct SweepPoint {
     pub target: &'static str,
