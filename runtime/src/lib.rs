@@ -57,10 +57,20 @@ impl KafkaArgs {
     /// A client configuration with the brokers and the pass-through options
     /// (which are applied last, so they win).
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        self.client_config_tuned(client_id, &[])
+    }
+
+    /// The same, with a service's tuning defaults (sizes, timeouts) applied
+    /// before the pass-through options, so an operator can still change them.
+    /// Settings a service depends on for correctness are set after this.
+    pub fn client_config_tuned(&self, client_id: &str, tuning: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", client_id);
+        for (k, v) in tuning {
+            config.set(*k, *v);
+        }
         for (k, v) in &self.options {
             config.set(k, v);
         }
@@ -149,5 +159,21 @@ mod tests {
         );
         assert_eq!(parse_property("sasl.password=a=b").unwrap().1, "a=b");
         assert!(parse_property("novalue").is_err());
+    }
+
+    #[test]
+    fn a_pass_through_option_overrides_a_services_tuning_default() {
+        let mut args = KafkaArgs::local("127.0.0.1:9092", "t");
+        args.options = vec![("fetch.max.bytes".into(), "1048576".into())];
+        let config = args.client_config_tuned(
+            "c",
+            &[
+                ("fetch.max.bytes", "4194304"),
+                ("queued.min.messages", "10000"),
+            ],
+        );
+        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(config.get("queued.min.messages"), Some("10000"));
+        assert_eq!(config.get("client.id"), Some("c"));
     }
 }
