@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use vibemon_schemas::DeploymentReported;
 use vibemon_testkit::{TestDb, TestTopic};
 
+use crate::history;
 use crate::process::{free_port, Service};
 use crate::projector::{count, preload};
 use crate::report::{Report, Row};
@@ -31,52 +32,27 @@ fn plugin_path(opts: &Options) -> PathBuf {
     opts.cache().join("connect-plugins")
 }
 
-/// The table's columns as Connect schema fields: (name, type, optional).
-const FIELDS: [(&str, &str, bool); 16] = [
-    ("id", "string", false),
-    ("workspace_id", "string", false),
-    ("environment_id", "string", false),
-    ("environment", "string", false),
-    ("repo_full_name", "string", false),
-    ("branch", "string", true),
-    ("commit_sha", "string", true),
-    ("status", "string", false),
-    ("source", "string", false),
-    ("deployed_at", "string", false),
-    ("extra_data", "string", false),
-    ("external_id", "string", true),
-    ("created_at", "string", false),
-    ("updated_at", "string", false),
-    ("status_rank", "int16", false),
-    ("last_event_id", "string", false),
-];
-
-/// One event as a JsonConverter envelope of its `deployments` row.
+/// One event as a JsonConverter envelope of its `deployments` row: a
+/// schema field per column (strings, which Postgres casts, but for the two
+/// integer columns) and the row as the payload.
 pub fn envelope(e: &DeploymentReported) -> Vec<u8> {
-    let mut fields: Vec<Value> = FIELDS
-        .iter()
-        .map(|(name, ty, optional)| json!({"field": name, "type": ty, "optional": optional}))
-        .collect();
-    fields.push(json!({"field": "reports", "type": "int32", "optional": false}));
-    let payload = json!({
-        "id": e.deployment_id,
-        "workspace_id": e.workspace_id,
-        "environment_id": e.environment_id,
-        "environment": e.environment.as_str(),
-        "repo_full_name": e.repository.as_str(),
-        "branch": e.branch.as_ref().map(|b| b.as_str()),
-        "commit_sha": e.commit_sha.as_ref().map(|c| c.as_str()),
-        "status": e.status.as_str(),
-        "source": e.source.as_str(),
-        "deployed_at": e.deployed_at.to_rfc3339(),
-        "extra_data": Value::Object(e.extra_data.clone()).to_string(),
-        "external_id": e.external_id.as_ref().map(|x| x.as_str()),
-        "created_at": e.received_at.to_rfc3339(),
-        "updated_at": e.received_at.to_rfc3339(),
-        "status_rank": e.status.rank(),
-        "last_event_id": e.event_id,
-        "reports": 1,
-    });
+    let connect_type = |sql_type: &str| match sql_type {
+        "int2" => "int16",
+        "int4" => "int32",
+        _ => "string",
+    };
+    let mut fields = Vec::with_capacity(history::COLUMNS.len());
+    let mut payload = serde_json::Map::new();
+    for (column, value) in history::COLUMNS.iter().zip(history::values(e)) {
+        let ty = connect_type(column.sql_type);
+        fields.push(json!({"field": column.name, "type": ty, "optional": column.nullable}));
+        let value = match (ty, value) {
+            (_, None) => Value::Null,
+            ("string", Some(s)) => Value::String(s),
+            (_, Some(n)) => Value::Number(n.parse::<i64>().expect("an integer column").into()),
+        };
+        payload.insert(column.name.to_owned(), value);
+    }
     serde_json::to_vec(&json!({
         "schema": {"type": "struct", "name": "deployment", "optional": false, "fields": fields},
         "payload": payload,

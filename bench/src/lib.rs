@@ -4,12 +4,14 @@
 //! Each part is a module: `ingest` (durable and no-op sinks, the load sweep),
 //! `kafka` (ProducerPerformance, the Strimzi bridge), `projector` (the
 //! projector, COPY, row-at-a-time INSERT), `connect` (Kafka Connect with the
-//! Debezium JDBC sink) and `e2e`. `load` is the HTTP load generator, `process`
+//! Debezium JDBC sink) and `e2e`; `history` is the `deployments` row every
+//! baseline writes. `load` is the HTTP load generator, `process`
 //! runs the services as real binaries and reads their peak RSS, and `report`
 //! holds the table and the targets.
 
 pub mod connect;
 pub mod e2e;
+pub mod history;
 pub mod ingest;
 pub mod kafka;
 pub mod load;

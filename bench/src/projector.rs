@@ -16,6 +16,7 @@ use vibemon_schemas::{BranchName, DeploymentReported, DeploymentSource};
 use vibemon_testkit::events::{at, World};
 use vibemon_testkit::{TestDb, TestTopic};
 
+use crate::history;
 use crate::process::{free_port, sibling_binary, Service};
 use crate::report::{Report, Row};
 use crate::Options;
@@ -82,50 +83,6 @@ pub async fn preload(
         d.await?.map_err(|(e, _)| e)?;
     }
     Ok(())
-}
-
-/// The `deployments` row a single report of `e` makes (the first report of a
-/// deployment), in column order.
-pub struct DeploymentRow<'a> {
-    pub e: &'a DeploymentReported,
-}
-
-pub const COLUMNS: &str = "id, workspace_id, environment_id, environment, repo_full_name, branch, \
-     commit_sha, status, source, deployed_at, extra_data, external_id, created_at, updated_at, \
-     status_rank, last_event_id, reports";
-
-impl DeploymentRow<'_> {
-    /// The row in COPY's text format, newline-terminated.
-    pub fn copy_text(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let e = self.e;
-        let esc = |s: &str| {
-            s.replace('\\', "\\\\")
-                .replace('\t', "\\t")
-                .replace('\n', "\\n")
-        };
-        let opt = |s: Option<&str>| s.map_or_else(|| "\\N".to_owned(), esc);
-        let _ = writeln!(
-            out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t1",
-            e.deployment_id,
-            e.workspace_id,
-            e.environment_id,
-            esc(e.environment.as_str()),
-            esc(e.repository.as_str()),
-            opt(e.branch.as_ref().map(|b| b.as_str())),
-            opt(e.commit_sha.as_ref().map(|c| c.as_str())),
-            e.status.as_str(),
-            e.source.as_str(),
-            e.deployed_at.to_rfc3339(),
-            esc(&serde_json::Value::Object(e.extra_data.clone()).to_string()),
-            opt(e.external_id.as_ref().map(|x| x.as_str())),
-            e.received_at.to_rfc3339(),
-            e.received_at.to_rfc3339(),
-            e.status.rank(),
-            e.event_id,
-        );
-    }
 }
 
 /// Counts rows of `table` (a trusted, fixed name).
@@ -230,7 +187,7 @@ async fn copy_ceiling(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::R
         .await?;
     let mut text = String::with_capacity(events.len() * 400);
     for e in events {
-        DeploymentRow { e }.copy_text(&mut text);
+        history::copy_line(e, &mut text);
     }
     eprintln!(
         "projector: COPY of {} rows ({} MiB)",
@@ -240,7 +197,10 @@ async fn copy_ceiling(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::R
     let mut conn = pool.acquire().await?;
     let started = Instant::now();
     let mut copy = conn
-        .copy_in_raw(&format!("COPY deployments_copy ({COLUMNS}) FROM STDIN"))
+        .copy_in_raw(&format!(
+            "COPY deployments_copy ({}) FROM STDIN",
+            history::column_list()
+        ))
         .await?;
     for chunk in text.as_bytes().chunks(1 << 20) {
         copy.send(chunk).await?;
@@ -254,57 +214,32 @@ async fn copy_ceiling(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::R
 /// Events/s of a naive projector: one `INSERT … ON CONFLICT` per event.
 async fn row_at_a_time(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::Result<f64> {
     eprintln!("projector: row-at-a-time INSERT of {} events", events.len());
+    let placeholders: Vec<String> = history::COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}", i + 1, c.sql_type))
+        .collect();
     let sql = format!(
-        "INSERT INTO deployments ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1) \
+        "INSERT INTO deployments ({}) VALUES ({}) \
          ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
            status_rank = EXCLUDED.status_rank, updated_at = EXCLUDED.updated_at, \
            last_event_id = EXCLUDED.last_event_id, reports = deployments.reports + 1 \
          WHERE (deployments.status_rank, deployments.updated_at) \
-             < (EXCLUDED.status_rank, EXCLUDED.updated_at)"
+             < (EXCLUDED.status_rank, EXCLUDED.updated_at)",
+        history::column_list(),
+        placeholders.join(", ")
     );
     let mut conn = pool.acquire().await?;
     let started = Instant::now();
     for e in events {
-        sqlx::query(&sql)
-            .bind(e.deployment_id)
-            .bind(e.workspace_id)
-            .bind(e.environment_id)
-            .bind(e.environment.as_str())
-            .bind(e.repository.as_str())
-            .bind(e.branch.as_ref().map(|b| b.as_str()))
-            .bind(e.commit_sha.as_ref().map(|c| c.as_str()))
-            .bind(e.status.as_str())
-            .bind(e.source.as_str())
-            .bind(e.deployed_at)
-            .bind(serde_json::Value::Object(e.extra_data.clone()))
-            .bind(e.external_id.as_ref().map(|x| x.as_str()))
-            .bind(e.received_at)
-            .bind(e.received_at)
-            .bind(e.status.rank())
-            .bind(e.event_id)
-            .execute(&mut *conn)
-            .await?;
+        let mut query = sqlx::query(&sql);
+        for value in history::values(e) {
+            query = query.bind(value);
+        }
+        query.execute(&mut *conn).await?;
     }
     let secs = started.elapsed().as_secs_f64();
     let rows = count(pool, "deployments").await?;
     anyhow::ensure!(rows as usize == events.len(), "INSERT wrote {rows} rows");
     Ok(events.len() as f64 / secs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_copy_row_has_one_field_per_column_and_escapes_tabs() {
-        let mut e = events(1).remove(0);
-        e.extra_data.insert("note".into(), "a\tb".into());
-        let mut text = String::new();
-        DeploymentRow { e: &e }.copy_text(&mut text);
-        let fields: Vec<&str> = text.trim_end_matches('\n').split('\t').collect();
-        assert_eq!(fields.len(), COLUMNS.split(',').count());
-        assert!(text.contains("a\\\\tb"), "{text}");
-        assert_eq!(fields[11], "\\N", "no external id is NULL");
-    }
 }
