@@ -485,6 +485,8 @@ fn as_postgres(cmd: &std::path::Path, args: &[&str]) -> std::process::ExitStatus
         .args(["-u", "postgres", "--"])
         .arg(cmd)
         .args(args)
+        // The postgres user may not enter the test's directory (a 0700 clone).
+        .current_dir("/")
         .stdout(std::process::Stdio::null())
         .status()
         .expect("runuser")
