@@ -60,7 +60,7 @@ pub fn values(e: &DeploymentReported) -> [Option<String>; 17] {
         Some(e.status.as_str().to_owned()),
         Some(e.source.as_str().to_owned()),
         Some(e.deployed_at.to_rfc3339()),
-        Some(serde_json::Value::Object(e.extra_data.clone()).to_string()),
+        Some(serde_json::to_string(&e.extra_data).expect("serializes")),
         e.external_id.as_ref().map(|x| x.as_str().to_owned()),
         Some(e.received_at.to_rfc3339()),
         Some(e.received_at.to_rfc3339()),
@@ -96,7 +96,13 @@ mod tests {
     #[test]
     fn a_copy_line_has_one_field_per_column_and_escapes_tabs() {
         let mut e = crate::projector::events(1).remove(0);
-        e.extra_data.insert("note".into(), "a\tb".into());
+        e.extra_data = vibemon_schemas::ExtraData::parse(
+            serde_json::json!({"note": "a\tb"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
         let mut text = String::new();
         copy_line(&e, &mut text);
         let fields: Vec<&str> = text.trim_end_matches('\n').split('\t').collect();

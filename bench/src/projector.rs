@@ -42,11 +42,13 @@ pub fn events(n: usize) -> Vec<DeploymentReported> {
             );
             e.branch = Some(main.clone());
             e.source = DeploymentSource::GithubActions;
-            e.extra_data.insert(
+            let mut extra = serde_json::Map::new();
+            extra.insert(
                 "workflow_run_id".into(),
                 (9_000_000_000u64 + i as u64).to_string().into(),
             );
-            e.extra_data.insert("actor".into(), "octocat".into());
+            extra.insert("actor".into(), "octocat".into());
+            e.extra_data = vibemon_schemas::ExtraData::parse(extra).expect("valid extra_data");
             e
         })
         .collect()

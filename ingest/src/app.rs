@@ -212,7 +212,7 @@ fn build_event(
     received_at: chrono::DateTime<Utc>,
 ) -> DeploymentReported {
     let deployment_id = match &r.external_id {
-        Some(x) => external_deployment_id(principal.workspace_id, environment_id, x),
+        Some(x) => external_deployment_id(principal.workspace_id, environment_id, &r.repository, x),
         None => event_id,
     };
     DeploymentReported {

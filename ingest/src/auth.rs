@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub key_id: Uuid,
-    pub key_name: String,
+    pub key_name: vibemon_schemas::DisplayName,
     pub workspace_id: Uuid,
 }
 
@@ -155,7 +155,7 @@ impl Authenticator {
         match row {
             Some(row) if ok && row.revoked_at.is_none() => Ok(Arc::new(Principal {
                 key_id: row.id,
-                key_name: row.name,
+                key_name: vibemon_schemas::DisplayName::sanitized(&row.name),
                 workspace_id: row.workspace_id,
             })),
             _ => Err(MissError::Invalid),

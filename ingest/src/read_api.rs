@@ -21,7 +21,7 @@ use vibemon_store::read::{self, Cursor, DeploymentFilter};
 use crate::app::{AppState, SharedState};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::request::parse_timestamp;
+use vibemon_schemas::fields::parse_timestamp;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()

@@ -145,7 +145,7 @@ async fn insert_audit(
         workspace_id.push(e.workspace_id);
         environment_id.push(e.environment_id);
         key_id.push(e.api_key_id);
-        key_name.push(e.api_key_name.clone());
+        key_name.push(e.api_key_name.to_string());
         source.push(e.source.as_str());
         status.push(e.status.as_str());
         received_at.push(e.received_at);
@@ -256,7 +256,7 @@ async fn upsert_deployments(
         status.push(e.status.as_str());
         source.push(e.source.as_str());
         deployed_at.push(e.deployed_at);
-        extra.push(serde_json::Value::Object(e.extra_data.clone()));
+        extra.push(serde_json::Value::Object(e.extra_data.as_map().clone()));
         external.push(e.external_id.as_ref().map(ToString::to_string));
         created.push(first);
         updated.push(e.received_at);

@@ -8,13 +8,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::fields::{
-    BranchName, CommitSha, DeploymentSource, DeploymentStatus, EnvironmentName, ExternalId,
-    RepoFullName,
+    check_timestamp_range, BranchName, CommitSha, DeploymentSource, DeploymentStatus, DisplayName,
+    EnvironmentName, ExternalId, ExtraData, FieldError, RepoFullName,
 };
 
 /// The only schema version this code writes and reads.
@@ -32,8 +31,8 @@ pub struct DeploymentReported {
     /// was sent, so a retried request carries the same id.
     pub event_id: Uuid,
     /// The `id` answered in the 201: the event id itself, or derived from
-    /// (workspace, environment, external_id) so all reports of one external
-    /// deployment share it.
+    /// (workspace, environment, repository, external_id) so all reports of
+    /// one external deployment share it.
     pub deployment_id: Uuid,
     pub workspace_id: Uuid,
     pub environment_id: Uuid,
@@ -48,7 +47,7 @@ pub struct DeploymentReported {
     /// When the CI says it deployed; defaults to `received_at`.
     pub deployed_at: DateTime<Utc>,
     /// Free-form metadata from the CI, always a JSON object.
-    pub extra_data: Map<String, Value>,
+    pub extra_data: ExtraData,
     pub external_id: Option<ExternalId>,
     /// When ingest accepted the request; becomes the 201's `created_at`.
     pub received_at: DateTime<Utc>,
@@ -56,7 +55,7 @@ pub struct DeploymentReported {
     pub api_key_id: Uuid,
     /// That key's name when it reported, so the audit trail needs no join
     /// and a rebuild from the topic alone reproduces it.
-    pub api_key_name: String,
+    pub api_key_name: DisplayName,
 }
 
 /// Why bytes from the topic are not a usable event; the projector sends such
@@ -66,9 +65,23 @@ pub enum DecodeError {
     /// The bytes are not JSON, or not this shape, or a field breaks its rules.
     #[error("invalid DeploymentReported v1: {0}")]
     Invalid(#[from] serde_json::Error),
+    /// A timestamp that JSON carries but ingest would never have accepted
+    /// and Postgres may not hold.
+    #[error("invalid DeploymentReported v1: {0}")]
+    OutOfRange(FieldError),
     /// A producer newer (or older) than this code wrote it; not ours to guess.
     #[error("unsupported schema_version {0} (this build reads version {SCHEMA_VERSION})")]
     UnsupportedVersion(u64),
+}
+
+impl DecodeError {
+    /// A stable label for metrics and the DLQ's `dlq_reason_class` header.
+    pub fn class(&self) -> &'static str {
+        match self {
+            DecodeError::Invalid(_) | DecodeError::OutOfRange(_) => "invalid",
+            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+        }
+    }
 }
 
 impl DeploymentReported {
@@ -79,7 +92,12 @@ impl DeploymentReported {
             schema_version: Option<u64>,
         }
         match serde_json::from_slice::<DeploymentReported>(payload) {
-            Ok(event) if event.schema_version == SCHEMA_VERSION => Ok(event),
+            Ok(event) if event.schema_version == SCHEMA_VERSION => {
+                check_timestamp_range(event.deployed_at, "deployed_at")
+                    .and_then(|()| check_timestamp_range(event.received_at, "received_at"))
+                    .map_err(DecodeError::OutOfRange)?;
+                Ok(event)
+            }
             Ok(event) => Err(DecodeError::UnsupportedVersion(event.schema_version.into())),
             Err(err) => match serde_json::from_slice::<Version>(payload) {
                 Ok(Version {
@@ -131,20 +149,55 @@ pub fn idempotent_event_id(workspace_id: Uuid, idempotency_key: &str) -> Uuid {
 }
 
 /// The deployment id shared by every report of one external deployment.
+///
+/// An external deployment is one repository's deployment to one environment:
+/// Jenkins' `BUILD_NUMBER` or one CI run that deploys two services reports
+/// the same `external_id` for two repositories, and those are two
+/// deployments. With the repository in the identity, a deployment can never
+/// move from one repository to another, so `current_deployments` never points
+/// at a deployment that left its repository.
 pub fn external_deployment_id(
     workspace_id: Uuid,
     environment_id: Uuid,
+    repository: &RepoFullName,
     external_id: &ExternalId,
 ) -> Uuid {
+    // Both parts are length-prefixed: a repository may contain ':'-free
+    // characters only, but an external id may contain anything visible.
     Uuid::new_v5(
         &ID_NAMESPACE,
-        format!("external:{workspace_id}:{environment_id}:{external_id}").as_bytes(),
+        format!(
+            "external:v2:{workspace_id}:{environment_id}:{}:{repository}:{external_id}",
+            repository.as_str().len()
+        )
+        .as_bytes(),
     )
+}
+
+/// The Kafka header that carries [`request_fingerprint`] of the webhook body
+/// for a request with an `Idempotency-Key`, so the projector can tell a
+/// retry (same fingerprint) from a reuse of the key for another report.
+pub const REQUEST_FINGERPRINT_HEADER: &str = "vibemon_request_fingerprint";
+
+/// The fingerprint of a request body, as the IETF Idempotency-Key draft
+/// describes: `sha256:` and the hex digest of the exact bytes. A client's
+/// retry sends the same bytes.
+pub fn request_fingerprint(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(body);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn idempotency_keys_give_stable_ids_per_workspace() {
@@ -155,18 +208,57 @@ mod tests {
     }
 
     #[test]
-    fn external_ids_are_scoped_to_one_environment() {
+    fn external_ids_are_scoped_to_one_environment_and_repository() {
         let ws = Uuid::now_v7();
         let (e1, e2) = (Uuid::now_v7(), Uuid::now_v7());
         let run = ExternalId::parse("run-42").unwrap();
+        let (api, web) = (
+            RepoFullName::parse("acme/api").unwrap(),
+            RepoFullName::parse("acme/web").unwrap(),
+        );
+        let id = |env, repo| external_deployment_id(ws, env, repo, &run);
+        assert_eq!(id(e1, &api), id(e1, &api));
+        assert_ne!(id(e1, &api), id(e2, &api));
+        assert_ne!(id(e1, &api), id(e1, &web));
+    }
+
+    #[test]
+    fn request_fingerprints_are_sha256_of_the_exact_bytes() {
         assert_eq!(
-            external_deployment_id(ws, e1, &run),
-            external_deployment_id(ws, e1, &run)
+            request_fingerprint(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert_ne!(
-            external_deployment_id(ws, e1, &run),
-            external_deployment_id(ws, e2, &run)
-        );
+        assert_ne!(request_fingerprint(b"{}"), request_fingerprint(b"{ }"));
+    }
+
+    #[test]
+    fn fields_that_postgres_would_refuse_do_not_decode() {
+        let good: Value = serde_json::from_str(include_str!(
+            "../fixtures/deployment-reported.v1.minimal.json"
+        ))
+        .unwrap();
+        assert!(DeploymentReported::decode(good.to_string().as_bytes()).is_ok());
+        let broken = |field: &str, value: Value| {
+            let mut v = good.clone();
+            v[field] = value;
+            DeploymentReported::decode(v.to_string().as_bytes())
+        };
+        for (field, value) in [
+            ("api_key_name", Value::from("ci\u{0}key")),
+            ("api_key_name", Value::from("")),
+            ("api_key_name", Value::from("x".repeat(201))),
+            ("api_key_name", Value::from("ci\u{202E}yek")),
+            ("extra_data", serde_json::json!({"k": "a\u{0}b"})),
+            ("extra_data", serde_json::json!({"a\u{0}": 1})),
+            ("branch", Value::from("main\u{0}")),
+            ("external_id", Value::from("run\u{0}")),
+            ("deployed_at", Value::from("0001-01-01T00:00:00Z")),
+            ("deployed_at", Value::from("+10000-01-01T00:00:00Z")),
+            ("received_at", Value::from("1900-01-01T00:00:00Z")),
+        ] {
+            let err = broken(field, value.clone()).expect_err(field);
+            assert_eq!(err.class(), "invalid", "{field} = {value}: {err}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 use thiserror::Error;
 
 /// Why a field value was refused; `kind` is the machine-readable type used in
@@ -39,6 +41,47 @@ pub const REPOSITORY_MAX_LEN: usize = 255;
 pub const BRANCH_MAX_LEN: usize = 255;
 /// Longest external id (a CI's own deployment or run id).
 pub const EXTERNAL_ID_MAX_LEN: usize = 255;
+/// Longest name a person gives a key or a workspace; also enforced by the
+/// `api_keys` and `workspaces` tables.
+pub const DISPLAY_NAME_MAX_LEN: usize = 200;
+
+/// Why `c` may not appear in a name or id, or `None` when it may.
+///
+/// Control characters break logs and tables; format characters (U+202E
+/// RIGHT-TO-LEFT OVERRIDE, U+200B ZERO WIDTH SPACE, ...) make one value look
+/// like another in the CLI's tables and the read API; private-use characters
+/// render as anything at all. Unicode's general categories Cc, Cf and Co name
+/// exactly these. The JSON Schema and the OpenAPI document spell the same rule
+/// as a character class, and `schemas/tests/interop.rs` holds them together.
+pub fn forbidden_char(c: char) -> Option<&'static str> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    match c.general_category() {
+        GeneralCategory::Control => Some("a control character"),
+        GeneralCategory::Format => Some("an invisible formatting or bidirectional character"),
+        GeneralCategory::PrivateUse => Some("a private-use character"),
+        _ => None,
+    }
+}
+
+/// Refuses a value holding a [`forbidden_char`], naming the first one and
+/// where it is, so the reporter can find it in their CI variables.
+fn check_visible(value: &str, what: &str) -> Result<(), FieldError> {
+    let found = value
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| forbidden_char(c).map(|why| (i, c, why)));
+    match found {
+        None => Ok(()),
+        Some((i, c, why)) => Err(FieldError::new(
+            "string_pattern_mismatch",
+            format!(
+                "{what} must not contain U+{:04X} ({why}), found at character {}",
+                c as u32,
+                i + 1
+            ),
+        )),
+    }
+}
 
 fn check_len(value: &str, max: usize, what: &str) -> Result<(), FieldError> {
     if value.is_empty() {
@@ -167,35 +210,176 @@ validated_string!(
 
 validated_string!(
     /// A branch (or ref) name. Git forbids whitespace and control characters in
-    /// ref names, so do we; `origin/main` (Jenkins' `GIT_BRANCH`) is fine.
+    /// ref names, so do we, and invisible or bidirectional characters too (see
+    /// [`forbidden_char`]); `origin/main` (Jenkins' `GIT_BRANCH`) is fine.
     BranchName,
     |v| {
         check_len(&v, BRANCH_MAX_LEN, "branch")?;
-        if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if v.chars().any(char::is_whitespace) {
             return Err(FieldError::new(
                 "string_pattern_mismatch",
-                "branch must not contain whitespace or control characters",
+                "branch must not contain whitespace",
             ));
         }
+        check_visible(&v, "branch")?;
         Ok(v)
     }
 );
 
 validated_string!(
     /// The CI's own id for one deployment (a workflow run id, a pipeline id).
-    /// Reports sharing it in one environment are one deployment.
+    /// Reports sharing it in one environment and repository are one deployment.
     ExternalId,
     |v| {
         check_len(&v, EXTERNAL_ID_MAX_LEN, "external_id")?;
-        if v.chars().any(|c| c.is_control()) {
-            return Err(FieldError::new(
-                "string_pattern_mismatch",
-                "external_id must not contain control characters",
-            ));
-        }
+        check_visible(&v, "external_id")?;
         Ok(v)
     }
 );
+
+validated_string!(
+    /// A name a person gives an API key or a workspace, shown in the CLI's
+    /// tables, the read API and the audit trail: 1 to 200 characters, none of
+    /// them a [`forbidden_char`].
+    DisplayName,
+    |v| {
+        check_len(&v, DISPLAY_NAME_MAX_LEN, "name")?;
+        check_visible(&v, "name")?;
+        Ok(v)
+    }
+);
+
+impl DisplayName {
+    /// A stored name made before this rule existed, made safe to show: each
+    /// forbidden character becomes U+FFFD, an empty name becomes `?`, and a
+    /// long one is cut.
+    pub fn sanitized(stored: &str) -> Self {
+        let cleaned: String = stored
+            .chars()
+            .map(|c| {
+                if forbidden_char(c).is_some() {
+                    '\u{FFFD}'
+                } else {
+                    c
+                }
+            })
+            .take(DISPLAY_NAME_MAX_LEN)
+            .collect();
+        Self::parse(cleaned).unwrap_or_else(|_| Self("?".to_owned()))
+    }
+}
+
+/// Deepest nesting accepted inside `extra_data`.
+pub const EXTRA_DATA_MAX_DEPTH: usize = 16;
+
+/// Free-form metadata from the CI: a JSON object that Postgres `jsonb` can
+/// hold (no `\u0000` in any key or string) and no deeper than
+/// [`EXTRA_DATA_MAX_DEPTH`], because a pathological depth is an attack, not
+/// metadata. ingest parses the webhook's `extra_data` with it and the
+/// projector decodes events with it, so a record that ingest would have
+/// refused never reaches Postgres.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
+pub struct ExtraData(Map<String, Value>);
+
+impl ExtraData {
+    pub fn parse(map: Map<String, Value>) -> Result<Self, FieldError> {
+        fn check(v: &Value, depth: usize) -> Result<(), FieldError> {
+            if depth > EXTRA_DATA_MAX_DEPTH {
+                return Err(FieldError::new(
+                    "value_error",
+                    format!("extra_data must not nest deeper than {EXTRA_DATA_MAX_DEPTH} levels"),
+                ));
+            }
+            match v {
+                Value::String(s) => check_no_nul(s),
+                Value::Array(items) => items.iter().try_for_each(|i| check(i, depth + 1)),
+                Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+                    check_no_nul(k)?;
+                    check(v, depth + 1)
+                }),
+                _ => Ok(()),
+            }
+        }
+        fn check_no_nul(s: &str) -> Result<(), FieldError> {
+            if s.contains('\0') {
+                return Err(FieldError::new(
+                    "value_error",
+                    "extra_data must not contain NUL (\\u0000) characters",
+                ));
+            }
+            Ok(())
+        }
+        map.iter().try_for_each(|(k, v)| {
+            check_no_nul(k)?;
+            check(v, 1)
+        })?;
+        Ok(Self(map))
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl TryFrom<Map<String, Value>> for ExtraData {
+    type Error = FieldError;
+    fn try_from(map: Map<String, Value>) -> Result<Self, FieldError> {
+        Self::parse(map)
+    }
+}
+
+// By reference: `serde(into)` would clone the whole map on every encode.
+impl Serialize for ExtraData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Earliest instant an event may carry: anything before is a unit or parsing
+/// mistake (seconds read as milliseconds, a zeroed date).
+pub const EARLIEST_TIMESTAMP: &str = "1970-01-01T00:00:00Z";
+/// Latest instant an event may carry: RFC 3339 has four-digit years, and
+/// Postgres stores nothing beyond 294276 AD.
+pub const LATEST_TIMESTAMP: &str = "9999-12-31T23:59:59.999999Z";
+
+/// Parses a timestamp: RFC 3339 with any offset, or an ISO 8601 date-time
+/// without offset, which is taken as UTC. Precision is cut to microseconds,
+/// which is what Postgres keeps.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let parsed = DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+                .map(|t| t.and_utc())
+        })?;
+    Some(parsed.trunc_subsecs(6))
+}
+
+/// Refuses an instant outside [`EARLIEST_TIMESTAMP`]..=[`LATEST_TIMESTAMP`].
+pub fn check_timestamp_range(t: DateTime<Utc>, what: &str) -> Result<(), FieldError> {
+    let bound = |s: &str| DateTime::parse_from_rfc3339(s).expect("a valid bound");
+    if t < bound(EARLIEST_TIMESTAMP) {
+        return Err(FieldError::new(
+            "datetime_too_old",
+            format!("{what} {} is before {EARLIEST_TIMESTAMP}", t.to_rfc3339()),
+        ));
+    }
+    if t > bound(LATEST_TIMESTAMP) {
+        return Err(FieldError::new(
+            "datetime_too_far",
+            format!("{what} {} is after {LATEST_TIMESTAMP}", t.to_rfc3339()),
+        ));
+    }
+    Ok(())
+}
 
 /// Declares a closed string enum with its wire names, in order.
 macro_rules! wire_enum {
@@ -299,6 +483,61 @@ impl Default for DeploymentSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_and_bidirectional_characters_are_refused_by_name() {
+        for (bad, code) in [
+            ("main\u{202E}", "U+202E"),
+            ("ma\u{200B}in", "U+200B"),
+            ("\u{FEFF}main", "U+FEFF"),
+            ("main\u{E000}", "U+E000"),
+            ("main\u{7}", "U+0007"),
+            ("a\u{E0041}", "U+E0041"),
+        ] {
+            let err = BranchName::parse(bad).unwrap_err();
+            assert!(err.msg.contains(code), "{bad:?}: {}", err.msg);
+            assert!(ExternalId::parse(bad).is_err(), "{bad:?}");
+            assert!(DisplayName::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "release/2024.1",
+            "f\u{00FC}r-m\u{00FC}nchen",
+            "\u{65E5}\u{672C}",
+            "caf\u{00E9}",
+        ] {
+            assert!(BranchName::parse(good).is_ok(), "{good:?}");
+            assert!(DisplayName::parse(good).is_ok(), "{good:?}");
+        }
+        assert!(DisplayName::parse("GitHub Actions (prod)").is_ok());
+        assert!(DisplayName::parse("x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn extra_data_must_be_a_shallow_enough_object_without_nul() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..20 {
+            deep = serde_json::json!({ "a": deep });
+        }
+        let obj = |v: Value| v.as_object().unwrap().clone();
+        assert!(ExtraData::parse(obj(deep)).is_err());
+        let err = ExtraData::parse(obj(serde_json::json!({"k": ["a\u{0}b"]}))).unwrap_err();
+        assert!(err.msg.contains("NUL"), "{}", err.msg);
+        assert!(ExtraData::parse(obj(serde_json::json!({"a\u{0}": 1}))).is_err());
+        assert!(ExtraData::parse(obj(serde_json::json!({"k": {"n": [1, {"x": null}]}}))).is_ok());
+    }
+
+    #[test]
+    fn timestamps_outside_what_postgres_and_rfc3339_hold_are_refused() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(check_timestamp_range(t("1970-01-01T00:00:00Z"), "x").is_ok());
+        assert!(check_timestamp_range(t("1969-12-31T23:59:59Z"), "x").is_err());
+        assert!(check_timestamp_range(t("9999-12-31T23:59:59Z"), "x").is_ok());
+        let far = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(
+            check_timestamp_range(far, "x").unwrap_err().kind,
+            "datetime_too_far"
+        );
+    }
 
     #[test]
     fn commit_sha_is_normalised_to_lower_case() {

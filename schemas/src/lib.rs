@@ -17,8 +17,8 @@ pub mod topic;
 
 pub use event::{DecodeError, DeploymentReported, SCHEMA_VERSION};
 pub use fields::{
-    BranchName, CommitSha, DeploymentSource, DeploymentStatus, EnvironmentName, ExternalId,
-    FieldError, RepoFullName,
+    BranchName, CommitSha, DeploymentSource, DeploymentStatus, DisplayName, EnvironmentName,
+    ExternalId, ExtraData, FieldError, RepoFullName,
 };
 pub use topic::Topic;
 

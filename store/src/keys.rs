@@ -155,7 +155,7 @@ pub struct KeyInfo {
 pub async fn create(
     pool: &PgPool,
     workspace_id: Uuid,
-    name: &str,
+    name: &vibemon_schemas::DisplayName,
 ) -> Result<(KeyInfo, String), sqlx::Error> {
     let key = tokio_blocking(generate).await;
     let info = sqlx::query_as::<_, KeyInfo>(
@@ -164,7 +164,7 @@ pub async fn create(
     )
     .bind(Uuid::now_v7())
     .bind(workspace_id)
-    .bind(name)
+    .bind(name.as_str())
     .bind(&key.lookup)
     .bind(&key.hash)
     .fetch_one(pool)

@@ -21,12 +21,15 @@ pub struct Environment {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create_workspace(pool: &PgPool, name: &str) -> Result<Workspace, sqlx::Error> {
+pub async fn create_workspace(
+    pool: &PgPool,
+    name: &vibemon_schemas::DisplayName,
+) -> Result<Workspace, sqlx::Error> {
     sqlx::query_as::<_, Workspace>(
         "INSERT INTO workspaces (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
     )
     .bind(Uuid::now_v7())
-    .bind(name)
+    .bind(name.as_str())
     .fetch_one(pool)
     .await
 }

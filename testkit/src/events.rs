@@ -61,11 +61,11 @@ impl World {
             status: DeploymentStatus::Success,
             source: DeploymentSource::Webhook,
             deployed_at,
-            extra_data: serde_json::Map::new(),
+            extra_data: Default::default(),
             external_id: None,
             received_at: deployed_at,
             api_key_id: self.key_id,
-            api_key_name: "test".into(),
+            api_key_name: vibemon_schemas::DisplayName::parse("test").unwrap(),
         }
     }
 
@@ -82,6 +82,7 @@ impl World {
         e.deployment_id = vibemon_schemas::event::external_deployment_id(
             self.workspace_id,
             self.environment_id,
+            &e.repository,
             &ext,
         );
         e.external_id = Some(ext);

@@ -13,6 +13,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
+use vibemon_schemas::DisplayName;
 
 /// The local stack's database (a role that may create databases).
 pub fn admin_database_url() -> String {
@@ -279,13 +280,15 @@ pub struct Tenant {
 impl Tenant {
     pub async fn create(pool: &PgPool, key_name: &str) -> Self {
         use vibemon_store::{keys, reference};
-        let ws = reference::create_workspace(pool, "test workspace")
+        let ws = reference::create_workspace(pool, &DisplayName::parse("test workspace").unwrap())
             .await
             .unwrap();
         let env = reference::create_environment(pool, ws.id, "production")
             .await
             .unwrap();
-        let (info, key) = keys::create(pool, ws.id, key_name).await.unwrap();
+        let (info, key) = keys::create(pool, ws.id, &DisplayName::parse(key_name).unwrap())
+            .await
+            .unwrap();
         Self {
             workspace_id: ws.id,
             environment_id: env.id,

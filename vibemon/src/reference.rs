@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 use uuid::Uuid;
-use vibemon_schemas::EnvironmentName;
+use vibemon_schemas::{DisplayName, EnvironmentName};
 use vibemon_store::{keys, reference};
 
 use crate::cli::{Db, EnvironmentCommand, KeyCommand, WorkspaceCommand};
@@ -25,19 +25,18 @@ async fn require_workspace(pool: &PgPool, id: Uuid) -> CliResult<()> {
     }
 }
 
-fn check_label(what: &str, name: &str) -> CliResult<()> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(CliError::Invalid(format!(
-            "{what} name must be 1 to 200 characters without control characters"
-        )));
+/// A workspace or key name, checked by the same rule the event decoder uses.
+fn check_label(what: &str, name: &str) -> CliResult<DisplayName> {
+    if name.trim().is_empty() {
+        return Err(CliError::Invalid(format!("{what} name must not be blank")));
     }
-    Ok(())
+    DisplayName::parse(name).map_err(|e| CliError::Invalid(format!("{what} {e}")))
 }
 
 pub async fn workspace(cmd: WorkspaceCommand, json: bool) -> CliResult<()> {
     match cmd {
         WorkspaceCommand::Create { db, name } => {
-            check_label("workspace", &name)?;
+            let name = check_label("workspace", &name)?;
             let pool = connect(&db).await?;
             let ws = reference::create_workspace(&pool, &name)
                 .await
@@ -197,7 +196,7 @@ pub async fn key(cmd: KeyCommand, json: bool) -> CliResult<()> {
             workspace,
             name,
         } => {
-            check_label("key", &name)?;
+            let name = check_label("key", &name)?;
             let pool = connect(&db).await?;
             require_workspace(&pool, workspace).await?;
             let (info, plaintext) = keys::create(&pool, workspace, &name)
