@@ -106,6 +106,12 @@ struct PatternSpec {
     pattern: String,
 }
 
+/// Python's `re.search` lets `$` match before a final "\n", so every field
+/// with an anchored pattern also refers to this schema, which refuses any
+/// string holding a line feed; no field accepts one.
+const SINGLE_LINE_EVENT: &str = "#/$defs/SingleLine";
+const SINGLE_LINE_OPENAPI: &str = "#/components/schemas/SingleLine";
+
 /// Every `pattern` in the two documents, and nothing else.
 fn pattern_specs() -> Vec<PatternSpec> {
     let (inv, inv_space) = (invisible(), invisible_or_space());
@@ -120,25 +126,30 @@ fn pattern_specs() -> Vec<PatternSpec> {
         pattern: pattern.to_owned(),
     };
     const ENVIRONMENT: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+    // Segments of [A-Za-z0-9._-] that are not "." or "..", as RepoFullName wants.
+    const REPOSITORY: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+)(/([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+))+$";
+    const YEAR_1970_TO_9999: &str = "^(19[7-9][0-9]|[2-9][0-9][0-9][0-9])-";
     let ev = EVENT_SCHEMA;
     let wh = "/components/schemas/WebhookRequest/properties";
     let webhook = |field: &str| format!("{wh}/{field}/pattern");
     vec![
         literal(ev, "/properties/environment/pattern", ENVIRONMENT),
-        literal(
-            ev,
-            "/properties/repository/pattern",
-            "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+$",
-        ),
+        literal(ev, "/properties/repository/pattern", REPOSITORY),
         generated(ev, "/properties/branch/pattern", &inv_space, '+'),
         literal(ev, "/properties/commit_sha/pattern", "^[0-9a-f]{40}$"),
+        literal(ev, "/properties/deployed_at/pattern", YEAR_1970_TO_9999),
         generated(ev, "/properties/external_id/pattern", &inv, '+'),
+        literal(ev, "/properties/received_at/pattern", YEAR_1970_TO_9999),
         generated(ev, "/properties/api_key_name/pattern", &inv, '+'),
+        literal(ev, "/$defs/SingleLine/not/pattern", "\n"),
+        literal(ev, "/$defs/NulFreeString/not/pattern", "\0"),
         literal(OPENAPI, &webhook("environment"), ENVIRONMENT),
+        literal(OPENAPI, &webhook("repository"), REPOSITORY),
         // An empty optional string means "not given" in the webhook.
         generated(OPENAPI, &webhook("branch"), &inv_space, '*'),
-        literal(OPENAPI, &webhook("commit_sha"), "^[0-9a-fA-F]{40}$"),
+        literal(OPENAPI, &webhook("commit_sha"), "^([0-9a-fA-F]{40})?$"),
         generated(OPENAPI, &webhook("external_id"), &inv, '*'),
+        literal(OPENAPI, "/components/schemas/SingleLine/not/pattern", "\n"),
     ]
 }
 
@@ -214,6 +225,24 @@ fn every_pattern_is_written_in_the_regex_subset_all_validators_share() {
         assert!(
             text.is_ascii(),
             "{file} must spell every non-ASCII character as \\uXXXX, so none hides in an editor"
+        );
+    }
+}
+
+#[test]
+fn every_anchored_pattern_comes_with_the_single_line_rule() {
+    for spec in pattern_specs().iter().filter(|s| s.pattern.ends_with('$')) {
+        let field = spec.pointer.strip_suffix("/pattern").unwrap();
+        let doc = read_doc(spec.file);
+        let single_line = match spec.file {
+            EVENT_SCHEMA => SINGLE_LINE_EVENT,
+            _ => SINGLE_LINE_OPENAPI,
+        };
+        assert_eq!(
+            doc.pointer(field).and_then(|f| f.get("$ref")),
+            Some(&Value::from(single_line)),
+            "{} {field}: Python's re matches `$` before a final newline, so the field needs \"$ref\": \"{single_line}\"",
+            spec.file
         );
     }
 }
