@@ -1,15 +1,22 @@
-//! Holds the published JSON Schema and OpenAPI document to the Rust rules.
+//! Holds the published JSON Schema and OpenAPI document to the Rust rules, as
+//! validators in other languages read them.
 //!
 //! The character classes in the `pattern`s are generated here from
 //! `fields::forbidden_char` and `char::is_whitespace`, so the files cannot
 //! drift from the rule; every pattern stays in the regex subset that all
 //! JSON Schema validators share (literal characters, `[...]`, `^`, `$`,
-//! groups, alternation, quantifiers: no `\p{..}`, no escapes at all).
+//! groups, alternation, quantifiers: no `\p{..}`, no escapes at all). Then
+//! `interop/run` checks both documents with Python's `jsonschema` and Node's
+//! `ajv`: they compile, every golden fixture is valid, a corpus of broken
+//! events gets the Rust decoder's verdict, and each name pattern accepts
+//! `"a{c}b"` for exactly the Unicode scalar values `c` that Rust accepts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use vibemon_schemas::fields::forbidden_char;
+use vibemon_schemas::{BranchName, CommitSha, DeploymentReported, ExternalId};
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,6 +49,23 @@ fn ranges_where(refused: impl Fn(char) -> bool) -> Ranges {
         }
     }
     out
+}
+
+/// Every scalar value not in `refused`; surrogates are not scalar values, so
+/// a gap at U+D800..=U+DFFF is not a range boundary.
+fn complement(refused: &Ranges) -> Ranges {
+    let mut allowed = Vec::new();
+    let mut next = 0u32;
+    for &(lo, hi) in refused {
+        if lo > next {
+            allowed.push((next, lo - 1));
+        }
+        next = hi + 1;
+    }
+    if next <= char::MAX as u32 {
+        allowed.push((next, char::MAX as u32));
+    }
+    allowed
 }
 
 /// Characters an `external_id` or a display name may not hold.
@@ -99,11 +123,13 @@ fn json_ascii(s: &str) -> String {
     out
 }
 
-/// Where a pattern lives and what it must be.
+/// Where a pattern lives, what it must be, and (for the name patterns) the
+/// characters Rust accepts in it, for the sweep.
 struct PatternSpec {
     file: &'static str,
     pointer: String,
     pattern: String,
+    allowed: Option<Ranges>,
 }
 
 /// Python's `re.search` lets `$` match before a final "\n", so every field
@@ -119,11 +145,13 @@ fn pattern_specs() -> Vec<PatternSpec> {
         file,
         pointer: pointer.to_owned(),
         pattern: none_of(refused, q),
+        allowed: Some(complement(refused)),
     };
     let literal = |file, pointer: &str, pattern: &str| PatternSpec {
         file,
         pointer: pointer.to_owned(),
         pattern: pattern.to_owned(),
+        allowed: None,
     };
     const ENVIRONMENT: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
     // Segments of [A-Za-z0-9._-] that are not "." or "..", as RepoFullName wants.
@@ -243,6 +271,340 @@ fn every_anchored_pattern_comes_with_the_single_line_rule() {
             Some(&Value::from(single_line)),
             "{} {field}: Python's re matches `$` before a final newline, so the field needs \"$ref\": \"{single_line}\"",
             spec.file
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validators from other languages.
+
+/// One instance, the document and schema to check it against, and the
+/// verdict every validator must give.
+fn vector(name: &str, schema: &str, instance: Value, valid: bool) -> Value {
+    // Names are shown in a terminal, where a raw U+202E would reorder the line.
+    let name: String = name
+        .chars()
+        .map(|c| match c {
+            ' '..='~' => c.to_string(),
+            _ => format!("\\u{{{:04X}}}", c as u32),
+        })
+        .collect();
+    json!({ "name": name, "schema": schema, "instance": instance, "valid": valid })
+}
+
+fn fixtures() -> Vec<(String, Value)> {
+    let dir = crate_dir().join("fixtures");
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 3, "expected the golden fixtures in {dir:?}");
+    out
+}
+
+/// `depth` objects nested inside each other around a number.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!(1), |inner, _| json!({ "k": inner }))
+}
+
+/// Events with one field changed; the schema's verdict must be the decoder's.
+fn event_corpus() -> Vec<(String, Value)> {
+    let long = |n: usize, c: &str| Value::from(c.repeat(n));
+    let mut edits: Vec<(&str, Value)> = Vec::new();
+    for field in ["branch", "external_id", "api_key_name"] {
+        for bad in [
+            "\u{0}", "\u{202E}", "\u{200B}", "\u{E000}", "\u{7F}", "\u{FEFF}",
+        ] {
+            edits.push((field, Value::from(format!("ci{bad}x"))));
+        }
+        edits.push((field, Value::from("\u{F0000}")));
+        edits.push((field, Value::from("\u{E0001}tag")));
+        edits.push((field, Value::from("ok\n")));
+        edits.push((field, Value::from("")));
+        edits.push((field, Value::from("caf\u{E9}-\u{1F680}")));
+        edits.push((field, Value::from("\u{1F680}".repeat(200))));
+        edits.push((field, Value::from(1)));
+    }
+    edits.extend([
+        ("branch", Value::Null),
+        ("branch", Value::from("feature x")),
+        ("branch", Value::from("a\u{3000}b")),
+        ("branch", Value::from("a\u{85}b")),
+        ("branch", Value::from("a\u{A0}b")),
+        ("branch", long(255, "b")),
+        ("branch", long(256, "b")),
+        ("external_id", Value::Null),
+        ("external_id", Value::from("run 42")),
+        ("external_id", long(255, "e")),
+        ("external_id", long(256, "e")),
+        ("api_key_name", Value::Null),
+        ("api_key_name", Value::from("GitHub Actions")),
+        ("api_key_name", long(200, "n")),
+        ("api_key_name", long(201, "n")),
+        ("environment", Value::from("prod-eu-1.blue_green")),
+        ("environment", Value::from("\u{440}roduction")),
+        ("environment", Value::from("-prod")),
+        ("environment", Value::from("production\n")),
+        ("environment", long(64, "p")),
+        ("environment", long(65, "p")),
+        ("repository", Value::from("repo")),
+        ("repository", Value::from("owner/")),
+        ("repository", Value::from("owner/../x")),
+        ("repository", Value::from("owner/./x")),
+        ("repository", Value::from("./x")),
+        ("repository", Value::from("owner/.hidden/..x/x..")),
+        ("repository", Value::from("owner/...")),
+        ("repository", Value::from("own er/repo")),
+        ("repository", Value::from("owner/repo\n")),
+        ("repository", Value::from(format!("o/{}", "r".repeat(253)))),
+        ("repository", Value::from(format!("o/{}", "r".repeat(254)))),
+        ("commit_sha", Value::Null),
+        ("commit_sha", Value::from("abc123")),
+        (
+            "commit_sha",
+            Value::from("ABCDEF0123456789ABCDEF0123456789ABCDEF01"),
+        ),
+        ("commit_sha", long(41, "a")),
+        ("commit_sha", Value::from(format!("{}\n", "a".repeat(40)))),
+        ("status", Value::from("done")),
+        ("status", Value::from("")),
+        ("source", Value::from("gitlab")),
+        ("schema_version", json!(2)),
+        ("schema_version", json!("1")),
+        ("event_id", Value::from("not-a-uuid")),
+        ("deployed_at", Value::from("yesterday")),
+        ("deployed_at", Value::from("0001-01-01T00:00:00Z")),
+        ("deployed_at", Value::from("1969-12-31T23:59:59Z")),
+        ("deployed_at", Value::from("1970-01-01T00:00:00Z")),
+        ("deployed_at", Value::from("1970-01-01T00:30:00+01:00")),
+        ("deployed_at", Value::from("9999-12-31T23:59:59.999999Z")),
+        ("deployed_at", Value::from("9999-12-31T23:59:59-01:00")),
+        ("deployed_at", Value::from("9999-12-31T23:59:59.9999999Z")),
+        ("deployed_at", Value::from("+10000-01-01T00:00:00Z")),
+        ("received_at", Value::from("1900-01-01T00:00:00Z")),
+        ("received_at", Value::from("2024-01-15T10:30:00+02:00")),
+        ("extra_data", json!([1])),
+        ("extra_data", json!({"k": "a\u{0}b"})),
+        ("extra_data", json!({"a\u{0}": 1})),
+        ("extra_data", json!({"k": [{"deep": ["x\u{0}"]}]})),
+        ("extra_data", json!({"k": {"\u{0}": true}})),
+        ("extra_data", json!({"k": "\u{202E}is fine here"})),
+    ]);
+    let base = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.contains("github-actions"))
+        .expect("the github-actions fixture")
+        .1;
+    // A long run of one character reads better as "c" x n.
+    let show = |v: &Value| match v.as_str().map(|s| (s.chars().next(), s.chars().count())) {
+        Some((Some(c), n)) if n > 40 && v.as_str().unwrap().chars().all(|d| d == c) => {
+            format!("{c:?} x {n}")
+        }
+        _ => v.to_string(),
+    };
+    let mut out = Vec::new();
+    for (field, value) in edits {
+        let mut event = base.clone();
+        event[field] = value.clone();
+        out.push((format!("{field} = {}", show(&value)), event));
+    }
+    for depth in [16, 17] {
+        let mut deep = base.clone();
+        deep["extra_data"] = nested(depth);
+        out.push((format!("extra_data {depth} levels deep"), deep));
+    }
+    let mut extra = base.clone();
+    extra["unknown"] = json!(true);
+    out.push(("an extra property".to_owned(), extra));
+    let mut missing = base.clone();
+    missing.as_object_mut().unwrap().remove("received_at");
+    out.push(("received_at missing".to_owned(), missing));
+    out
+}
+
+/// Vectors the decoder refuses but the schema cannot: JSON Schema has no
+/// depth limit, and compares no instants, so an offset that moves a time
+/// across a bound, or a fraction past microseconds, passes the year pattern.
+const SCHEMA_IS_LOOSER: &[&str] = &[
+    "extra_data 17 levels deep",
+    "deployed_at = \"1970-01-01T00:30:00+01:00\"",
+    "deployed_at = \"9999-12-31T23:59:59-01:00\"",
+    "deployed_at = \"9999-12-31T23:59:59.9999999Z\"",
+];
+
+/// Vectors the decoder accepts but the schema refuses, on purpose: the
+/// schema describes what ingest writes, and the decoder is lenient where
+/// that costs nothing. It lower-cases an upper-case SHA (ingest always writes
+/// lower case) and ignores a property it does not know (serde's default), so
+/// an event from a newer producer still decodes.
+const SCHEMA_IS_STRICTER: &[&str] = &[
+    "commit_sha = \"ABCDEF0123456789ABCDEF0123456789ABCDEF01\"",
+    "an extra property",
+];
+
+/// Webhook bodies with one field set; the verdict follows ingest's rule that
+/// an empty optional string means "not given", then the field's own type.
+fn webhook_corpus() -> Vec<Value> {
+    let mut out = Vec::new();
+    let base = json!({ "environment": "production", "repository": "acme/api" });
+    let not_given = |s: &str| s.is_empty();
+    let cases: Vec<(&str, &str, bool)> = [
+        "",
+        "main",
+        "feature x",
+        "ok\n",
+        "a\u{202E}b",
+        "caf\u{E9}",
+        "a\u{E000}",
+    ]
+    .iter()
+    .flat_map(|s| {
+        [
+            ("branch", *s, not_given(s) || BranchName::parse(*s).is_ok()),
+            (
+                "external_id",
+                *s,
+                not_given(s) || ExternalId::parse(*s).is_ok(),
+            ),
+        ]
+    })
+    .chain(
+        ["", "abc", "ABCDEF0123456789ABCDEF0123456789ABCDEF01"]
+            .iter()
+            .map(|s| {
+                (
+                    "commit_sha",
+                    *s,
+                    not_given(s) || CommitSha::parse(*s).is_ok(),
+                )
+            }),
+    )
+    .collect();
+    for (field, value, valid) in cases {
+        let mut body = base.clone();
+        body[field] = Value::from(value);
+        out.push(vector(
+            &format!("webhook {field} = {value:?}"),
+            "webhook",
+            body,
+            valid,
+        ));
+    }
+    out
+}
+
+/// Everything the other-language checkers read: the documents, the vectors
+/// and, for each name pattern, the code points Rust accepts.
+fn job() -> Value {
+    let mut vectors: Vec<Value> = fixtures()
+        .into_iter()
+        .map(|(name, f)| vector(&format!("fixture {name}"), "event", f, true))
+        .collect();
+    let corpus = event_corpus();
+    for known in SCHEMA_IS_LOOSER.iter().chain(SCHEMA_IS_STRICTER) {
+        assert!(
+            corpus.iter().any(|(n, _)| n == known),
+            "{known:?} is listed as a known difference but is not in the corpus"
+        );
+    }
+    for (name, event) in corpus {
+        let rust_accepts = DeploymentReported::decode(&serde_json::to_vec(&event).unwrap()).is_ok();
+        let looser = SCHEMA_IS_LOOSER.contains(&name.as_str());
+        let stricter = SCHEMA_IS_STRICTER.contains(&name.as_str());
+        assert!(
+            !looser || !rust_accepts,
+            "{name}: listed as schema-is-looser, but the decoder accepts it"
+        );
+        assert!(
+            !stricter || rust_accepts,
+            "{name}: listed as schema-is-stricter, but the decoder refuses it"
+        );
+        vectors.push(vector(
+            &name,
+            "event",
+            event,
+            (rust_accepts || looser) && !stricter,
+        ));
+    }
+    vectors.extend(webhook_corpus());
+    let sweeps: Vec<Value> = pattern_specs()
+        .into_iter()
+        .filter_map(|s| {
+            let allowed = s.allowed?;
+            let document = if s.file == EVENT_SCHEMA { "event" } else { "openapi" };
+            Some(json!({ "file": s.file, "document": document, "pointer": s.pointer, "allowed": allowed }))
+        })
+        .collect();
+    json!({
+        "documents": {
+            "event": crate_dir().join(EVENT_SCHEMA),
+            "openapi": crate_dir().join(OPENAPI),
+        },
+        "vectors": vectors,
+        "sweeps": sweeps,
+    })
+}
+
+/// A directory of its own under the system's temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("vibemon-interop-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn python_jsonschema_and_node_ajv_agree_with_the_rust_rules() {
+    let tmp = TempDir::new();
+    let job_file = tmp.path().join("job.json");
+    std::fs::write(&job_file, serde_json::to_vec(&job()).unwrap()).unwrap();
+
+    let out = Command::new("bash")
+        .arg(crate_dir().join("interop/run"))
+        .arg(&job_file)
+        .output()
+        .expect("bash runs schemas/interop/run");
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "schemas/interop/run failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // Both checkers must have run and said so; a checker that silently did
+    // nothing must not pass.
+    for checker in ["python jsonschema", "node ajv"] {
+        assert!(
+            stdout.contains(&format!("{checker}: ok")),
+            "{checker} did not report; output:\n{stdout}\n{stderr}"
         );
     }
 }
