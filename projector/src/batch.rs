@@ -16,6 +16,8 @@ pub struct Record {
     pub offset: i64,
     pub payload: Option<Vec<u8>>,
     pub key: Option<Vec<u8>>,
+    /// The `vibemon_request_fingerprint` header, when ingest set one.
+    pub fingerprint: Option<String>,
 }
 
 /// A decoded event with where it came from.
@@ -25,13 +27,62 @@ pub struct Located {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The fingerprint of the webhook body behind an event that carried an
+    /// `Idempotency-Key`: a second event with the same id and another
+    /// fingerprint is a reuse of the key, not a retry.
+    pub fingerprint: Option<String>,
+}
+
+impl Located {
+    /// An event at a position, without a request fingerprint.
+    pub fn new(event: DeploymentReported, topic: &str, partition: i32, offset: i64) -> Self {
+        Self {
+            event,
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            fingerprint: None,
+        }
+    }
+}
+
+/// Why a record is not applied but dead-lettered.
+#[derive(Debug, Clone)]
+pub enum RejectReason {
+    /// The record is not a usable event; `class` is `DecodeError::class`.
+    Decode {
+        class: &'static str,
+        message: String,
+    },
+    /// The record decoded, but Postgres refused it for a reason retrying
+    /// cannot fix (found by bisecting its batch).
+    Postgres { message: String },
+}
+
+impl RejectReason {
+    /// A stable label for metrics and the `dlq_reason_class` header.
+    pub fn class(&self) -> &'static str {
+        match self {
+            RejectReason::Decode { class, .. } => class,
+            RejectReason::Postgres { .. } => "rejected_by_postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RejectReason::Decode { message, .. } => f.write_str(message),
+            RejectReason::Postgres { message } => write!(f, "rejected by Postgres: {message}"),
+        }
+    }
 }
 
 /// A record that cannot be applied, and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub record: Record,
-    pub reason: String,
+    pub reason: RejectReason,
 }
 
 /// A batch split into what to write and what to dead-letter, plus the next
@@ -39,11 +90,31 @@ pub struct Rejected {
 #[derive(Debug, Default)]
 pub struct Prepared {
     pub events: Vec<Located>,
+    /// The record behind each of `events`, same index: what goes to the DLQ
+    /// if Postgres refuses that event.
+    pub sources: Vec<Record>,
     pub rejected: Vec<Rejected>,
     pub next_offsets: BTreeMap<(String, i32), i64>,
     /// Whether each record, in arrival order, was valid: the DLQ limit
     /// counts invalid records in a row across batches.
     pub validity: Vec<bool>,
+}
+
+impl Prepared {
+    /// Takes the events at `indexes` out of the batch (their offsets stay
+    /// covered by `next_offsets`) and returns their records.
+    pub fn remove_events(&mut self, indexes: &[usize]) -> Vec<Record> {
+        let mut sorted = indexes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut out = Vec::with_capacity(sorted.len());
+        for &i in sorted.iter().rev() {
+            self.events.remove(i);
+            out.push(self.sources.remove(i));
+        }
+        out.reverse();
+        out
+    }
 }
 
 impl Prepared {
@@ -58,20 +129,30 @@ impl Prepared {
                 .or_insert(record.offset + 1);
             *next = (*next).max(record.offset + 1);
             let decoded = match &record.payload {
-                None => Err("record has no value (tombstone)".to_owned()),
-                Some(bytes) => {
-                    DeploymentReported::decode(bytes).map_err(|e: DecodeError| e.to_string())
-                }
+                None => Err(RejectReason::Decode {
+                    class: "invalid",
+                    message: "record has no value (tombstone)".to_owned(),
+                }),
+                Some(bytes) => DeploymentReported::decode(bytes).map_err(|e: DecodeError| {
+                    RejectReason::Decode {
+                        class: e.class(),
+                        message: e.to_string(),
+                    }
+                }),
             };
             out.validity.push(decoded.is_ok());
             match decoded {
                 Ok(event) if only_workspace.is_some_and(|w| w != event.workspace_id) => {}
-                Ok(event) => out.events.push(Located {
-                    event,
-                    topic: record.topic,
-                    partition: record.partition,
-                    offset: record.offset,
-                }),
+                Ok(event) => {
+                    out.events.push(Located {
+                        event,
+                        topic: record.topic.clone(),
+                        partition: record.partition,
+                        offset: record.offset,
+                        fingerprint: record.fingerprint.clone(),
+                    });
+                    out.sources.push(record);
+                }
                 Err(reason) => out.rejected.push(Rejected { record, reason }),
             }
         }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -28,7 +28,7 @@ use rdkafka::ClientContext;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
-use crate::batch::{Prepared, Record, Rejected};
+use crate::batch::{Prepared, Record, RejectReason, Rejected};
 use crate::metrics::Metrics;
 use crate::writer;
 
@@ -63,6 +63,17 @@ pub enum Fatal {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("stopped before the batch could be written: {0}")]
     Interrupted(String),
+    #[error("{0} records of one batch were refused by Postgres (limit {1}): that looks like a schema or migration problem, not bad records; fix it or raise --dlq-max-consecutive")]
+    TooManyRejected(u64, u64),
+    #[error("Postgres refuses the batch ({0}) but no single record of it on its own: stopping rather than skipping records")]
+    Unresolvable(String),
+    #[error("{topic}[{partition}]: the checkpoint is at offset {checkpoint}, {problem}. The topic was recreated, truncated or restored from elsewhere, so its offsets no longer match what this database applied. Rebuild the read model into an empty database with `vibemon replay`, or, if you are sure, delete this group's rows from projector_checkpoints; then start the projector again")]
+    CheckpointMismatch {
+        topic: String,
+        partition: i32,
+        checkpoint: i64,
+        problem: String,
+    },
 }
 
 /// State shared by the loop and the rebalance callback.
@@ -146,33 +157,12 @@ impl Shared {
         }
         let started = Instant::now();
         let count = records.len();
-        let prepared = Prepared::from_records(records, self.config.only_workspace);
+        let mut prepared = Prepared::from_records(records, self.config.only_workspace);
         self.check_dlq_limit(&prepared)?;
         for rejected in &prepared.rejected {
             self.dead_letter(rejected)?;
         }
-        let mut attempt = 0;
-        let applied = loop {
-            match self.rt.block_on(writer::write_partitioned(
-                &self.pool,
-                &self.config.group,
-                &prepared.events,
-                &prepared.next_offsets,
-                self.config.writers,
-            )) {
-                Ok(applied) => break applied,
-                Err(e) => {
-                    self.healthy.store(false, Ordering::Relaxed);
-                    self.metrics.pg_retries.inc();
-                    tracing::warn!(error = %e, attempt, records = count, "batch write failed; retrying the same batch");
-                    if self.stop.load(Ordering::Relaxed) && attempt >= 3 {
-                        return Err(Fatal::Interrupted(e.to_string()));
-                    }
-                    std::thread::sleep(Self::backoff(attempt));
-                    attempt += 1;
-                }
-            }
-        };
+        let applied = self.write(&mut prepared, count)?;
         self.healthy.store(true, Ordering::Relaxed);
         let mut positions = self.positions.lock().expect("not poisoned");
         for ((topic, partition), next) in &prepared.next_offsets {
@@ -187,6 +177,9 @@ impl Shared {
             .events_projected
             .inc_by(applied.new_events as u64);
         self.metrics.duplicates.inc_by(applied.duplicates as u64);
+        self.metrics
+            .idempotency_conflicts
+            .inc_by(applied.conflicts as u64);
         self.metrics.batch_size.observe(count as f64);
         self.metrics
             .batch_seconds
@@ -198,6 +191,75 @@ impl Shared {
             "batch committed"
         );
         Ok(prepared.next_offsets)
+    }
+
+    /// Writes the batch and its checkpoints, retrying what may pass on a
+    /// retry. When Postgres refuses the batch for a reason no retry can fix,
+    /// the batch is bisected down to the records it refuses; those go to the
+    /// DLQ with Postgres's reason and the rest is written.
+    fn write(&self, prepared: &mut Prepared, count: usize) -> Result<writer::Applied, Fatal> {
+        let mut attempt = 0;
+        loop {
+            let error = match self.rt.block_on(writer::write_partitioned(
+                &self.pool,
+                &self.config.group,
+                &prepared.events,
+                &prepared.next_offsets,
+                self.config.writers,
+            )) {
+                Ok(applied) => return Ok(applied),
+                Err(e) if writer::is_permanent(&e) => {
+                    tracing::warn!(error = %e, records = count, "Postgres refused the batch for a reason a retry cannot fix; bisecting it");
+                    match self
+                        .rt
+                        .block_on(writer::find_rejected(&self.pool, &prepared.events))
+                    {
+                        Ok(found) => {
+                            self.dead_letter_refused(prepared, found, &e)?;
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            self.healthy.store(false, Ordering::Relaxed);
+            self.metrics.pg_retries.inc();
+            tracing::warn!(error = %error, attempt, records = count, "batch write failed; retrying the same batch");
+            if self.stop.load(Ordering::Relaxed) && attempt >= 3 {
+                return Err(Fatal::Interrupted(error.to_string()));
+            }
+            std::thread::sleep(Self::backoff(attempt));
+            attempt += 1;
+        }
+    }
+
+    /// Takes the records Postgres refused out of the batch and dead-letters
+    /// them, before any checkpoint can pass them.
+    fn dead_letter_refused(
+        &self,
+        prepared: &mut Prepared,
+        found: Vec<(usize, String)>,
+        batch_error: &sqlx::Error,
+    ) -> Result<(), Fatal> {
+        if found.is_empty() {
+            return Err(Fatal::Unresolvable(batch_error.to_string()));
+        }
+        if found.len() as u64 > self.config.dlq_max_consecutive {
+            return Err(Fatal::TooManyRejected(
+                found.len() as u64,
+                self.config.dlq_max_consecutive,
+            ));
+        }
+        let indexes: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+        let records = prepared.remove_events(&indexes);
+        for (record, (_, message)) in records.into_iter().zip(found) {
+            self.dead_letter(&Rejected {
+                record,
+                reason: RejectReason::Postgres { message },
+            })?;
+        }
+        Ok(())
     }
 
     fn check_dlq_limit(&self, prepared: &Prepared) -> Result<(), Fatal> {
@@ -218,10 +280,15 @@ impl Shared {
     /// dead-lettered.
     fn dead_letter(&self, r: &Rejected) -> Result<(), Fatal> {
         let rec = &r.record;
+        let reason = r.reason.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "dlq_reason",
-                value: Some(r.reason.as_bytes()),
+                value: Some(reason.as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_reason_class",
+                value: Some(r.reason.class().as_bytes()),
             })
             .insert(Header {
                 key: "dlq_original_topic",
@@ -255,18 +322,57 @@ impl Shared {
             .block_on(self.dlq.send(record, Duration::from_secs(30)));
         match sent {
             Ok(_) => {
-                let class = r.reason.split(':').next().unwrap_or("invalid");
-                let class = if class.contains("schema_version") {
-                    "unsupported_version"
-                } else {
-                    "invalid"
-                };
-                self.metrics.dlq.with_label_values(&[class]).inc();
-                tracing::warn!(partition = rec.partition, offset = rec.offset, reason = %r.reason, "record sent to the dead-letter topic");
+                self.metrics
+                    .dlq
+                    .with_label_values(&[r.reason.class()])
+                    .inc();
+                tracing::warn!(partition = rec.partition, offset = rec.offset, reason = %reason, "record sent to the dead-letter topic");
                 Ok(())
             }
             Err((e, _)) => Err(Fatal::Kafka(e)),
         }
+    }
+
+    /// A checkpoint beyond the partition's end, or before its start, means
+    /// the topic is not the one this database was projected from (recreated,
+    /// truncated, restored). Consuming on would silently skip every record
+    /// below the checkpoint, or every deleted one; stop and say what to do.
+    fn check_checkpoints(
+        &self,
+        tpl: &TopicPartitionList,
+        checkpoints: &HashMap<i32, i64>,
+    ) -> Result<(), Fatal> {
+        for elem in tpl.elements() {
+            let Some(&checkpoint) = checkpoints.get(&elem.partition()) else {
+                continue;
+            };
+            let watermarks = self.dlq.client().fetch_watermarks(
+                elem.topic(),
+                elem.partition(),
+                Duration::from_secs(10),
+            );
+            let (low, high) = match watermarks {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, partition = elem.partition(), "cannot fetch watermarks to check the checkpoint");
+                    continue;
+                }
+            };
+            let problem = if checkpoint > high {
+                format!("beyond the end of the partition (high watermark {high})")
+            } else if checkpoint < low {
+                format!("before the first record still in the partition (low watermark {low}): records {checkpoint}..{low} were deleted before they were applied")
+            } else {
+                continue;
+            };
+            return Err(Fatal::CheckpointMismatch {
+                topic: elem.topic().to_owned(),
+                partition: elem.partition(),
+                checkpoint,
+                problem,
+            });
+        }
+        Ok(())
     }
 
     fn record_fatal(&self, f: Fatal) {
@@ -312,6 +418,10 @@ impl ConsumerContext for ProjectorContext {
                 let Some(checkpoints) = self.shared.load_checkpoints() else {
                     return;
                 };
+                if let Err(f) = self.shared.check_checkpoints(tpl, &checkpoints) {
+                    tracing::error!(error = %f, "refusing to consume from a topic that does not match the checkpoints");
+                    self.shared.record_fatal(f);
+                }
                 let mut positions = self.shared.positions.lock().expect("not poisoned");
                 for elem in tpl.elements() {
                     let start = checkpoints.get(&elem.partition()).copied();
@@ -338,13 +448,26 @@ impl ConsumerContext for ProjectorContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(
-                    ?partitions,
-                    "partitions revoked; committing the in-flight batch first"
-                );
-                match self.shared.flush() {
-                    Ok(offsets) => commit_to_kafka(consumer, &offsets),
-                    Err(f) => self.shared.record_fatal(f),
+                if consumer.assignment_lost() {
+                    // Another member may already own these partitions and be
+                    // writing them: writing our batch now could only race it.
+                    // The records stay below the checkpoint for the new owner.
+                    let dropped =
+                        std::mem::take(&mut *self.shared.pending.lock().expect("not poisoned"));
+                    tracing::warn!(
+                        ?partitions,
+                        dropped = dropped.len(),
+                        "partitions lost (session timed out); dropping the in-flight batch unwritten"
+                    );
+                } else {
+                    tracing::info!(
+                        ?partitions,
+                        "partitions revoked; committing the in-flight batch first"
+                    );
+                    match self.shared.flush() {
+                        Ok(offsets) => commit_to_kafka(consumer, &offsets),
+                        Err(f) => self.shared.record_fatal(f),
+                    }
                 }
                 let mut positions = self.shared.positions.lock().expect("not poisoned");
                 for p in &partitions {
@@ -370,6 +493,17 @@ impl ConsumerContext for ProjectorContext {
             tracing::error!(error = %e, "applying the rebalance failed");
         }
     }
+}
+
+/// The request fingerprint ingest put on a record, if any.
+fn request_fingerprint(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
 }
 
 fn commit_to_kafka(
@@ -420,6 +554,7 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
                         offset: m.offset(),
                         payload: m.payload().map(<[u8]>::to_vec),
                         key: m.key().map(<[u8]>::to_vec),
+                        fingerprint: request_fingerprint(&m),
                     };
                     let len = {
                         let mut pending = shared.pending.lock().expect("not poisoned");

@@ -15,6 +15,10 @@ pub struct Metrics {
     pub records: IntCounter,
     /// Events skipped because the audit ledger already held them.
     pub duplicates: IntCounter,
+    /// Events whose id was already applied with another request body: an
+    /// `Idempotency-Key` reused for a different report (see
+    /// `idempotency_conflicts`). Should stay at zero; alert on any increase.
+    pub idempotency_conflicts: IntCounter,
     /// Records sent to the dead-letter topic, by reason class.
     pub dlq: IntCounterVec,
     /// Records per committed batch.
@@ -45,6 +49,11 @@ impl Metrics {
         let duplicates = IntCounter::new(
             "vibemon_projector_duplicate_events_total",
             "Events skipped because they were already applied",
+        )
+        .unwrap();
+        let idempotency_conflicts = IntCounter::new(
+            "vibemon_projector_idempotency_conflicts_total",
+            "Events not applied because their Idempotency-Key was already used for a different request body",
         )
         .unwrap();
         let dlq = IntCounterVec::new(
@@ -102,6 +111,7 @@ impl Metrics {
                 Box::new(events_projected.clone()),
                 Box::new(records.clone()),
                 Box::new(duplicates.clone()),
+                Box::new(idempotency_conflicts.clone()),
                 Box::new(dlq.clone()),
                 Box::new(batch_size.clone()),
                 Box::new(batch_seconds.clone()),
@@ -115,6 +125,7 @@ impl Metrics {
             events_projected,
             records,
             duplicates,
+            idempotency_conflicts,
             dlq,
             batch_size,
             batch_seconds,

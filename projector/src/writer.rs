@@ -15,7 +15,7 @@
 //! All statements are set-based (`UNNEST` arrays): a batch costs a handful of
 //! round trips whatever its size.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -30,7 +30,13 @@ pub struct Applied {
     pub new_events: usize,
     /// Events already applied before (redeliveries, replays, retries).
     pub duplicates: usize,
+    /// Duplicates whose request fingerprint differs from the applied
+    /// event's: an `Idempotency-Key` reused for another report.
+    pub conflicts: usize,
 }
+
+/// (workspace, environment, repository): one row of `current_deployments`.
+type CurrentKey = (Uuid, Uuid, String);
 
 /// Writes `events` and the checkpoints in one transaction.
 pub async fn write_batch(
@@ -83,6 +89,7 @@ pub async fn write_partitioned(
         let a = result?;
         applied.new_events += a.new_events;
         applied.duplicates += a.duplicates;
+        applied.conflicts += a.conflicts;
     }
     Ok(applied)
 }
@@ -94,21 +101,189 @@ async fn write_transaction(
     next_offsets: &BTreeMap<(String, i32), i64>,
 ) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let new_ids = insert_audit(&mut tx, events).await?;
-    let mut seen = HashSet::new();
-    let fresh: Vec<&Located> = events
-        .iter()
-        .copied()
-        .filter(|e| new_ids.contains(&e.event.event_id) && seen.insert(e.event.event_id))
-        .collect();
-    upsert_deployments(&mut tx, &fresh).await?;
-    refresh_current(&mut tx, &fresh).await?;
+    let applied = apply(&mut tx, events).await?;
     save_checkpoints(&mut tx, group, next_offsets).await?;
     tx.commit().await?;
+    Ok(applied)
+}
+
+/// Writes the rows of `events` (not the checkpoints) in `tx`.
+async fn apply(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[&Located],
+) -> Result<Applied, sqlx::Error> {
+    lock_environments(tx, events).await?;
+    let new_ids = insert_audit(tx, events).await?;
+    let mut seen = HashSet::new();
+    let (fresh, again): (Vec<&Located>, Vec<&Located>) = events
+        .iter()
+        .copied()
+        .partition(|e| new_ids.contains(&e.event.event_id) && seen.insert(e.event.event_id));
+    let conflicts = record_conflicts(tx, &again).await?;
+    let moved = current_keys_of(tx, &fresh).await?;
+    upsert_deployments(tx, &fresh).await?;
+    refresh_current(tx, &fresh, moved).await?;
     Ok(Applied {
         new_events: fresh.len(),
-        duplicates: events.len() - fresh.len(),
+        duplicates: again.len(),
+        conflicts,
     })
+}
+
+/// Takes a transaction-scoped lock per (workspace, environment) the batch
+/// touches, in one order, before any row is written.
+///
+/// `current_deployments` is recomputed from `deployments` as this
+/// transaction sees it. Two transactions writing one environment at once
+/// (two projectors during a rebalance, a replay over the live database, a
+/// consumer that lost its assignment) would each miss the other's
+/// uncommitted rows, and the later commit could overwrite a newer current
+/// row with a stale one. Under the lock, the last transaction to write an
+/// environment sees every deployment committed before it. A deployment never
+/// changes environment (its id is derived from it), so the lock covers every
+/// key a batch can touch. Within one projector the writers own disjoint
+/// partitions, hence disjoint environments, and never wait on each other.
+async fn lock_environments(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[&Located],
+) -> Result<(), sqlx::Error> {
+    let keys: BTreeSet<(Uuid, Uuid)> = events
+        .iter()
+        .map(|l| (l.event.workspace_id, l.event.environment_id))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (ws, env): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
+    // Volatile functions in the select list run after the sort, so the locks
+    // are taken in key order and two writers cannot deadlock on them.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM (
+             SELECT DISTINCT hashtextextended(w::text || ':' || e::text, 0) AS k
+             FROM UNNEST($1::uuid[], $2::uuid[]) AS t(w, e)
+         ) keys ORDER BY k",
+    )
+    .bind(ws)
+    .bind(env)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The (workspace, environment, repository) that the deployments of `fresh`
+/// are filed under now, before this batch changes them: a deployment that
+/// moves to another repository (possible in events written before external
+/// ids included the repository) must leave its old key's current state
+/// recomputed too.
+async fn current_keys_of(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+) -> Result<Vec<CurrentKey>, sqlx::Error> {
+    let ids: Vec<Uuid> = fresh
+        .iter()
+        .filter(|l| l.event.external_id.is_some())
+        .map(|l| l.event.deployment_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT DISTINCT workspace_id, environment_id, repo_full_name FROM deployments WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Compares each event the ledger already held with the one it holds: the
+/// same id with another request fingerprint is an `Idempotency-Key` reused
+/// for a different report. The first stays applied; the reuse is recorded
+/// (once per Kafka position, so replays add nothing) and counted.
+async fn record_conflicts(
+    tx: &mut Transaction<'_, Postgres>,
+    again: &[&Located],
+) -> Result<usize, sqlx::Error> {
+    let candidates: Vec<&Located> = again
+        .iter()
+        .copied()
+        .filter(|l| l.fingerprint.is_some())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = candidates.iter().map(|l| l.event.event_id).collect();
+    let kept: HashMap<Uuid, Option<String>> = sqlx::query_as::<_, (Uuid, Option<String>)>(
+        "SELECT event_id, request_fingerprint FROM deployment_audit WHERE event_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let conflicting: Vec<(&Located, &String)> = candidates
+        .into_iter()
+        .filter_map(|l| {
+            let kept = kept.get(&l.event.event_id)?.as_ref()?;
+            (Some(kept) != l.fingerprint.as_ref()).then_some((l, kept))
+        })
+        .collect();
+    if conflicting.is_empty() {
+        return Ok(0);
+    }
+    let mut rows = ConflictRows::default();
+    for (l, kept) in &conflicting {
+        tracing::warn!(
+            event_id = %l.event.event_id,
+            topic = %l.topic,
+            partition = l.partition,
+            offset = l.offset,
+            kept = %kept,
+            rejected = l.fingerprint.as_deref().unwrap_or(""),
+            "Idempotency-Key reused for a different request body: the first report stays, this one is recorded in idempotency_conflicts"
+        );
+        rows.push(l, kept);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_conflicts (event_id, kept_fingerprint, rejected_fingerprint,
+             rejected_payload, kafka_topic, kafka_partition, kafka_offset)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int4[], $7::int8[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(rows.event_id)
+    .bind(rows.kept)
+    .bind(rows.rejected)
+    .bind(rows.payload)
+    .bind(rows.topic)
+    .bind(rows.partition)
+    .bind(rows.offset)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() as usize)
+}
+
+/// Column arrays for `idempotency_conflicts`.
+#[derive(Default)]
+struct ConflictRows {
+    event_id: Vec<Uuid>,
+    kept: Vec<String>,
+    rejected: Vec<Option<String>>,
+    payload: Vec<serde_json::Value>,
+    topic: Vec<String>,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+}
+
+impl ConflictRows {
+    fn push(&mut self, l: &Located, kept: &str) {
+        self.event_id.push(l.event.event_id);
+        self.kept.push(kept.to_owned());
+        self.rejected.push(l.fingerprint.clone());
+        self.payload
+            .push(serde_json::to_value(&l.event).expect("events serialize"));
+        self.topic.push(l.topic.clone());
+        self.partition.push(l.partition);
+        self.offset.push(l.offset);
+    }
 }
 
 async fn insert_audit(
@@ -133,7 +308,8 @@ async fn insert_audit(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut topic, mut partition, mut offset) = (
+    let (mut topic, mut partition, mut offset, mut fingerprint) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -153,12 +329,14 @@ async fn insert_audit(
         topic.push(l.topic.clone());
         partition.push(l.partition);
         offset.push(l.offset);
+        fingerprint.push(l.fingerprint.clone());
     }
     let rows: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id,
-             api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset)
+             api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
+             request_fingerprint)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
-             $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[], $12::int4[], $13::int8[])
+             $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[], $12::int4[], $13::int8[], $14::text[])
          ON CONFLICT (event_id) DO NOTHING
          RETURNING event_id",
     )
@@ -175,6 +353,7 @@ async fn insert_audit(
     .bind(topic)
     .bind(partition)
     .bind(offset)
+    .bind(fingerprint)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
@@ -311,11 +490,14 @@ async fn upsert_deployments(
 /// repository) the batch touched, from `deployments` itself: the latest
 /// success by (deployed_at, id). A late, older success therefore never
 /// replaces a newer one, and the result does not depend on arrival order.
+/// The keys are those the batch added deployments to and those it took
+/// deployments away from (`moved`).
 async fn refresh_current(
     tx: &mut Transaction<'_, Postgres>,
     fresh: &[&Located],
+    moved: Vec<CurrentKey>,
 ) -> Result<(), sqlx::Error> {
-    let keys: HashSet<(Uuid, Uuid, String)> = fresh
+    let keys: HashSet<CurrentKey> = fresh
         .iter()
         .map(|l| {
             (
@@ -324,6 +506,7 @@ async fn refresh_current(
                 l.event.repository.to_string(),
             )
         })
+        .chain(moved)
         .collect();
     if keys.is_empty() {
         return Ok(());
@@ -367,6 +550,9 @@ async fn refresh_current(
     Ok(())
 }
 
+/// Saves the next offset per partition. A checkpoint never moves backwards:
+/// a zombie writer that lost its partitions, or a batch retried after
+/// another instance moved on, cannot make the group re-read what it applied.
 async fn save_checkpoints(
     tx: &mut Transaction<'_, Postgres>,
     group: &str,
@@ -385,7 +571,8 @@ async fn save_checkpoints(
         "INSERT INTO projector_checkpoints (consumer_group, topic, partition, next_offset)
          SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::int8[])
          ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
-             next_offset = excluded.next_offset, updated_at = now()",
+             next_offset = GREATEST(projector_checkpoints.next_offset, excluded.next_offset),
+             updated_at = now()",
     )
     .bind(group)
     .bind(topics)
@@ -394,6 +581,61 @@ async fn save_checkpoints(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Whether Postgres refused a write because of the data itself, so that
+/// retrying the same rows can never succeed: a data exception (class 22,
+/// e.g. a NUL in text or a value out of range), an integrity violation
+/// (23), a value over a limit (54), or a value the driver cannot encode.
+/// Anything else (connections, deadlocks, a server restarting) is worth
+/// retrying.
+pub fn is_permanent(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}
+
+/// Finds the events of a batch that Postgres refuses on their own, by
+/// bisection: each probe writes a part of the batch in a transaction that is
+/// always rolled back, and a part that fails is halved until single events
+/// remain. Returns their indexes with Postgres's reason. A transient error
+/// ends the search with that error, for the caller to retry.
+///
+/// This is exact because the writes are order-independent: applying a batch
+/// in parts gives the same rows as applying it whole.
+pub async fn find_rejected(
+    pool: &PgPool,
+    events: &[Located],
+) -> Result<Vec<(usize, String)>, sqlx::Error> {
+    let mut rejected = Vec::new();
+    // A stack of parts still to probe, the whole batch first.
+    #[allow(clippy::single_range_in_vec_init)]
+    let mut parts = vec![0..events.len()];
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let slice: Vec<&Located> = events[part.clone()].iter().collect();
+        let mut tx = pool.begin().await?;
+        let result = apply(&mut tx, &slice).await;
+        tx.rollback().await?;
+        match result {
+            Ok(_) => {}
+            Err(e) if !is_permanent(&e) => return Err(e),
+            Err(e) if part.len() == 1 => rejected.push((part.start, e.to_string())),
+            Err(_) => {
+                let mid = part.start + part.len() / 2;
+                parts.push(mid..part.end);
+                parts.push(part.start..mid);
+            }
+        }
+    }
+    rejected.sort_unstable();
+    Ok(rejected)
 }
 
 /// The stored next offset per partition of `topic` for `group`.
@@ -425,8 +667,14 @@ pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
             || '#' ||
             (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
                 SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
-                       status, received_at, payload, kafka_topic, kafka_partition, kafka_offset
+                       status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
+                       request_fingerprint
                 FROM deployment_audit) t)
+            || '#' ||
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT event_id, kept_fingerprint, rejected_fingerprint, rejected_payload, kafka_topic,
+                       kafka_partition, kafka_offset
+                FROM idempotency_conflicts) t)
             || '#' ||
             (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
                 SELECT workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at

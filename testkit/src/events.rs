@@ -107,6 +107,29 @@ pub async fn publish(p: &FutureProducer, topic: &str, events: &[DeploymentReport
     }
 }
 
+/// Publishes one event as ingest does for a request with an
+/// `Idempotency-Key`: with the request-fingerprint header.
+pub async fn publish_fingerprinted(
+    p: &FutureProducer,
+    topic: &str,
+    event: &DeploymentReported,
+    fingerprint: &str,
+) {
+    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER,
+        value: Some(fingerprint),
+    });
+    p.send(
+        FutureRecord::to(topic)
+            .key(&event.partition_key())
+            .payload(&event.encode())
+            .headers(headers),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("acknowledged");
+}
+
 pub async fn publish_raw(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     p.send(
         FutureRecord::to(topic).key(key).payload(payload),

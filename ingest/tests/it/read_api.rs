@@ -25,12 +25,7 @@ fn world(app: &TestApp) -> World {
 /// Projects events one batch each, in the order given (arrival order).
 async fn project(app: &TestApp, events: &[DeploymentReported]) {
     for (i, e) in events.iter().enumerate() {
-        let located = Located {
-            event: e.clone(),
-            topic: "t".into(),
-            partition: 0,
-            offset: i as i64,
-        };
+        let located = Located::new(e.clone(), "t", 0, i as i64);
         vibemon_projector::writer::write_batch(&app.db.pool, "g", &[located], &BTreeMap::new())
             .await
             .unwrap();

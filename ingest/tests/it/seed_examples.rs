@@ -75,12 +75,12 @@ async fn accepted(app: &TestApp, stdout: &str) -> (Value, Value) {
     assert_eq!(event["deployment_id"], body["id"]);
     // Project the very record with the projector's writer, and find the row.
     let decoded = vibemon_schemas::DeploymentReported::decode(payload).unwrap();
-    let located = vibemon_projector::batch::Located {
-        event: decoded,
-        topic: app.topic.name.clone(),
-        partition: records[0].partition,
-        offset: records[0].offset,
-    };
+    let located = vibemon_projector::batch::Located::new(
+        decoded,
+        &app.topic.name,
+        records[0].partition,
+        records[0].offset,
+    );
     vibemon_projector::writer::write_batch(
         &app.db.pool,
         "seed-examples",

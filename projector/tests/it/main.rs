@@ -5,6 +5,7 @@ mod helpers;
 
 mod crashes;
 mod dead_letters;
+mod hardening;
 mod ordering;
 mod projection;
 mod tls;

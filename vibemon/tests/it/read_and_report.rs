@@ -18,12 +18,7 @@ use crate::stack::Ingest;
 
 async fn project(pool: &sqlx::PgPool, events: &[vibemon_schemas::DeploymentReported]) {
     for (i, e) in events.iter().enumerate() {
-        let l = Located {
-            event: e.clone(),
-            topic: "t".into(),
-            partition: 0,
-            offset: i as i64,
-        };
+        let l = Located::new(e.clone(), "t", 0, i as i64);
         vibemon_projector::writer::write_batch(pool, "g", &[l], &BTreeMap::new())
             .await
             .unwrap();
