@@ -21,7 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 use vibemon_schemas::api::{DeploymentResponse, LocPart, ValidationIssue};
-use vibemon_schemas::event::{external_deployment_id, idempotent_event_id};
+use vibemon_schemas::event::{external_deployment_id, idempotent_event_id, request_fingerprint};
 use vibemon_schemas::{DeploymentReported, SCHEMA_VERSION};
 
 use crate::auth::{Authenticator, Principal};
@@ -30,7 +30,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
 use crate::server::PeerAddr;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 
 pub const WEBHOOK_PATH: &str = "/api/v1/deployments/webhook";
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
@@ -51,7 +51,7 @@ pub struct AppState {
     /// Responses already given for an `Idempotency-Key` (by event id): a retry
     /// gets the same body without publishing again, and concurrent retries
     /// wait for the first instead of racing it.
-    pub idempotent: Cache<Uuid, Arc<DeploymentResponse>>,
+    pub idempotent: Cache<Uuid, Arc<Remembered>>,
     /// Per-client-IP and per-key token buckets.
     pub rate_limits: crate::limits::RateLimits,
 }
@@ -66,8 +66,18 @@ pub struct Limits {
     pub max_future_skew: chrono::Duration,
 }
 
+/// The answer given for an `Idempotency-Key`, and the body it answered.
+#[derive(Debug)]
+pub struct Remembered {
+    /// `request_fingerprint` of the accepted body. The key is bound to it: the
+    /// same key with other bytes is a reuse of the key (a client bug), not a
+    /// retry, and must not get this answer.
+    pub fingerprint: String,
+    pub response: Arc<DeploymentResponse>,
+}
+
 /// The idempotency cache as `AppState` wants it.
-pub fn idempotency_cache() -> Cache<Uuid, Arc<DeploymentResponse>> {
+pub fn idempotency_cache() -> Cache<Uuid, Arc<Remembered>> {
     Cache::builder()
         .max_capacity(200_000)
         .time_to_live(Duration::from_secs(24 * 3600))
@@ -186,22 +196,32 @@ async fn accept_webhook(
         None => Uuid::now_v7(),
     };
     let event = build_event(event_id, environment_id, &principal, request, received_at);
-    let publish = async {
+    if idempotency_key.is_none() {
         state
             .sink
-            .publish(&event)
+            .publish(&event, None)
             .await
             .map_err(|e| ApiError::SinkUnavailable(e.to_string()))?;
-        Ok::<_, ApiError>(Arc::new(DeploymentResponse::from(&event)))
-    };
-    if idempotency_key.is_none() {
-        return publish.await;
+        return Ok(Arc::new(DeploymentResponse::from(&event)));
     }
-    state
+    // Concurrent requests with one key coalesce here: one publishes, the
+    // others wait for its answer and then compare their body with its body.
+    let fingerprint = request_fingerprint(&bytes);
+    let remembered = state
         .idempotent
-        .try_get_with(event_id, publish)
+        .try_get_with(event_id, async {
+            state.sink.publish(&event, Some(&fingerprint)).await?;
+            Ok::<_, SinkError>(Arc::new(Remembered {
+                fingerprint: fingerprint.clone(),
+                response: Arc::new(DeploymentResponse::from(&event)),
+            }))
+        })
         .await
-        .map_err(|e| ApiError::SinkUnavailable(e.to_string()))
+        .map_err(|e| ApiError::SinkUnavailable(e.to_string()))?;
+    if remembered.fingerprint != fingerprint {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    Ok(remembered.response.clone())
 }
 
 fn build_event(

@@ -29,6 +29,11 @@ pub enum ApiError {
     /// The body broke one or more rules; every issue is listed.
     #[error("{} validation issue(s)", .0.len())]
     Validation(Vec<ValidationIssue>),
+    /// The `Idempotency-Key` was already used for a different body: a
+    /// client bug that, answered with the first 201, would silently lose
+    /// this report.
+    #[error("Idempotency-Key reused for a different body")]
+    IdempotencyKeyReused,
     /// The body is not JSON by its Content-Type.
     #[error("unsupported content type {0:?}")]
     UnsupportedMediaType(String),
@@ -82,6 +87,7 @@ impl ApiError {
             ApiError::AuthBusy => "auth_busy",
             ApiError::EnvironmentNotFound(_) => "environment_not_found",
             ApiError::Validation(_) => "validation",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout => "body_timeout",
@@ -127,6 +133,21 @@ impl IntoResponse for ApiError {
             ApiError::Validation(issues) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(ValidationErrors { detail: issues })).into_response()
             }
+            // The IETF Idempotency-Key draft's answer to a key reused with
+            // another payload; in the validation shape so clients parse one shape.
+            ApiError::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(ValidationErrors {
+                    detail: vec![ValidationIssue {
+                        loc: vec!["header".into(), "idempotency-key".into()],
+                        msg: "This Idempotency-Key was already used for a different request body; \
+                              a retry must send the same bytes, and a new report needs a new key"
+                            .to_owned(),
+                        kind: "idempotency_key_reused".to_owned(),
+                    }],
+                }),
+            )
+                .into_response(),
             // The contract requires application/json.
             ApiError::UnsupportedMediaType(got) => detail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

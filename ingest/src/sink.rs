@@ -13,6 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use vibemon_runtime::KafkaArgs;
+use vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER;
 use vibemon_schemas::DeploymentReported;
 
 use crate::metrics::Metrics;
@@ -102,7 +103,11 @@ impl KafkaSink {
         })
     }
 
-    async fn publish(&self, event: &DeploymentReported) -> Result<(), SinkError> {
+    async fn publish(
+        &self,
+        event: &DeploymentReported,
+        fingerprint: Option<&str>,
+    ) -> Result<(), SinkError> {
         let started = Instant::now();
         let payload = event.encode();
         let key = event.partition_key();
@@ -111,6 +116,12 @@ impl KafkaSink {
             headers = headers.insert(Header {
                 key: name,
                 value: Some(value.as_bytes()),
+            });
+        }
+        if let Some(fingerprint) = fingerprint {
+            headers = headers.insert(Header {
+                key: REQUEST_FINGERPRINT_HEADER,
+                value: Some(fingerprint.as_bytes()),
             });
         }
         let record = FutureRecord::to(&self.topic)
@@ -171,9 +182,16 @@ impl KafkaSink {
 
 impl Sink {
     /// Returns once the event is durable (Kafka) or at once (noop).
-    pub async fn publish(&self, event: &DeploymentReported) -> Result<(), SinkError> {
+    /// `fingerprint` is the body's `request_fingerprint` when the request
+    /// carried an `Idempotency-Key`: it goes on the record so a consumer can
+    /// tell a retry through another replica from a reuse of the key.
+    pub async fn publish(
+        &self,
+        event: &DeploymentReported,
+        fingerprint: Option<&str>,
+    ) -> Result<(), SinkError> {
         match self {
-            Sink::Kafka(k) => k.publish(event).await,
+            Sink::Kafka(k) => k.publish(event, fingerprint).await,
             Sink::Noop => Ok(()),
         }
     }

@@ -11,6 +11,7 @@ mod hostile;
 mod auth;
 mod contract;
 mod durability;
+mod idempotency;
 mod limits;
 mod operability;
 mod read_api;
