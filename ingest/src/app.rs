@@ -34,6 +34,7 @@ use crate::sink::{Sink, SinkError};
 
 pub const WEBHOOK_PATH: &str = "/api/v1/deployments/webhook";
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+const REQUEST_ID_MAX_LEN: usize = 255;
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Everything a handler needs. The router shares it as one
@@ -162,7 +163,14 @@ async fn post_webhook(
                 .rejections
                 .with_label_values(&[err.reason()])
                 .inc();
-            err.into_response()
+            let mut response = err.into_response();
+            if require_printable_request_id(&headers).is_err() {
+                // Our own id, so the refused bytes are not echoed back.
+                let id =
+                    HeaderValue::try_from(Uuid::new_v4().to_string()).expect("a UUID is ASCII");
+                response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            }
+            response
         }
     }
 }
@@ -182,6 +190,7 @@ async fn accept_webhook(
     let principal = state.auth.authenticate(key).await?;
     state.rate_limits.check_key(principal.key_id)?;
     require_json(headers)?;
+    require_printable_request_id(headers)?;
     let idempotency_key = idempotency_key(headers)?;
     let bytes = read_body(headers, body, &state.limits).await?;
     let request = request::parse(&bytes, received_at, state.limits.max_future_skew)
@@ -278,6 +287,25 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::UnsupportedMediaType(raw))
     }
+}
+
+/// `X-Request-Id` ends up in logs and is echoed in the response, so it must
+/// be printable ASCII; other bytes are refused rather than passed along.
+fn require_printable_request_id(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(&X_REQUEST_ID) else {
+        return Ok(());
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() <= REQUEST_ID_MAX_LEN && bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        return Ok(());
+    }
+    Err(ApiError::Validation(vec![ValidationIssue {
+        loc: vec![LocPart::from("header"), LocPart::from("x-request-id")],
+        msg: format!(
+            "X-Request-Id must be at most {REQUEST_ID_MAX_LEN} printable ASCII characters"
+        ),
+        kind: "value_error".to_owned(),
+    }]))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -11,6 +11,7 @@ mod hostile;
 mod auth;
 mod contract;
 mod durability;
+mod header_bytes;
 mod idempotency;
 mod limits;
 mod operability;
