@@ -60,7 +60,9 @@ pub struct AppState {
 /// Request limits, from `Config`.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Longest a whole request may take.
+    /// Longest a request may take; for the webhook, longest it may take to
+    /// reach the hand-off to Kafka, after which the producer's
+    /// `message.timeout.ms` bounds the rest.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
@@ -92,7 +94,6 @@ pub type SharedState = Arc<AppState>;
 pub fn app(state: AppState) -> Router {
     let state: SharedState = Arc::new(state);
     Router::new()
-        .route(WEBHOOK_PATH, post(post_webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -102,6 +103,10 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             state.limits.request_timeout,
         ))
+        // Added after the timeout layer, so outside it: a blanket timeout
+        // could answer 408 while the event is already on its way to Kafka.
+        // The webhook keeps its own deadline, up to the hand-off.
+        .route(WEBHOOK_PATH, post(post_webhook))
         .layer(middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -176,49 +181,99 @@ async fn post_webhook(
 }
 
 /// Authenticate, check, validate, resolve, publish: the whole contract.
+///
+/// The request deadline bounds only the stages before the event is handed to
+/// the producer: once it is, the event may land, so the answer must be the
+/// broker's (201, or 503 when it does not ack within `message.timeout.ms`),
+/// never a 408 sent while the record is on its way.
 async fn accept_webhook(
     state: &AppState,
     peer: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Arc<DeploymentResponse>, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
+    let prepared = prepare(state, peer, headers, body, deadline).await?;
+    hand_off(state, prepared).await
+}
+
+/// An event ready to publish, and what binds its `Idempotency-Key`.
+struct Prepared {
+    event: DeploymentReported,
+    /// The body's `request_fingerprint`, present exactly when the request
+    /// carried an `Idempotency-Key`.
+    fingerprint: Option<String>,
+}
+
+/// Every stage before the hand-off, each cut off at `deadline`: a slow client
+/// gets 408, our own slowness (argon2 queue, Postgres) a 503; nothing has been
+/// produced either way.
+async fn prepare(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: Body,
+    deadline: tokio::time::Instant,
+) -> Result<Prepared, ApiError> {
     state.rate_limits.check_ip(peer)?;
     // Postgres keeps microseconds; so does every timestamp we hand out, so the
     // 201 body and later reads of the same deployment agree to the digit.
     let received_at = Utc::now().trunc_subsecs(6);
     let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
-    let principal = state.auth.authenticate(key).await?;
+    let principal = by_deadline(deadline, "authentication", state.auth.authenticate(key)).await?;
     state.rate_limits.check_key(principal.key_id)?;
     require_json(headers)?;
     require_printable_request_id(headers)?;
     let idempotency_key = idempotency_key(headers)?;
-    let bytes = read_body(headers, body, &state.limits).await?;
+    let bytes = read_body(headers, body, &state.limits, deadline).await?;
     let request = request::parse(&bytes, received_at, state.limits.max_future_skew)
         .map_err(ApiError::Validation)?;
-    let environment_id = state
+    let resolve = state
         .environments
-        .resolve(principal.workspace_id, &request.environment)
-        .await?;
+        .resolve(principal.workspace_id, &request.environment);
+    let environment_id = by_deadline(deadline, "environment lookup", resolve).await?;
 
     let event_id = match &idempotency_key {
         Some(k) => idempotent_event_id(principal.workspace_id, k),
         None => Uuid::now_v7(),
     };
-    let event = build_event(event_id, environment_id, &principal, request, received_at);
-    if idempotency_key.is_none() {
+    Ok(Prepared {
+        event: build_event(event_id, environment_id, &principal, request, received_at),
+        fingerprint: idempotency_key.map(|_| request_fingerprint(&bytes)),
+    })
+}
+
+/// Runs a pre-produce stage, or answers 503 if the request deadline passes first.
+async fn by_deadline<T>(
+    deadline: tokio::time::Instant,
+    stage: &'static str,
+    stage_future: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout_at(deadline, stage_future)
+        .await
+        .unwrap_or(Err(ApiError::DeadlineExceeded(stage)))
+}
+
+/// Publishes the event and answers with the broker's outcome; no deadline but
+/// the producer's own `message.timeout.ms`. With an `Idempotency-Key`,
+/// concurrent requests coalesce: one publishes, the others wait for its answer
+/// and then compare their body with its body.
+async fn hand_off(
+    state: &AppState,
+    prepared: Prepared,
+) -> Result<Arc<DeploymentResponse>, ApiError> {
+    let Prepared { event, fingerprint } = prepared;
+    let Some(fingerprint) = fingerprint else {
         state
             .sink
             .publish(&event, None)
             .await
             .map_err(|e| ApiError::SinkUnavailable(e.to_string()))?;
         return Ok(Arc::new(DeploymentResponse::from(&event)));
-    }
-    // Concurrent requests with one key coalesce here: one publishes, the
-    // others wait for its answer and then compare their body with its body.
-    let fingerprint = request_fingerprint(&bytes);
+    };
     let remembered = state
         .idempotent
-        .try_get_with(event_id, async {
+        .try_get_with(event.event_id, async {
             state.sink.publish(&event, Some(&fingerprint)).await?;
             Ok::<_, SinkError>(Arc::new(Remembered {
                 fingerprint: fingerprint.clone(),
@@ -329,10 +384,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Reads the body within the body timeout and the request deadline,
+/// whichever comes first; either way the client was too slow (408).
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limits: &Limits,
+    deadline: tokio::time::Instant,
 ) -> Result<bytes::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -342,7 +400,8 @@ async fn read_body(
         return Err(ApiError::PayloadTooLarge(limits.max_body_bytes));
     }
     let limited = Limited::new(body, limits.max_body_bytes);
-    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+    let until = deadline.min(tokio::time::Instant::now() + limits.body_timeout);
+    match tokio::time::timeout_at(until, limited.collect()).await {
         Err(_) => Err(ApiError::BodyTimeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {

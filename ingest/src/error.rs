@@ -43,6 +43,10 @@ pub enum ApiError {
     /// The client sent its body too slowly.
     #[error("body not received within the timeout")]
     BodyTimeout,
+    /// A stage before the hand-off to Kafka (named here) outlasted the
+    /// request deadline on our side; nothing was produced.
+    #[error("request deadline passed during {0}")]
+    DeadlineExceeded(&'static str),
     /// Kafka did not acknowledge (down, timeout, full queue): nothing was
     /// accepted and the client should retry.
     #[error("event not durable: {0}")]
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout => "body_timeout",
             ApiError::SinkUnavailable(_) => "sink_unavailable",
+            ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::NotFound(_) => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
@@ -104,6 +109,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::ReferenceUnavailable(_)
             | ApiError::SinkUnavailable(_)
+            | ApiError::DeadlineExceeded(_)
             | ApiError::Internal(_) => {
                 tracing::error!(error = %self, "request failed")
             }
@@ -160,6 +166,15 @@ impl IntoResponse for ApiError {
             ),
             // The client, not the server, was slow.
             ApiError::BodyTimeout => detail(StatusCode::REQUEST_TIMEOUT, "Request body was not received in time"),
+            // We were too slow before producing anything: retryable, and not
+            // a 408, which would blame the client.
+            ApiError::DeadlineExceeded(stage) => retry_after(
+                detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The request could not be handled in time ({stage} was slow); nothing was recorded, retry later"),
+                ),
+                1,
+            ),
             // Not durable, so not accepted: the client must retry.
             ApiError::SinkUnavailable(_) => retry_after(
                 detail(

@@ -10,6 +10,7 @@ mod hostile;
 
 mod auth;
 mod contract;
+mod deadlines;
 mod durability;
 mod header_bytes;
 mod idempotency;
