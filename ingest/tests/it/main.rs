@@ -16,6 +16,7 @@ mod header_bytes;
 mod idempotency;
 mod limits;
 mod operability;
+mod producer_queue;
 mod read_api;
 mod router;
 mod secrets;
