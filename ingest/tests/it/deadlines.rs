@@ -91,3 +91,43 @@ async fn a_client_slower_than_the_request_deadline_gets_408_and_nothing_is_publi
     );
     assert_eq!(app.record_count().await, 0);
 }
+
+#[tokio::test]
+async fn a_database_slower_than_the_request_deadline_gets_503_with_retry_after_not_408() {
+    // A "database" that accepts connections and never answers: the key
+    // lookup hangs past the 1 s deadline (the pool would wait 2 s).
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "postgres://ingest:x@{}/vibemon",
+        blackhole.local_addr().unwrap()
+    );
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = blackhole.accept().await {
+            open.push(conn);
+        }
+    });
+    let app = TestApp::spawn_with(|c| {
+        c.database_url = url;
+        c.request_timeout_ms = 1_000;
+    })
+    .await;
+
+    let started = Instant::now();
+    let resp = app.post(MINIMAL).await;
+    let took = started.elapsed();
+
+    assert_eq!(resp.status(), 503, "our slowness is not the client's");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(
+        took < Duration::from_millis(1_800),
+        "answered after {took:?}"
+    );
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("authentication"),
+        "{body}"
+    );
+    assert_eq!(app.record_count().await, 0);
+    held.abort();
+}
