@@ -4,7 +4,9 @@
 //! The Kafka sink is one idempotent `FutureProducer` with `acks=all`. A publish
 //! returns only once the broker acknowledged the record; a full queue, a
 //! timeout or a broker error is an error, never a hang: `message.timeout.ms`
-//! bounds every delivery, and it sits below the HTTP request timeout.
+//! bounds every delivery (librdkafka checks it about once a second). Once a
+//! record is handed over, the webhook waits for this outcome and answers with
+//! it; no HTTP timeout cuts in.
 
 use std::time::{Duration, Instant};
 
