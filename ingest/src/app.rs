@@ -187,14 +187,20 @@ async fn post_webhook(
 /// broker's (201, or 503 when it does not ack within `message.timeout.ms`),
 /// never a 408 sent while the record is on its way.
 async fn accept_webhook(
-    state: &AppState,
+    state: &SharedState,
     peer: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Arc<DeploymentResponse>, ApiError> {
     let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
     let prepared = prepare(state, peer, headers, body, deadline).await?;
-    hand_off(state, prepared).await
+    // hyper drops this handler when the client hangs up, but a record handed
+    // over may still land: the publish and its idempotency entry run to the
+    // end on a task of their own, so a retry finds them.
+    let state = Arc::clone(state);
+    tokio::spawn(async move { hand_off(&state, prepared).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("publish task: {e}")))?
 }
 
 /// An event ready to publish, and what binds its `Idempotency-Key`.

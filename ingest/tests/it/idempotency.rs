@@ -113,3 +113,33 @@ async fn a_request_with_an_idempotency_key_carries_its_body_fingerprint_on_the_r
         "no key, no fingerprint"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_publish_still_binds_its_key_to_its_body() {
+    // linger.ms holds the first record in the producer for 2 s.
+    let app = TestApp::spawn_with(|c| c.kafka_linger_ms = 2_000).await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\nX-Workspace-Key: {}\r\nContent-Type: application/json\r\nIdempotency-Key: hang-up-1\r\nContent-Length: {}\r\n\r\n{MINIMAL}",
+        app.tenant.key,
+        MINIMAL.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut conn, request.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(conn);
+
+    let (status, answer) = json(
+        app.post_with(OTHER, &[("Idempotency-Key", "hang-up-1")])
+            .await,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    assert_eq!(
+        status, 422,
+        "the key is still bound to the first body: {answer}"
+    );
+    assert_eq!(app.record_count().await, 1, "one record for the key");
+}
