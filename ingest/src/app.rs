@@ -21,7 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 use vibemon_schemas::api::{DeploymentResponse, LocPart, ValidationIssue};
-use vibemon_schemas::event::{external_deployment_id, idempotent_event_id};
+use vibemon_schemas::event::{external_deployment_id, idempotent_event_id, request_fingerprint};
 use vibemon_schemas::{DeploymentReported, SCHEMA_VERSION};
 
 use crate::auth::{Authenticator, Principal};
@@ -30,10 +30,11 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
 use crate::server::PeerAddr;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 
 pub const WEBHOOK_PATH: &str = "/api/v1/deployments/webhook";
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+const REQUEST_ID_MAX_LEN: usize = 255;
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Everything a handler needs. The router shares it as one
@@ -51,7 +52,7 @@ pub struct AppState {
     /// Responses already given for an `Idempotency-Key` (by event id): a retry
     /// gets the same body without publishing again, and concurrent retries
     /// wait for the first instead of racing it.
-    pub idempotent: Cache<Uuid, Arc<DeploymentResponse>>,
+    pub idempotent: Cache<Uuid, Arc<Remembered>>,
     /// Per-client-IP and per-key token buckets.
     pub rate_limits: crate::limits::RateLimits,
 }
@@ -59,15 +60,27 @@ pub struct AppState {
 /// Request limits, from `Config`.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Longest a whole request may take.
+    /// Longest a request may take; for the webhook, longest it may take to
+    /// reach the hand-off to Kafka, after which the producer's
+    /// `message.timeout.ms` bounds the rest.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub max_future_skew: chrono::Duration,
 }
 
+/// The answer given for an `Idempotency-Key`, and the body it answered.
+#[derive(Debug)]
+pub struct Remembered {
+    /// `request_fingerprint` of the accepted body. The key is bound to it: the
+    /// same key with other bytes is a reuse of the key (a client bug), not a
+    /// retry, and must not get this answer.
+    pub fingerprint: String,
+    pub response: Arc<DeploymentResponse>,
+}
+
 /// The idempotency cache as `AppState` wants it.
-pub fn idempotency_cache() -> Cache<Uuid, Arc<DeploymentResponse>> {
+pub fn idempotency_cache() -> Cache<Uuid, Arc<Remembered>> {
     Cache::builder()
         .max_capacity(200_000)
         .time_to_live(Duration::from_secs(24 * 3600))
@@ -81,7 +94,6 @@ pub type SharedState = Arc<AppState>;
 pub fn app(state: AppState) -> Router {
     let state: SharedState = Arc::new(state);
     Router::new()
-        .route(WEBHOOK_PATH, post(post_webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -91,6 +103,10 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             state.limits.request_timeout,
         ))
+        // Added after the timeout layer, so outside it: a blanket timeout
+        // could answer 408 while the event is already on its way to Kafka.
+        // The webhook keeps its own deadline, up to the hand-off.
+        .route(WEBHOOK_PATH, post(post_webhook))
         .layer(middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -152,56 +168,130 @@ async fn post_webhook(
                 .rejections
                 .with_label_values(&[err.reason()])
                 .inc();
-            err.into_response()
+            let mut response = err.into_response();
+            if require_printable_request_id(&headers).is_err() {
+                // Our own id, so the refused bytes are not echoed back.
+                let id =
+                    HeaderValue::try_from(Uuid::new_v4().to_string()).expect("a UUID is ASCII");
+                response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            }
+            response
         }
     }
 }
 
 /// Authenticate, check, validate, resolve, publish: the whole contract.
+///
+/// The request deadline bounds only the stages before the event is handed to
+/// the producer: once it is, the event may land, so the answer must be the
+/// broker's (201, or 503 when it does not ack within `message.timeout.ms`),
+/// never a 408 sent while the record is on its way.
 async fn accept_webhook(
-    state: &AppState,
+    state: &SharedState,
     peer: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Arc<DeploymentResponse>, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
+    let prepared = prepare(state, peer, headers, body, deadline).await?;
+    // hyper drops this handler when the client hangs up, but a record handed
+    // over may still land: the publish and its idempotency entry run to the
+    // end on a task of their own, so a retry finds them.
+    let state = Arc::clone(state);
+    tokio::spawn(async move { hand_off(&state, prepared).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("publish task: {e}")))?
+}
+
+/// An event ready to publish, and what binds its `Idempotency-Key`.
+struct Prepared {
+    event: DeploymentReported,
+    /// The body's `request_fingerprint`, present exactly when the request
+    /// carried an `Idempotency-Key`.
+    fingerprint: Option<String>,
+}
+
+/// Every stage before the hand-off, each cut off at `deadline`: a slow client
+/// gets 408, our own slowness (argon2 queue, Postgres) a 503; nothing has been
+/// produced either way.
+async fn prepare(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: Body,
+    deadline: tokio::time::Instant,
+) -> Result<Prepared, ApiError> {
     state.rate_limits.check_ip(peer)?;
     // Postgres keeps microseconds; so does every timestamp we hand out, so the
     // 201 body and later reads of the same deployment agree to the digit.
     let received_at = Utc::now().trunc_subsecs(6);
     let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
-    let principal = state.auth.authenticate(key).await?;
+    let principal = by_deadline(deadline, "authentication", state.auth.authenticate(key)).await?;
     state.rate_limits.check_key(principal.key_id)?;
     require_json(headers)?;
+    require_printable_request_id(headers)?;
     let idempotency_key = idempotency_key(headers)?;
-    let bytes = read_body(headers, body, &state.limits).await?;
+    let bytes = read_body(headers, body, &state.limits, deadline).await?;
     let request = request::parse(&bytes, received_at, state.limits.max_future_skew)
         .map_err(ApiError::Validation)?;
-    let environment_id = state
+    let resolve = state
         .environments
-        .resolve(principal.workspace_id, &request.environment)
-        .await?;
+        .resolve(principal.workspace_id, &request.environment);
+    let environment_id = by_deadline(deadline, "environment lookup", resolve).await?;
 
     let event_id = match &idempotency_key {
         Some(k) => idempotent_event_id(principal.workspace_id, k),
         None => Uuid::now_v7(),
     };
-    let event = build_event(event_id, environment_id, &principal, request, received_at);
-    let publish = async {
+    Ok(Prepared {
+        event: build_event(event_id, environment_id, &principal, request, received_at),
+        fingerprint: idempotency_key.map(|_| request_fingerprint(&bytes)),
+    })
+}
+
+/// Runs a pre-produce stage, or answers 503 if the request deadline passes first.
+async fn by_deadline<T>(
+    deadline: tokio::time::Instant,
+    stage: &'static str,
+    stage_future: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout_at(deadline, stage_future)
+        .await
+        .unwrap_or(Err(ApiError::DeadlineExceeded(stage)))
+}
+
+/// Publishes the event and answers with the broker's outcome; no deadline but
+/// the producer's own `message.timeout.ms`. With an `Idempotency-Key`,
+/// concurrent requests coalesce: one publishes, the others wait for its answer
+/// and then compare their body with its body.
+async fn hand_off(
+    state: &AppState,
+    prepared: Prepared,
+) -> Result<Arc<DeploymentResponse>, ApiError> {
+    let Prepared { event, fingerprint } = prepared;
+    let Some(fingerprint) = fingerprint else {
         state
             .sink
-            .publish(&event)
+            .publish(&event, None)
             .await
             .map_err(|e| ApiError::SinkUnavailable(e.to_string()))?;
-        Ok::<_, ApiError>(Arc::new(DeploymentResponse::from(&event)))
+        return Ok(Arc::new(DeploymentResponse::from(&event)));
     };
-    if idempotency_key.is_none() {
-        return publish.await;
-    }
-    state
+    let remembered = state
         .idempotent
-        .try_get_with(event_id, publish)
+        .try_get_with(event.event_id, async {
+            state.sink.publish(&event, Some(&fingerprint)).await?;
+            Ok::<_, SinkError>(Arc::new(Remembered {
+                fingerprint: fingerprint.clone(),
+                response: Arc::new(DeploymentResponse::from(&event)),
+            }))
+        })
         .await
-        .map_err(|e| ApiError::SinkUnavailable(e.to_string()))
+        .map_err(|e| ApiError::SinkUnavailable(e.to_string()))?;
+    if remembered.fingerprint != fingerprint {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    Ok(remembered.response.clone())
 }
 
 fn build_event(
@@ -260,6 +350,25 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// `X-Request-Id` ends up in logs and is echoed in the response, so it must
+/// be printable ASCII; other bytes are refused rather than passed along.
+fn require_printable_request_id(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(&X_REQUEST_ID) else {
+        return Ok(());
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() <= REQUEST_ID_MAX_LEN && bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        return Ok(());
+    }
+    Err(ApiError::Validation(vec![ValidationIssue {
+        loc: vec![LocPart::from("header"), LocPart::from("x-request-id")],
+        msg: format!(
+            "X-Request-Id must be at most {REQUEST_ID_MAX_LEN} printable ASCII characters"
+        ),
+        kind: "value_error".to_owned(),
+    }]))
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -281,10 +390,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Reads the body within the body timeout and the request deadline,
+/// whichever comes first; either way the client was too slow (408).
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limits: &Limits,
+    deadline: tokio::time::Instant,
 ) -> Result<bytes::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -294,7 +406,8 @@ async fn read_body(
         return Err(ApiError::PayloadTooLarge(limits.max_body_bytes));
     }
     let limited = Limited::new(body, limits.max_body_bytes);
-    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+    let until = deadline.min(tokio::time::Instant::now() + limits.body_timeout);
+    match tokio::time::timeout_at(until, limited.collect()).await {
         Err(_) => Err(ApiError::BodyTimeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {

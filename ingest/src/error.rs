@@ -29,6 +29,11 @@ pub enum ApiError {
     /// The body broke one or more rules; every issue is listed.
     #[error("{} validation issue(s)", .0.len())]
     Validation(Vec<ValidationIssue>),
+    /// The `Idempotency-Key` was already used for a different body: a
+    /// client bug that, answered with the first 201, would silently lose
+    /// this report.
+    #[error("Idempotency-Key reused for a different body")]
+    IdempotencyKeyReused,
     /// The body is not JSON by its Content-Type.
     #[error("unsupported content type {0:?}")]
     UnsupportedMediaType(String),
@@ -38,6 +43,10 @@ pub enum ApiError {
     /// The client sent its body too slowly.
     #[error("body not received within the timeout")]
     BodyTimeout,
+    /// A stage before the hand-off to Kafka (named here) outlasted the
+    /// request deadline on our side; nothing was produced.
+    #[error("request deadline passed during {0}")]
+    DeadlineExceeded(&'static str),
     /// Kafka did not acknowledge (down, timeout, full queue): nothing was
     /// accepted and the client should retry.
     #[error("event not durable: {0}")]
@@ -82,10 +91,12 @@ impl ApiError {
             ApiError::AuthBusy => "auth_busy",
             ApiError::EnvironmentNotFound(_) => "environment_not_found",
             ApiError::Validation(_) => "validation",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BodyTimeout => "body_timeout",
             ApiError::SinkUnavailable(_) => "sink_unavailable",
+            ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::NotFound(_) => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
@@ -98,6 +109,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::ReferenceUnavailable(_)
             | ApiError::SinkUnavailable(_)
+            | ApiError::DeadlineExceeded(_)
             | ApiError::Internal(_) => {
                 tracing::error!(error = %self, "request failed")
             }
@@ -127,6 +139,21 @@ impl IntoResponse for ApiError {
             ApiError::Validation(issues) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(ValidationErrors { detail: issues })).into_response()
             }
+            // The IETF Idempotency-Key draft's answer to a key reused with
+            // another payload; in the validation shape so clients parse one shape.
+            ApiError::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(ValidationErrors {
+                    detail: vec![ValidationIssue {
+                        loc: vec!["header".into(), "idempotency-key".into()],
+                        msg: "This Idempotency-Key was already used for a different request body; \
+                              a retry must send the same bytes, and a new report needs a new key"
+                            .to_owned(),
+                        kind: "idempotency_key_reused".to_owned(),
+                    }],
+                }),
+            )
+                .into_response(),
             // The contract requires application/json.
             ApiError::UnsupportedMediaType(got) => detail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -139,6 +166,15 @@ impl IntoResponse for ApiError {
             ),
             // The client, not the server, was slow.
             ApiError::BodyTimeout => detail(StatusCode::REQUEST_TIMEOUT, "Request body was not received in time"),
+            // We were too slow before producing anything: retryable, and not
+            // a 408, which would blame the client.
+            ApiError::DeadlineExceeded(stage) => retry_after(
+                detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The request could not be handled in time ({stage} was slow); nothing was recorded, retry later"),
+                ),
+                1,
+            ),
             // Not durable, so not accepted: the client must retry.
             ApiError::SinkUnavailable(_) => retry_after(
                 detail(

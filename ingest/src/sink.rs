@@ -4,7 +4,9 @@
 //! The Kafka sink is one idempotent `FutureProducer` with `acks=all`. A publish
 //! returns only once the broker acknowledged the record; a full queue, a
 //! timeout or a broker error is an error, never a hang: `message.timeout.ms`
-//! bounds every delivery, and it sits below the HTTP request timeout.
+//! bounds every delivery (librdkafka checks it about once a second). Once a
+//! record is handed over, the webhook waits for this outcome and answers with
+//! it; no HTTP timeout cuts in.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use vibemon_runtime::KafkaArgs;
+use vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER;
 use vibemon_schemas::DeploymentReported;
 
 use crate::metrics::Metrics;
@@ -102,7 +105,11 @@ impl KafkaSink {
         })
     }
 
-    async fn publish(&self, event: &DeploymentReported) -> Result<(), SinkError> {
+    async fn publish(
+        &self,
+        event: &DeploymentReported,
+        fingerprint: Option<&str>,
+    ) -> Result<(), SinkError> {
         let started = Instant::now();
         let payload = event.encode();
         let key = event.partition_key();
@@ -111,6 +118,12 @@ impl KafkaSink {
             headers = headers.insert(Header {
                 key: name,
                 value: Some(value.as_bytes()),
+            });
+        }
+        if let Some(fingerprint) = fingerprint {
+            headers = headers.insert(Header {
+                key: REQUEST_FINGERPRINT_HEADER,
+                value: Some(fingerprint.as_bytes()),
             });
         }
         let record = FutureRecord::to(&self.topic)
@@ -171,9 +184,16 @@ impl KafkaSink {
 
 impl Sink {
     /// Returns once the event is durable (Kafka) or at once (noop).
-    pub async fn publish(&self, event: &DeploymentReported) -> Result<(), SinkError> {
+    /// `fingerprint` is the body's `request_fingerprint` when the request
+    /// carried an `Idempotency-Key`: it goes on the record so a consumer can
+    /// tell a retry through another replica from a reuse of the key.
+    pub async fn publish(
+        &self,
+        event: &DeploymentReported,
+        fingerprint: Option<&str>,
+    ) -> Result<(), SinkError> {
         match self {
-            Sink::Kafka(k) => k.publish(event).await,
+            Sink::Kafka(k) => k.publish(event, fingerprint).await,
             Sink::Noop => Ok(()),
         }
     }

@@ -125,3 +125,14 @@ pub async fn json(resp: reqwest::Response) -> (u16, Value) {
     let body = resp.json::<Value>().await.expect("a JSON body");
     (status, body)
 }
+
+impl TestApp {
+    /// How many records the topic holds, from its watermarks: a count that
+    /// does not depend on how long a reader waited.
+    pub async fn record_count(&self) -> i64 {
+        let (brokers, topic) = (self.topic.brokers.clone(), self.topic.name.clone());
+        tokio::task::spawn_blocking(move || vibemon_testkit::count_records(&brokers, &topic))
+            .await
+            .unwrap()
+    }
+}

@@ -10,9 +10,13 @@ mod hostile;
 
 mod auth;
 mod contract;
+mod deadlines;
 mod durability;
+mod header_bytes;
+mod idempotency;
 mod limits;
 mod operability;
+mod producer_queue;
 mod read_api;
 mod router;
 mod secrets;

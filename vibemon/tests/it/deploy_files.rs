@@ -53,6 +53,17 @@ fn action_script() -> String {
 }
 
 async fn run_action(url: &str, key: &str, environment: &str, strict: &str) -> std::process::Output {
+    run_action_for(url, key, environment, "acme/payments-api", strict).await
+}
+
+/// The action as one step of run 7312456789 (attempt 1, job `deploy`) runs it.
+async fn run_action_for(
+    url: &str,
+    key: &str,
+    environment: &str,
+    repository: &str,
+    strict: &str,
+) -> std::process::Output {
     tokio::process::Command::new("bash")
         .arg("-c")
         .arg(action_script())
@@ -62,7 +73,7 @@ async fn run_action(url: &str, key: &str, environment: &str, strict: &str) -> st
             ("VM_API_URL", url),
             ("VM_WORKSPACE_KEY", key),
             ("VM_ENVIRONMENT", environment),
-            ("VM_REPOSITORY", "acme/payments-api"),
+            ("VM_REPOSITORY", repository),
             ("VM_BRANCH", "main"),
             ("VM_COMMIT_SHA", "9fceb02d0ae598e95dc970b74767f19372d61af8"),
             ("VM_STATUS", "success"),
@@ -72,6 +83,9 @@ async fn run_action(url: &str, key: &str, environment: &str, strict: &str) -> st
             ("VM_RUN_ID", "7312456789"),
             ("VM_RUN_ATTEMPT", "1"),
             ("VM_ACTOR", "octocat"),
+            ("VM_JOB", "deploy"),
+            ("VM_STEP", "report-deployment"),
+            ("VM_IDEMPOTENCY_KEY", ""),
         ])
         .output()
         .await
@@ -109,6 +123,39 @@ async fn the_github_action_reports_once_and_only_fails_the_workflow_when_strict(
         events.len(),
         1,
         "the same Idempotency-Key on a re-run is recorded once"
+    );
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workflow_run_reporting_two_repositories_records_both_and_a_rerun_of_either_once() {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(1).await);
+    let t = Tenant::create(&db.pool, "GitHub Actions").await;
+    let ingest = Ingest::spawn(&db.url, KafkaArgs::local(&topic.brokers, &topic.name)).await;
+    let url = format!("http://{}", ingest.addr);
+
+    let api = run_action_for(&url, &t.key, "production", "acme/payments-api", "true").await;
+    let web = run_action_for(&url, &t.key, "production", "acme/payments-web", "true").await;
+    let api_again = run_action_for(&url, &t.key, "production", "acme/payments-api", "true").await;
+
+    for out in [&api, &web, &api_again] {
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("Reported deployment"),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        api.stdout, api_again.stdout,
+        "the retried step is answered with the same deployment"
+    );
+    let events = read_topic(&topic.brokers, &topic.name, 3, Duration::from_secs(3)).await;
+    assert_eq!(
+        events.len(),
+        2,
+        "one event per repository, none for the retry"
     );
     ingest.stop().await;
 }
