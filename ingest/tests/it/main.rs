@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod hostile;
 
 mod auth;
+mod bad_bytes;
 mod contract;
 mod durability;
 mod limits;
