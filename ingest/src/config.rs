@@ -100,6 +100,11 @@ pub struct Config {
     #[arg(long, env = "INGEST_ARGON2_CONCURRENCY", default_value_t = 1)]
     pub argon2_concurrency: usize,
 
+    /// TCP connections served at once; one more is answered 503 at once and
+    /// closed, so a connection flood cannot exhaust file descriptors or memory.
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
     /// Postgres connections.
     #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

@@ -83,8 +83,11 @@ pub async fn serve(
     server::serve_with_timeouts(
         app::app(state.clone()),
         listener,
-        Duration::from_millis(config.header_timeout_ms),
-        Duration::from_secs(15),
+        server::ServerLimits {
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+            drain: Duration::from_secs(15),
+            max_connections: config.max_connections,
+        },
         state.metrics.open_connections.clone(),
         shutdown,
     )
