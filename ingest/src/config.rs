@@ -105,9 +105,23 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
-    /// Postgres connections.
+    /// Postgres connections for keys and environments (authentication).
     #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// Postgres connections for the read API, apart from authentication's, so
+    /// slow reads queue among themselves and never delay a webhook.
+    #[arg(long, env = "INGEST_READ_DB_POOL_SIZE", default_value_t = 4)]
+    pub read_db_pool_size: u32,
+
+    /// Longest a read-API query may run, in milliseconds, before Postgres
+    /// cancels it (503); bounds how long one read holds a read connection.
+    #[arg(
+        long,
+        env = "INGEST_READ_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub read_statement_timeout_ms: u64,
 
     /// Webhook requests per second per client IP (burst twice that), checked
     /// before authentication; 0 turns it off (do that behind a proxy).

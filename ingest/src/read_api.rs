@@ -276,7 +276,7 @@ async fn list_deployments(
         until,
     };
     let page = read::list_deployments(
-        &state.pool,
+        &state.read_pool,
         who.workspace_id,
         &filter,
         cursor,
@@ -298,7 +298,7 @@ async fn get_deployment(
     Params::new(raw, &[]).finish()?;
     let not_found = || ApiError::NotFound(format!("Deployment {id}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let detail = read::get_deployment(&state.pool, who.workspace_id, uuid)
+    let detail = read::get_deployment(&state.read_pool, who.workspace_id, uuid)
         .await
         .map_err(db_error)?;
     detail.map(Json).ok_or_else(not_found)
@@ -311,7 +311,7 @@ async fn list_environments(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let who = principal(&state, &headers).await?;
     Params::new(raw, &[]).finish()?;
-    let envs = read::environments_now(&state.pool, who.workspace_id)
+    let envs = read::environments_now(&state.read_pool, who.workspace_id)
         .await
         .map_err(db_error)?;
     Ok(Json(serde_json::json!({ "environments": envs })))
@@ -334,7 +334,7 @@ async fn deployed_at(
     let environment_id = state.environments.resolve(who.workspace_id, &name).await?;
     let at = at.unwrap_or_else(Utc::now);
     let running = read::deployed_at(
-        &state.pool,
+        &state.read_pool,
         who.workspace_id,
         environment_id,
         at,

@@ -15,6 +15,7 @@ mod durability;
 mod limits;
 mod operability;
 mod read_api;
+mod read_pool;
 mod router;
 mod secrets;
 mod seed_examples;
