@@ -24,6 +24,7 @@ use vibemon_store::read::{self, Cursor, DeploymentFilter};
 use crate::app::{AppState, SharedState};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::server::PeerAddr;
 use vibemon_schemas::fields::{forbidden_char, parse_timestamp};
 
 /// Longest query or path value read, in bytes after percent-decoding. The
@@ -39,10 +40,17 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/environments/{name}/deployed", get(deployed_at))
 }
 
+/// The TCP peer, when served by the accept loop (not in `oneshot` tests).
+type Peer = Option<axum::Extension<PeerAddr>>;
+
+/// Per-client-IP limit first (before any key work, as for the webhook), then
+/// the key, then the key's own limit.
 async fn principal(
     state: &AppState,
+    peer: Peer,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<Principal>, ApiError> {
+    state.rate_limits.check_ip(peer.map(|p| p.0 .0.ip()))?;
     let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
     let who = state.auth.authenticate(key).await?;
     state.rate_limits.check_key(who.key_id)?;
@@ -225,10 +233,11 @@ fn timestamp(name: &'static str) -> impl Fn(&str) -> Result<DateTime<Utc>, Strin
 
 async fn list_deployments(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::Page>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
     let mut p = Params::new(
         raw,
         &[
@@ -289,11 +298,12 @@ async fn list_deployments(
 
 async fn get_deployment(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::DeploymentDetail>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
     let id = path_segment("id", id)?;
     Params::new(raw, &[]).finish()?;
     let not_found = || ApiError::NotFound(format!("Deployment {id}"));
@@ -306,10 +316,11 @@ async fn get_deployment(
 
 async fn list_environments(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
     Params::new(raw, &[]).finish()?;
     let envs = read::environments_now(&state.read_pool, who.workspace_id)
         .await
@@ -319,11 +330,12 @@ async fn list_environments(
 
 async fn deployed_at(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
     let name = path_segment("name", name)?;
     let mut p = Params::new(raw, &["at", "repository"]);
     let at = p.get("at", timestamp("at"));

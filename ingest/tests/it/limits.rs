@@ -114,3 +114,26 @@ async fn a_connection_over_the_cap_gets_an_immediate_503_and_a_freed_slot_serves
     );
     assert!(served.is_some(), "no 201 once the idle connections closed");
 }
+
+#[tokio::test]
+async fn the_read_api_is_behind_the_per_ip_limit_too() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_per_ip = 1).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = app
+            .client
+            .get(app.url("/api/v1/deployments"))
+            .header("X-Workspace-Key", vibemon_store::keys::generate().plaintext)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+
+    assert_eq!(
+        statuses,
+        [401, 401, 429],
+        "per-IP is checked before any key"
+    );
+}
