@@ -12,6 +12,7 @@ mod auth;
 mod bad_bytes;
 mod contract;
 mod durability;
+mod flood;
 mod limits;
 mod operability;
 mod read_api;
