@@ -66,6 +66,11 @@ async fn a_valid_key_keeps_getting_quick_201s_through_a_flood_lasting_three_ttls
         "vibemon_ingest_argon2_verifications_total{outcome=\"invalid\"}",
     )
     .await;
+    let valid_verifications = metric(
+        &app,
+        "vibemon_ingest_argon2_verifications_total{outcome=\"valid\"}",
+    )
+    .await;
 
     let worst = answers.iter().map(|(_, d)| *d).max().unwrap();
     let not_201: Vec<_> = answers.iter().filter(|(s, _)| *s != 201).collect();
@@ -74,8 +79,14 @@ async fn a_valid_key_keeps_getting_quick_201s_through_a_flood_lasting_three_ttls
         "the flood ran only {flooded} verifications"
     );
     assert!(not_201.is_empty(), "the valid key got {not_201:?}");
+    assert_eq!(
+        valid_verifications, 1.0,
+        "the valid key went through the argon2 queue again"
+    );
+    // Loose, since the suite shares two cores with the flood: before
+    // refresh-ahead the worst was the argon2 queue's wait, 1.6 s or a 503.
     assert!(
-        worst < Duration::from_millis(500),
+        worst < Duration::from_millis(1_000),
         "worst valid-key latency {worst:?} over {} requests",
         answers.len()
     );
