@@ -73,50 +73,47 @@ impl Params {
     /// axum's `Query`, which replaces invalid UTF-8 silently and answers its
     /// own errors in plain text.
     fn new(query: Option<String>, allowed: &[&str]) -> Self {
-        let mut raw = HashMap::new();
-        let mut issues = Vec::new();
-        let pairs = query.unwrap_or_default();
-        for pair in pairs.split('&').filter(|p| !p.is_empty()) {
+        let mut params = Self {
+            raw: HashMap::new(),
+            issues: Vec::new(),
+        };
+        let query = query.unwrap_or_default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let name =
-                match decode_component(k).and_then(|k| visible(&k, "parameter name").map(|()| k)) {
-                    Ok(name) => name,
-                    Err(msg) => {
-                        let shown = String::from_utf8_lossy(&percent_decode(k))
-                            .chars()
-                            .take(64)
-                            .collect::<String>();
-                        issues.push(issue(&shown, "value_error", msg));
-                        continue;
-                    }
-                };
-            if !allowed.contains(&name.as_str()) {
-                issues.push(issue(
-                    &name,
-                    "extra_forbidden",
-                    format!(
-                        "unknown query parameter {name:?} (allowed: {})",
-                        allowed.join(", ")
-                    ),
-                ));
-                continue;
-            }
-            if raw.contains_key(&name) {
-                issues.push(issue(
-                    &name,
-                    "duplicate_parameter",
-                    format!("{name} must be given at most once"),
-                ));
-                continue;
-            }
-            match decode_component(v).and_then(|v| visible(&v, &name).map(|()| v)) {
-                Ok(value) => {
-                    raw.insert(name, value);
-                }
-                Err(msg) => issues.push(issue(&name, "value_error", msg)),
+            if let Err(problem) = params.add(k, v, allowed) {
+                params.issues.push(problem);
             }
         }
-        Self { raw, issues }
+        params
+    }
+
+    /// Adds one raw `name=value` pair, or says what is wrong with it.
+    fn add(&mut self, k: &str, v: &str, allowed: &[&str]) -> Result<(), ValidationIssue> {
+        let name = decode_component(k)
+            .and_then(|k| visible(&k, "parameter name").map(|()| k))
+            .map_err(|msg| {
+                let shown: String = String::from_utf8_lossy(&percent_decode(k))
+                    .chars()
+                    .take(64)
+                    .collect();
+                issue(&shown, "value_error", msg)
+            })?;
+        if !allowed.contains(&name.as_str()) {
+            let msg = format!(
+                "unknown query parameter {name:?} (allowed: {})",
+                allowed.join(", ")
+            );
+            return Err(issue(&name, "extra_forbidden", msg));
+        }
+        if self.raw.contains_key(&name) {
+            let msg = format!("{name} must be given at most once");
+            return Err(issue(&name, "duplicate_parameter", msg));
+        }
+        let value = decode_component(v)
+            .and_then(|v| visible(&v, &name).map(|()| v))
+            .map_err(|msg| issue(&name, "value_error", msg))?;
+        self.raw.insert(name, value);
+        Ok(())
     }
 
     fn get<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
