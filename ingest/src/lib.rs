@@ -98,7 +98,7 @@ pub async fn serve(
             drain: Duration::from_secs(15),
             max_connections: config.max_connections,
         },
-        state.metrics.open_connections.clone(),
+        state.metrics.clone(),
         shutdown,
     )
     .await?;

@@ -24,6 +24,7 @@ use tower::ServiceExt;
 use vibemon_schemas::api::{LocPart, ValidationIssue};
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// The TCP peer of a request, inserted by the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +52,14 @@ pub struct ServerLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to
-/// `limits.drain` for open requests. `open_connections` counts the
+/// `limits.drain` for open requests. `metrics.open_connections` counts the
 /// connections (one task each) being served, so an SRE can see slow clients
-/// pile up, or not.
+/// pile up, or not; `metrics.connections_refused` those turned away at the cap.
 pub async fn serve_with_timeouts(
     app: Router,
     listener: TcpListener,
     limits: ServerLimits,
-    open_connections: prometheus::IntGauge,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -86,13 +87,14 @@ pub async fn serve_with_timeouts(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
             tokio::spawn(refuse(stream));
             continue;
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(per_connection(app.clone(), peer));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        let open = open_connections.clone();
+        let open = metrics.open_connections.clone();
         open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {

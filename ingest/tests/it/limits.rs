@@ -113,6 +113,10 @@ async fn a_connection_over_the_cap_gets_an_immediate_503_and_a_freed_slot_serves
         "refused after {refused_in:?}"
     );
     assert!(served.is_some(), "no 201 once the idle connections closed");
+    // At least the one above; a retry racing the idle connections' close
+    // may have been refused too.
+    let refused_total = app.metric("vibemon_http_connections_refused_total").await;
+    assert!(refused_total >= Some(1.0), "{refused_total:?}");
 }
 
 #[tokio::test]
