@@ -48,6 +48,9 @@ pub struct AppState {
     pub sink: Sink,
     pub metrics: Metrics,
     pub pool: sqlx::PgPool,
+    /// The read API's own pool, so slow reads cannot take the connections
+    /// authentication needs (`pool` serves keys and environments).
+    pub read_pool: sqlx::PgPool,
     pub limits: Limits,
     /// Responses already given for an `Idempotency-Key` (by event id): a retry
     /// gets the same body without publishing again, and concurrent retries

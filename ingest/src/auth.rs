@@ -7,10 +7,18 @@
 //! blocking thread behind a small semaphore, so a flood of random keys queues
 //! there instead of on the async workers; an unknown lookup id is verified
 //! against a dummy hash so it costs the same as a wrong secret.
+//!
+//! A valid key never joins that queue again once verified. Past half its TTL
+//! a hit re-checks the key in the background (the row is still there, not
+//! revoked, with the hash the key was verified against) and renews the entry;
+//! a key whose entry expired while idle is re-checked the same way, within
+//! the recheck window, before any argon2. Both need only one indexed Postgres
+//! lookup, so a flood of unknown keys cannot delay known ones, and a revoked
+//! key still stops working within the TTL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
@@ -18,7 +26,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
-use vibemon_store::keys::{self, PresentedKey};
+use vibemon_store::keys::{self, PresentedKey, StoredKey};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -43,15 +51,32 @@ pub struct AuthConfig {
     pub argon2_concurrency: usize,
     /// How long a request may wait for a verification slot before 503.
     pub argon2_queue_timeout: Duration,
+    /// How long a verified key may be re-checked against Postgres alone
+    /// (instead of argon2) after its cache entry expired.
+    pub recheck_window: Duration,
 }
 
 type Digest32 = [u8; 32];
 
+/// A key known to be valid, and what makes it so: the hash it matched. While
+/// the row keeps that hash and is not revoked, the key is still valid.
+struct Verified {
+    principal: Arc<Principal>,
+    hash: Arc<str>,
+    at: Instant,
+}
+
 #[derive(Clone)]
 pub struct Authenticator {
     pool: PgPool,
-    positive: Cache<Digest32, Arc<Principal>>,
+    positive: Cache<Digest32, Arc<Verified>>,
     negative: Cache<Digest32, ()>,
+    /// Hashes that presented keys (by digest) were verified against, for the
+    /// recheck window: the key needs no argon2 while its row keeps the hash.
+    recent: Cache<Digest32, Arc<str>>,
+    /// Keys being re-checked in the background, so a hot key starts one.
+    refreshing: Arc<Mutex<HashSet<Digest32>>>,
+    key_ttl: Duration,
     slots: Arc<Semaphore>,
     queue_timeout: Duration,
     metrics: Metrics,
@@ -68,18 +93,39 @@ enum MissError {
     Busy,
 }
 
+/// The row still vouches for a key verified against `hash`.
+fn still_valid(row: &StoredKey, hash: &str) -> bool {
+    row.revoked_at.is_none() && row.hash == hash
+}
+
+fn verified(row: &StoredKey, hash: Arc<str>) -> Arc<Verified> {
+    Arc::new(Verified {
+        principal: Arc::new(Principal {
+            key_id: row.id,
+            key_name: vibemon_schemas::DisplayName::sanitized(&row.name),
+            workspace_id: row.workspace_id,
+        }),
+        hash,
+        at: Instant::now(),
+    })
+}
+
+fn cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> Cache<Digest32, V> {
+    Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(ttl)
+        .build()
+}
+
 impl Authenticator {
     pub fn new(pool: PgPool, config: &AuthConfig, metrics: Metrics) -> Self {
         Self {
             pool,
-            positive: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(config.key_ttl)
-                .build(),
-            negative: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(config.negative_ttl)
-                .build(),
+            positive: cache(config.key_ttl),
+            negative: cache(config.negative_ttl),
+            recent: cache(config.recheck_window.max(config.key_ttl)),
+            refreshing: Arc::default(),
+            key_ttl: config.key_ttl,
             slots: Arc::new(Semaphore::new(config.argon2_concurrency.max(1))),
             queue_timeout: config.argon2_queue_timeout,
             metrics,
@@ -93,10 +139,13 @@ impl Authenticator {
         let presented = PresentedKey::parse(raw).ok_or(ApiError::Unauthorized)?;
         let digest: Digest32 = Sha256::digest(raw.as_bytes()).into();
 
-        if let Some(p) = self.positive.get(&digest).await {
+        if let Some(v) = self.positive.get(&digest).await {
             self.metrics.auth_cache.with_label_values(&["hit"]).inc();
-            self.record_use(p.key_id);
-            return Ok(p);
+            self.record_use(v.principal.key_id);
+            if v.at.elapsed() >= self.key_ttl / 2 {
+                self.refresh_ahead(digest, presented.lookup.to_owned(), v.hash.clone());
+            }
+            return Ok(v.principal.clone());
         }
         if self.negative.contains_key(&digest) {
             self.metrics
@@ -112,12 +161,12 @@ impl Authenticator {
         let secret = presented.secret.to_owned();
         let result = self
             .positive
-            .try_get_with(digest, self.verify(lookup, secret))
+            .try_get_with(digest, self.verify(digest, lookup, secret))
             .await;
         match result {
-            Ok(p) => {
-                self.record_use(p.key_id);
-                Ok(p)
+            Ok(v) => {
+                self.record_use(v.principal.key_id);
+                Ok(v.principal.clone())
             }
             Err(e) => match &*e {
                 MissError::Invalid => {
@@ -130,20 +179,38 @@ impl Authenticator {
         }
     }
 
-    async fn verify(&self, lookup: String, secret: String) -> Result<Arc<Principal>, MissError> {
+    async fn verify(
+        &self,
+        digest: Digest32,
+        lookup: String,
+        secret: String,
+    ) -> Result<Arc<Verified>, MissError> {
         let row = keys::find_by_lookup(&self.pool, &lookup)
             .await
             .map_err(|e| MissError::Unavailable(e.to_string()))?;
+        if let (Some(row), Some(hash)) = (&row, self.recent.get(&digest).await) {
+            self.metrics
+                .auth_cache
+                .with_label_values(&["recheck"])
+                .inc();
+            if still_valid(row, &hash) {
+                return Ok(verified(row, hash));
+            }
+            self.recent.invalidate(&digest).await;
+            return Err(MissError::Invalid);
+        }
         let permit = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| MissError::Busy)?
             .expect("semaphore never closed");
-        let hash = row
-            .as_ref()
-            .map_or_else(|| keys::DUMMY_HASH.clone(), |r| r.hash.clone());
+        let hash: Arc<str> = row.as_ref().map_or_else(
+            || keys::DUMMY_HASH.as_str().into(),
+            |r| r.hash.as_str().into(),
+        );
+        let checked = hash.clone();
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            keys::verify_secret(&secret, &hash)
+            keys::verify_secret(&secret, &checked)
         })
         .await
         .map_err(|e| MissError::Unavailable(e.to_string()))?;
@@ -153,13 +220,38 @@ impl Authenticator {
             .with_label_values(&[outcome])
             .inc();
         match row {
-            Some(row) if ok && row.revoked_at.is_none() => Ok(Arc::new(Principal {
-                key_id: row.id,
-                key_name: vibemon_schemas::DisplayName::sanitized(&row.name),
-                workspace_id: row.workspace_id,
-            })),
+            Some(row) if ok && row.revoked_at.is_none() => {
+                self.recent.insert(digest, hash.clone()).await;
+                Ok(verified(&row, hash))
+            }
             _ => Err(MissError::Invalid),
         }
+    }
+
+    /// Re-checks a cached key in the background and renews its entry, or
+    /// drops it when the key was revoked. If Postgres is away the entry is
+    /// left to expire at its TTL, as before.
+    fn refresh_ahead(&self, digest: Digest32, lookup: String, hash: Arc<str>) {
+        if !self.refreshing.lock().expect("not poisoned").insert(digest) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            match keys::find_by_lookup(&this.pool, &lookup).await {
+                Ok(Some(row)) if still_valid(&row, &hash) => {
+                    this.positive.insert(digest, verified(&row, hash)).await;
+                }
+                Ok(_) => {
+                    this.positive.invalidate(&digest).await;
+                    this.recent.invalidate(&digest).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "could not re-check a cached key"),
+            }
+            this.refreshing
+                .lock()
+                .expect("not poisoned")
+                .remove(&digest);
+        });
     }
 
     fn record_use(&self, key_id: Uuid) {

@@ -96,13 +96,42 @@ pub struct Config {
     #[arg(long, env = "INGEST_ENV_CACHE_TTL_SECS", default_value_t = 5)]
     pub env_cache_ttl_secs: u64,
 
-    /// argon2 verifications run at once; more queue (and 503 after 2 s).
+    /// argon2 verifications run at once; more queue (and 503 past the queue timeout).
     #[arg(long, env = "INGEST_ARGON2_CONCURRENCY", default_value_t = 1)]
     pub argon2_concurrency: usize,
 
-    /// Postgres connections.
+    /// How long a request may wait for an argon2 slot, in milliseconds, before 503.
+    #[arg(long, env = "INGEST_ARGON2_QUEUE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub argon2_queue_timeout_ms: u64,
+
+    /// How long a key, once verified, is re-checked against Postgres alone
+    /// (not revoked, same hash) instead of argon2 when its cache entry has
+    /// expired, in seconds: a valid key never queues behind unknown ones.
+    #[arg(long, env = "INGEST_KEY_RECHECK_WINDOW_SECS", default_value_t = 3_600)]
+    pub key_recheck_window_secs: u64,
+
+    /// TCP connections served at once; one more is answered 503 at once and
+    /// closed, so a connection flood cannot exhaust file descriptors or memory.
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Postgres connections for keys and environments (authentication).
     #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// Postgres connections for the read API, apart from authentication's, so
+    /// slow reads queue among themselves and never delay a webhook.
+    #[arg(long, env = "INGEST_READ_DB_POOL_SIZE", default_value_t = 4)]
+    pub read_db_pool_size: u32,
+
+    /// Longest a read-API query may run, in milliseconds, before Postgres
+    /// cancels it (503); bounds how long one read holds a read connection.
+    #[arg(
+        long,
+        env = "INGEST_READ_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub read_statement_timeout_ms: u64,
 
     /// Webhook requests per second per client IP (burst twice that), checked
     /// before authentication; 0 turns it off (do that behind a proxy).
@@ -120,7 +149,8 @@ impl Config {
             key_ttl: Duration::from_secs(self.key_cache_ttl_secs),
             negative_ttl: Duration::from_secs(self.negative_cache_ttl_secs),
             argon2_concurrency: self.argon2_concurrency,
-            argon2_queue_timeout: Duration::from_secs(2),
+            argon2_queue_timeout: Duration::from_millis(self.argon2_queue_timeout_ms),
+            recheck_window: Duration::from_secs(self.key_recheck_window_secs),
         }
     }
 

@@ -22,6 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 
 use crate::app::{AppState, Limits};
@@ -34,12 +35,20 @@ use crate::sink::{KafkaSink, Sink, SinkKind};
 /// Builds the state for a configuration: pools, caches, producer.
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let metrics = Metrics::new();
+    let options: PgConnectOptions = config
+        .database_url
+        .parse()
+        .context("DATABASE_URL is not a valid Postgres URL")?;
     // Connect lazily: ingest starts (and serves cached keys) while Postgres is away.
-    let pool = sqlx::postgres::PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy(&config.database_url)
-        .context("DATABASE_URL is not a valid Postgres URL")?;
+        .connect_lazy_with(options.clone());
+    let statement_timeout = config.read_statement_timeout_ms.to_string();
+    let read_pool = PgPoolOptions::new()
+        .max_connections(config.read_db_pool_size)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options.options([("statement_timeout", statement_timeout.as_str())]));
     let sink = match config.sink {
         SinkKind::Kafka => Sink::Kafka(
             KafkaSink::new(&config.kafka, &config.producer(), metrics.clone())
@@ -59,6 +68,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         sink,
         metrics,
         pool,
+        read_pool,
         limits: Limits {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_body_bytes: config.max_body_bytes,
@@ -83,9 +93,12 @@ pub async fn serve(
     server::serve_with_timeouts(
         app::app(state.clone()),
         listener,
-        Duration::from_millis(config.header_timeout_ms),
-        Duration::from_secs(15),
-        state.metrics.open_connections.clone(),
+        server::ServerLimits {
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+            drain: Duration::from_secs(15),
+            max_connections: config.max_connections,
+        },
+        state.metrics.clone(),
         shutdown,
     )
     .await?;

@@ -5,8 +5,11 @@
 //!
 //! The client IP is the TCP peer; behind a proxy that is the proxy, so set
 //! the per-IP limit to 0 (off) there and rely on the proxy's own limits.
+//! An IPv6 client is bucketed by its /64, the block one subscriber or host
+//! is given, so rotating through it escapes nothing; an IPv4-mapped IPv6
+//! address counts as its IPv4 address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -48,6 +51,20 @@ fn check<K: std::hash::Hash + Eq + Clone>(
     })
 }
 
+/// The address a client is limited by: IPv4 as it is, IPv6 by its /64.
+fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 impl RateLimits {
     pub fn new(per_ip_per_second: u32, per_key_per_second: u32) -> Self {
         Self {
@@ -58,7 +75,7 @@ impl RateLimits {
 
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
         match (&self.per_ip, ip) {
-            (Some(l), Some(ip)) => check(l, &ip, "client address"),
+            (Some(l), Some(ip)) => check(l, &client_bucket(ip), "client address"),
             _ => Ok(()),
         }
     }
@@ -80,5 +97,43 @@ impl RateLimits {
             l.retain_recent();
             l.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(limits: &RateLimits, ip: &str) -> bool {
+        limits.check_ip(Some(ip.parse().unwrap())).is_ok()
+    }
+
+    #[test]
+    fn ipv6_addresses_in_one_slash_64_share_a_bucket_and_other_prefixes_do_not() {
+        let limits = RateLimits::new(1, 0);
+
+        let burst = [
+            allowed(&limits, "2001:db8:0:7::1"),
+            allowed(&limits, "2001:db8:0:7::2"),
+        ];
+        let rotated = allowed(&limits, "2001:db8:0:7:dead:beef:0:1");
+        let next_prefix = allowed(&limits, "2001:db8:0:8::1");
+
+        assert_eq!(burst, [true, true], "a burst of twice the rate");
+        assert!(!rotated, "rotating within the /64 escapes nothing");
+        assert!(next_prefix, "another /64 is another client");
+    }
+
+    #[test]
+    fn an_ipv4_mapped_ipv6_address_shares_the_bucket_of_its_ipv4_address() {
+        let limits = RateLimits::new(1, 0);
+
+        let seen = [
+            allowed(&limits, "192.0.2.7"),
+            allowed(&limits, "::ffff:192.0.2.7"),
+            allowed(&limits, "::ffff:192.0.2.7"),
+        ];
+
+        assert_eq!(seen, [true, true, false]);
     }
 }

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub events_published: IntCounter,
     /// TCP connections being served (one task each).
     pub open_connections: IntGauge,
+    /// Connections answered 503 and closed at once because the cap was reached.
+    pub connections_refused: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -112,6 +114,11 @@ impl Metrics {
             "TCP connections being served, one task each",
         )
         .unwrap();
+        let connections_refused = IntCounter::new(
+            "vibemon_http_connections_refused_total",
+            "TCP connections refused with a 503 because the connection cap was reached",
+        )
+        .unwrap();
         vibemon_runtime::register_all(
             &registry,
             vec![
@@ -125,6 +132,7 @@ impl Metrics {
                 Box::new(rejections.clone()),
                 Box::new(events_published.clone()),
                 Box::new(open_connections.clone()),
+                Box::new(connections_refused.clone()),
             ],
         );
         Self {
@@ -139,6 +147,7 @@ impl Metrics {
             rejections,
             events_published,
             open_connections,
+            connections_refused,
         }
     }
 

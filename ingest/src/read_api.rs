@@ -3,12 +3,15 @@
 //! what runs there now, and "what was running at time T".
 //!
 //! A key sees its own workspace only; another workspace's ids answer 404.
-//! Query parameters are parsed strictly: an unknown one, or a value that does
-//! not parse, is a 422 naming it.
+//! Query parameters and path segments are parsed strictly, from the raw
+//! bytes: an unknown or repeated parameter, invalid UTF-8, a control, format
+//! or private-use character, an overlong value, or a value that does not
+//! parse is a 422 naming it, before anything reaches Postgres.
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,7 +24,13 @@ use vibemon_store::read::{self, Cursor, DeploymentFilter};
 use crate::app::{AppState, SharedState};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use vibemon_schemas::fields::parse_timestamp;
+use crate::server::PeerAddr;
+use vibemon_schemas::fields::{forbidden_char, parse_timestamp};
+
+/// Longest query or path value read, in bytes after percent-decoding. The
+/// longest legitimate one is a repository name (255 characters); a larger
+/// value is an attack or a mistake, and is refused before any work.
+pub const MAX_PARAM_BYTES: usize = 1024;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -31,10 +40,17 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/environments/{name}/deployed", get(deployed_at))
 }
 
+/// The TCP peer, when served by the accept loop (not in `oneshot` tests).
+type Peer = Option<axum::Extension<PeerAddr>>;
+
+/// Per-client-IP limit first (before any key work, as for the webhook), then
+/// the key, then the key's own limit.
 async fn principal(
     state: &AppState,
+    peer: Peer,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<Principal>, ApiError> {
+    state.rate_limits.check_ip(peer.map(|p| p.0 .0.ip()))?;
     let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
     let who = state.auth.authenticate(key).await?;
     state.rate_limits.check_key(who.key_id)?;
@@ -45,28 +61,59 @@ fn db_error(e: sqlx::Error) -> ApiError {
     ApiError::ReferenceUnavailable(e.to_string())
 }
 
-/// Strict query parameters: known names only, each parsed with a 422 on failure.
+/// Strict query parameters: known names only, each at most once, each parsed
+/// with a 422 on failure.
 struct Params {
     raw: HashMap<String, String>,
     issues: Vec<ValidationIssue>,
 }
 
 impl Params {
-    fn new(raw: HashMap<String, String>, allowed: &[&str]) -> Self {
-        let mut issues = Vec::new();
-        for k in raw.keys() {
-            if !allowed.contains(&k.as_str()) {
-                issues.push(issue(
-                    k,
-                    "extra_forbidden",
-                    format!(
-                        "unknown query parameter {k:?} (allowed: {})",
-                        allowed.join(", ")
-                    ),
-                ));
+    /// Splits and decodes the raw query string itself, rather than through
+    /// axum's `Query`, which replaces invalid UTF-8 silently and answers its
+    /// own errors in plain text.
+    fn new(query: Option<String>, allowed: &[&str]) -> Self {
+        let mut params = Self {
+            raw: HashMap::new(),
+            issues: Vec::new(),
+        };
+        let query = query.unwrap_or_default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if let Err(problem) = params.add(k, v, allowed) {
+                params.issues.push(problem);
             }
         }
-        Self { raw, issues }
+        params
+    }
+
+    /// Adds one raw `name=value` pair, or says what is wrong with it.
+    fn add(&mut self, k: &str, v: &str, allowed: &[&str]) -> Result<(), ValidationIssue> {
+        let name = decode_component(k)
+            .and_then(|k| visible(&k, "parameter name").map(|()| k))
+            .map_err(|msg| {
+                let shown: String = String::from_utf8_lossy(&percent_decode(k))
+                    .chars()
+                    .take(64)
+                    .collect();
+                issue(&shown, "value_error", msg)
+            })?;
+        if !allowed.contains(&name.as_str()) {
+            let msg = format!(
+                "unknown query parameter {name:?} (allowed: {})",
+                allowed.join(", ")
+            );
+            return Err(issue(&name, "extra_forbidden", msg));
+        }
+        if self.raw.contains_key(&name) {
+            let msg = format!("{name} must be given at most once");
+            return Err(issue(&name, "duplicate_parameter", msg));
+        }
+        let value = decode_component(v)
+            .and_then(|v| visible(&v, &name).map(|()| v))
+            .map_err(|msg| issue(&name, "value_error", msg))?;
+        self.raw.insert(name, value);
+        Ok(())
     }
 
     fn get<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
@@ -89,6 +136,82 @@ impl Params {
     }
 }
 
+/// `%XX` decoded to bytes, `+` to a space (HTML form encoding); a `%` not
+/// followed by two hex digits is kept as it is, as browsers do.
+fn percent_decode(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len()
+                && hex(bytes[i + 1]).is_some()
+                && hex(bytes[i + 2]).is_some() =>
+            {
+                let (hi, lo) = (
+                    hex(bytes[i + 1]).unwrap_or(0),
+                    hex(bytes[i + 2]).unwrap_or(0),
+                );
+                out.push((hi * 16 + lo) as u8);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A query component as text: refused when it is not UTF-8 or too long.
+fn decode_component(raw: &str) -> Result<String, String> {
+    if raw.len() > 3 * MAX_PARAM_BYTES {
+        return Err(format!("must be at most {MAX_PARAM_BYTES} bytes"));
+    }
+    String::from_utf8(percent_decode(raw)).map_err(|_| "must be valid UTF-8".to_owned())
+}
+
+/// Refuses a value that is too long or holds a control, format or
+/// private-use character (the same rule as the webhook's text fields).
+fn visible(value: &str, what: &str) -> Result<(), String> {
+    if value.len() > MAX_PARAM_BYTES {
+        return Err(format!(
+            "{what} must be at most {MAX_PARAM_BYTES} bytes, got {}",
+            value.len()
+        ));
+    }
+    match value
+        .chars()
+        .find_map(|c| forbidden_char(c).map(|why| (c, why)))
+    {
+        None => Ok(()),
+        Some((c, why)) => Err(format!(
+            "{what} must not contain U+{:04X} ({why})",
+            c as u32
+        )),
+    }
+}
+
+/// A path segment as text, or a 422 naming it: axum's own rejection (invalid
+/// UTF-8) is plain text, so it is replaced by our body.
+fn path_segment(
+    name: &str,
+    segment: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
+    let checked = match segment {
+        Ok(Path(value)) => visible(&value, name).map(|()| value),
+        Err(_) => Err(format!("{name} must be valid UTF-8")),
+    };
+    checked.map_err(|msg| {
+        ApiError::Validation(vec![ValidationIssue {
+            loc: vec![LocPart::from("path"), LocPart::from(name)],
+            msg,
+            kind: "value_error".to_owned(),
+        }])
+    })
+}
+
 fn issue(name: &str, kind: &str, msg: String) -> ValidationIssue {
     ValidationIssue {
         loc: vec![LocPart::from("query"), LocPart::from(name)],
@@ -107,10 +230,11 @@ fn timestamp(name: &'static str) -> impl Fn(&str) -> Result<DateTime<Utc>, Strin
 
 async fn list_deployments(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
-    Query(raw): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<read::Page>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
     let mut p = Params::new(
         raw,
         &[
@@ -158,7 +282,7 @@ async fn list_deployments(
         until,
     };
     let page = read::list_deployments(
-        &state.pool,
+        &state.read_pool,
         who.workspace_id,
         &filter,
         cursor,
@@ -171,13 +295,17 @@ async fn list_deployments(
 
 async fn get_deployment(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<read::DeploymentDetail>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
+    let id = path_segment("id", id)?;
+    Params::new(raw, &[]).finish()?;
     let not_found = || ApiError::NotFound(format!("Deployment {id}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let detail = read::get_deployment(&state.pool, who.workspace_id, uuid)
+    let detail = read::get_deployment(&state.read_pool, who.workspace_id, uuid)
         .await
         .map_err(db_error)?;
     detail.map(Json).ok_or_else(not_found)
@@ -185,10 +313,13 @@ async fn get_deployment(
 
 async fn list_environments(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = principal(&state, &headers).await?;
-    let envs = read::environments_now(&state.pool, who.workspace_id)
+    let who = principal(&state, peer, &headers).await?;
+    Params::new(raw, &[]).finish()?;
+    let envs = read::environments_now(&state.read_pool, who.workspace_id)
         .await
         .map_err(db_error)?;
     Ok(Json(serde_json::json!({ "environments": envs })))
@@ -196,11 +327,13 @@ async fn list_environments(
 
 async fn deployed_at(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(raw): Query<HashMap<String, String>>,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = principal(&state, &headers).await?;
+    let who = principal(&state, peer, &headers).await?;
+    let name = path_segment("name", name)?;
     let mut p = Params::new(raw, &["at", "repository"]);
     let at = p.get("at", timestamp("at"));
     let repository = p.get("repository", |s| Ok(s.to_owned()));
@@ -210,7 +343,7 @@ async fn deployed_at(
     let environment_id = state.environments.resolve(who.workspace_id, &name).await?;
     let at = at.unwrap_or_else(Utc::now);
     let running = read::deployed_at(
-        &state.pool,
+        &state.read_pool,
         who.workspace_id,
         environment_id,
         at,

@@ -13,6 +13,11 @@ use uuid::Uuid;
 /// Most items one page may hold; larger `limit`s are capped to it.
 pub const MAX_PAGE: i64 = 200;
 
+/// Most reports one deployment's `report_log` shows (the oldest first). A
+/// deployment's `reports` field says how many it has in all; a CI system
+/// that reports one `external_id` without end cannot make one read unbounded.
+pub const MAX_REPORT_LOG: i64 = 500;
+
 /// One deployment as the read API shows it: the seed's fields and more.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DeploymentView {
@@ -156,7 +161,8 @@ pub struct ReportView {
     pub payload: serde_json::Value,
 }
 
-/// A deployment with every report it received, oldest first.
+/// A deployment with the reports it received, oldest first (at most
+/// [`MAX_REPORT_LOG`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeploymentDetail {
     #[serde(flatten)]
@@ -183,10 +189,11 @@ pub async fn get_deployment(
         "SELECT event_id, status, source, received_at, api_key_id, api_key_name, kafka_topic,
                 kafka_partition, kafka_offset, payload
          FROM deployment_audit WHERE deployment_id = $1 AND workspace_id = $2
-         ORDER BY received_at, event_id",
+         ORDER BY received_at, event_id LIMIT $3",
     )
     .bind(id)
     .bind(workspace_id)
+    .bind(MAX_REPORT_LOG)
     .fetch_all(pool)
     .await?;
     Ok(Some(DeploymentDetail {

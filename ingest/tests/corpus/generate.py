@@ -6,7 +6,12 @@ committed so the corpus is data in the repository, reviewed like code.
 
 Fields: name, expect (status), content_type (null = no header), key
 ("valid" | "none" | a literal), and one of body (text), body_b64 (raw
-bytes), or body_bytes (size of a generated body, for 1 MB / 100 MB)."""
+bytes), or body_bytes (size of a generated body, for 1 MB / 100 MB).
+Optional: method and path (default POST to the webhook; the path may carry a
+query string), headers (extra [name, value] pairs). A case with raw_b64 is a
+whole HTTP/1.1 request sent over TCP as it is (`{KEY}` becomes the tenant's
+key): for what an HTTP client refuses to send, such as non-UTF-8 or
+duplicate headers and Content-Length beside Transfer-Encoding."""
 
 import base64
 import json
@@ -16,8 +21,15 @@ SHA = "9fceb02d0ae598e95dc970b74767f19372d61af8"
 cases = []
 
 
-def add(name, expect, body=None, *, raw=None, size=None, content_type="application/json", key="valid"):
+def add(name, expect, body=None, *, raw=None, size=None, content_type="application/json", key="valid",
+        method=None, path=None, headers=None):
     c = {"name": name, "expect": expect, "content_type": content_type, "key": key}
+    if method is not None:
+        c["method"] = method
+    if path is not None:
+        c["path"] = path
+    if headers is not None:
+        c["headers"] = headers
     if raw is not None:
         c["body_b64"] = base64.b64encode(raw).decode()
     elif size is not None:
@@ -138,6 +150,118 @@ for i, s in enumerate(["GitHub", "github", "gitlab", "Jenkins", "argo", "circlec
 for i, s in enumerate([SHA[:39], SHA + "0", SHA[:7], "g" * 40, SHA.replace("9", " ", 1), "0x" + SHA[:38]]):
     add(f"commit_sha shape {i}", 422, ok(commit_sha=s))
 add("upper-case commit_sha is normalised", 201, ok(commit_sha=SHA.upper()))
+
+# Query strings: the webhook takes none and ignores them; the read API refuses
+# bad bytes in them with a 422 naming the parameter.
+WEBHOOK = "/api/v1/deployments/webhook"
+HOSTILE_QUERY = ["%00", "%FF", "%C0%80", "%E2%80%AE", "%EF%BB%BF", "a" * 10_000, "%", "%%", "%zz", "'%20OR%201=1",
+                 "..%2F..%2Fetc%2Fpasswd", "%0d%0aX-Injected:%201"]
+for i, v in enumerate(HOSTILE_QUERY):
+    add(f"query string {i} on the webhook is ignored", 201, ok(), path=f"{WEBHOOK}?x={v}")
+    add(f"query string {i} as a duplicated webhook parameter is ignored", 201, ok(), path=f"{WEBHOOK}?x={v}&x={v}")
+for i, v in enumerate(["%00", "%FF", "%C0%80", "%E2%80%AE", "%E2%80%8B", "%EF%BB%BF", "%EE%80%80", "a" * 10_000]):
+    for name in ["environment", "repository", "status", "since", "until", "cursor", "limit"]:
+        add(f"read query {i} in {name}", 422, None, method="GET", path=f"/api/v1/deployments?{name}=a{v}b",
+            content_type=None)
+    add(f"read query {i} in as-of repository", 422, None, method="GET",
+        path=f"/api/v1/environments/production/deployed?repository=a{v}b", content_type=None)
+    add(f"read query {i} in a parameter name", 422, None, method="GET", path=f"/api/v1/deployments?a{v}b=1",
+        content_type=None)
+add("read query parameter given twice", 422, None, method="GET",
+    path="/api/v1/deployments?repository=a/b&repository=c/d", content_type=None)
+
+# Hostile Idempotency-Key and X-Request-Id values (what a client can send).
+for i, v in enumerate(["", " ", "a b", "k" * 256, "\u00e9t\u00e9", "'; DROP TABLE deployments; --", "\t"]):
+    add(f"bad idempotency key {i}", 422, ok(), headers=[["Idempotency-Key", v]])
+for i, v in enumerate(["k" * 255, "$(reboot)", "<script>", "%00", "{{7*7}}"]):
+    add(f"odd but valid idempotency key {i}", 201, ok(), headers=[["Idempotency-Key", v]])
+for i, v in enumerate(["", "r" * 10_000, "'; DROP TABLE x; --", "<script>alert(1)</script>", "%00%0d%0a", "\u202e"]):
+    add(f"hostile x-request-id {i}", 201, ok(), headers=[["X-Request-Id", v]])
+
+# Unicode format and private-use characters in every field: refused (422
+# naming the code point) where the field is text the CLI and API show, inert
+# inside extra_data.
+FORMAT_CHARS = {"U+202E": "\u202e", "U+200B": "\u200b", "U+FEFF": "\ufeff", "U+E000": "\ue000"}
+for label, ch in FORMAT_CHARS.items():
+    for field, base in [("environment", "production"), ("repository", "acme/api"), ("branch", "main"),
+                        ("external_id", "run-1"), ("commit_sha", SHA), ("status", "success"),
+                        ("source", "github_actions"), ("deployed_at", "2024-01-15T10:30:00Z")]:
+        add(f"{label} in {field}", 422, ok(**{field: base[:2] + ch + base[2:]}))
+    add(f"{label} in an extra_data value is inert", 201, ok(extra_data={"note": "a" + ch + "b"}))
+    add(f"{label} in an extra_data key is inert", 201, ok(extra_data={"a" + ch + "b": "v"}))
+    add(f"{label} in an unknown field name", 422, {**ok(), "a" + ch + "b": "x"})
+
+
+# Raw requests: what an HTTP client will not send.
+def raw_request(name, expect, head, body=b""):
+    c = {"name": name, "expect": expect, "content_type": None, "key": "valid",
+         "raw_b64": base64.b64encode(head + body).decode()}
+    cases.append(c)
+
+
+BODY = json.dumps(ok()).encode()
+
+
+def head(*lines, length=True, body=BODY):
+    h = b"POST " + WEBHOOK.encode() + b" HTTP/1.1\r\nHost: ingest\r\nConnection: close\r\n"
+    h += b"Content-Type: application/json\r\n"
+    for line in lines:
+        h += line + b"\r\n"
+    if length:
+        h += b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+    return h + b"\r\n"
+
+
+KEY = b"X-Workspace-Key: {KEY}"
+
+
+def chunked(body, size=None):
+    out = b""
+    for i in range(0, len(body), size or len(body) or 1):
+        part = body[i:i + (size or len(body))]
+        out += format(len(part), "x").encode() + b"\r\n" + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+raw_request("raw: a plain request is accepted", 201, head(KEY), BODY)
+raw_request("raw: chunked body without a length", 201, head(KEY, b"Transfer-Encoding: chunked", length=False),
+            chunked(BODY, 7))
+big = json.dumps(ok(extra_data={"x": "a" * 70_000})).encode()
+raw_request("raw: chunked body over the limit", 413, head(KEY, b"Transfer-Encoding: chunked", length=False),
+            chunked(big, 4096))
+raw_request("raw: chunked body with a bad chunk size", 422, head(KEY, b"Transfer-Encoding: chunked", length=False),
+            b"zz\r\n" + BODY + b"\r\n0\r\n\r\n")
+# Request smuggling: Content-Length beside Transfer-Encoding. hyper reads the
+# chunked framing alone, as RFC 9112 section 6.1 allows, and drops the length;
+# were the length believed, the rest would be read as a second request, which
+# hostile.rs would see as a second response.
+smuggled = chunked(BODY) + head(KEY) + BODY
+raw_request("raw: Content-Length with Transfer-Encoding, chunked wins, nothing smuggled", 201,
+            head(KEY, b"Transfer-Encoding: chunked", b"Content-Length: 4", length=False), smuggled)
+raw_request("raw: Transfer-Encoding gzip, chunked", 422,
+            head(KEY, b"Transfer-Encoding: gzip, chunked", length=False), chunked(BODY))
+raw_request("raw: two different Content-Lengths", 400,
+            head(KEY, b"Content-Length: 3", length=True), BODY)
+raw_request("raw: duplicate X-Workspace-Key, first valid", 201, head(KEY, b"X-Workspace-Key: vmk_nope"), BODY)
+raw_request("raw: duplicate X-Workspace-Key, first invalid", 401, head(b"X-Workspace-Key: vmk_nope", KEY), BODY)
+raw_request("raw: duplicate Content-Type, first not JSON", 415,
+            head(KEY).replace(b"Content-Type: application/json", b"Content-Type: text/plain\r\nContent-Type: application/json"), BODY)
+raw_request("raw: non-UTF-8 X-Workspace-Key", 401, head(b"X-Workspace-Key: vmk_\xff\xfe"), BODY)
+raw_request("raw: non-UTF-8 Idempotency-Key", 422, head(KEY, b"Idempotency-Key: k\xffk"), BODY)
+raw_request("raw: non-UTF-8 X-Request-Id", 201, head(KEY, b"X-Request-Id: r\xffr"), BODY)
+raw_request("raw: non-UTF-8 Content-Type", 415,
+            head(KEY).replace(b"Content-Type: application/json", b"Content-Type: application/js\xffon"), BODY)
+raw_request("raw: NUL in a header value", 400, head(KEY, b"X-Request-Id: a\x00b"), BODY)
+raw_request("raw: one 100 kB header", 431, head(KEY, b"X-Big: " + b"a" * 100_000), BODY)
+raw_request("raw: 200 headers", 431, head(KEY, *[b"X-H%d: v" % i for i in range(200)]), BODY)
+raw_request("raw: a 10 kB request-target", 201,
+            head(KEY).replace(WEBHOOK.encode(), WEBHOOK.encode() + b"?x=" + b"a" * 10_000, 1), BODY)
+raw_request("raw: non-UTF-8 bytes in the request-target", 400,
+            head(KEY).replace(WEBHOOK.encode(), WEBHOOK.encode() + b"?x=\xff", 1), BODY)
+raw_request("raw: non-UTF-8 path segment on the read API", 422,
+            b"GET /api/v1/environments/pro%FFd/deployed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + KEY + b"\r\n\r\n")
+raw_request("raw: NUL path segment on the read API", 422,
+            b"GET /api/v1/deployments/a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + KEY + b"\r\n\r\n")
 
 out = Path(__file__).with_name("hostile.jsonl")
 out.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases))

@@ -2,8 +2,13 @@
 //! `generate.py` beside it): invalid JSON, wrong types, deep nesting,
 //! duplicate keys, invalid UTF-8 and NUL, 1 MB and 100 MB bodies, wrong or
 //! missing content types, bad keys, injection strings in every field, Unicode
-//! look-alikes, extreme timestamps. Each request must get its expected status,
-//! the service must stay up, and only the accepted ones may reach Kafka.
+//! look-alikes, extreme timestamps, hostile query strings on the webhook and
+//! the read API, hostile `Idempotency-Key` and `X-Request-Id` values, Unicode
+//! format characters in every field, and raw requests no HTTP client would
+//! send (non-UTF-8, duplicate or oversized headers, `Content-Length` beside
+//! `Transfer-Encoding`, chunked bodies). Each request must get its expected
+//! status, the service must stay up, and the topic's high watermarks, read
+//! after every request, must move by one for each 201 and by none otherwise.
 
 use std::time::Duration;
 
@@ -22,6 +27,86 @@ struct Case {
     body: Option<String>,
     body_b64: Option<String>,
     body_bytes: Option<usize>,
+    method: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    raw_b64: Option<String>,
+}
+
+/// Records on the topic, from the high watermarks, with one consumer kept
+/// open so reading them after every request stays cheap.
+struct Watermarks {
+    consumer: rdkafka::consumer::BaseConsumer,
+    topic: String,
+}
+
+impl Watermarks {
+    fn new(app: &TestApp) -> Self {
+        let consumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &app.topic.brokers)
+            .set("group.id", "hostile-watermarks")
+            .create()
+            .expect("a consumer");
+        Self {
+            consumer,
+            topic: app.topic.name.clone(),
+        }
+    }
+
+    fn total(&self) -> i64 {
+        use rdkafka::consumer::Consumer;
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        md.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))
+                    .expect("watermarks");
+                high - low
+            })
+            .sum()
+    }
+}
+
+/// Sends a whole raw HTTP/1.1 request and reads until the server closes;
+/// returns the first status and how many responses came back (more than one
+/// would mean part of the body was read as a second, smuggled request).
+async fn raw(app: &TestApp, b64: &str) -> (u16, usize) {
+    let template = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let request = replace(&template, b"{KEY}", app.tenant.key.as_bytes());
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _ = conn.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes in time");
+    let responses = answer.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+    let status = String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, responses)
+}
+
+fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    match haystack.windows(from.len()).position(|w| w == from) {
+        Some(i) => [
+            &haystack[..i],
+            to,
+            &replace(&haystack[i + from.len()..], from, to),
+        ]
+        .concat(),
+        None => haystack.to_vec(),
+    }
 }
 
 fn corpus() -> Vec<Case> {
@@ -73,9 +158,20 @@ async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_r
         cases.len()
     );
 
+    let watermarks = Watermarks::new(&app);
+    let mut on_topic = watermarks.total();
     let mut wrong = Vec::new();
     for case in &cases {
-        let status = if let Some(n) = case.body_bytes {
+        let status = if let Some(b64) = &case.raw_b64 {
+            let (status, responses) = raw(&app, b64).await;
+            if responses > 1 {
+                wrong.push(format!(
+                    "{}: {responses} responses to one request",
+                    case.name
+                ));
+            }
+            status
+        } else if let Some(n) = case.body_bytes {
             oversized(&app, n).await
         } else {
             let body = match (&case.body, &case.body_b64) {
@@ -85,10 +181,18 @@ async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_r
                     .unwrap(),
                 _ => Vec::new(),
             };
+            let method = case.method.as_deref().unwrap_or("POST");
+            let path = case
+                .path
+                .as_deref()
+                .unwrap_or("/api/v1/deployments/webhook");
             let mut req = app
                 .client
-                .post(app.url("/api/v1/deployments/webhook"))
+                .request(method.parse().unwrap(), app.url(path))
                 .body(body);
+            for (name, value) in &case.headers {
+                req = req.header(name, value);
+            }
             if let Some(ct) = &case.content_type {
                 req = req.header("Content-Type", ct);
             }
@@ -120,6 +224,16 @@ async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_r
                 case.name, case.expect
             ));
         }
+        let now = watermarks.total();
+        let want = i64::from(status == 201);
+        if now - on_topic != want {
+            wrong.push(format!(
+                "{}: answered {status} but {} record(s) reached Kafka",
+                case.name,
+                now - on_topic
+            ));
+        }
+        on_topic = now;
     }
 
     assert!(

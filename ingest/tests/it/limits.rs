@@ -57,3 +57,87 @@ async fn a_client_address_over_its_rate_gets_429_before_any_key_is_checked() {
         "{metrics}"
     );
 }
+
+/// Sends one webhook on a fresh connection and returns the raw answer.
+async fn post_raw(app: &TestApp) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let req = format!(
+        "POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Workspace-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{MINIMAL}",
+        app.tenant.key,
+        MINIMAL.len()
+    );
+    let _ = conn.write_all(req.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered and closed in time");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_connection_over_the_cap_gets_an_immediate_503_and_a_freed_slot_serves_again() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|c| {
+        c.max_connections = 4;
+        c.header_timeout_ms = 10_000;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        conn.write_all(b"POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        idle.push(conn);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let refused = post_raw(&app).await;
+    let refused_in = started.elapsed();
+    drop(idle);
+    let served = vibemon_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        let answer = post_raw(&app).await;
+        answer.starts_with("HTTP/1.1 201").then_some(answer)
+    })
+    .await;
+
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("Retry-After: 1"), "{refused}");
+    assert!(
+        refused_in < std::time::Duration::from_secs(1),
+        "refused after {refused_in:?}"
+    );
+    assert!(served.is_some(), "no 201 once the idle connections closed");
+    // At least the one above; a retry racing the idle connections' close
+    // may have been refused too.
+    let refused_total = app.metric("vibemon_http_connections_refused_total").await;
+    assert!(refused_total >= Some(1.0), "{refused_total:?}");
+}
+
+#[tokio::test]
+async fn the_read_api_is_behind_the_per_ip_limit_too() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_per_ip = 1).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = app
+            .client
+            .get(app.url("/api/v1/deployments"))
+            .header("X-Workspace-Key", vibemon_store::keys::generate().plaintext)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+
+    assert_eq!(
+        statuses,
+        [401, 401, 429],
+        "per-IP is checked before any key"
+    );
+}

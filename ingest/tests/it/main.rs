@@ -9,15 +9,18 @@ mod fuzz_corpus;
 mod hostile;
 
 mod auth;
+mod bad_bytes;
 mod contract;
 mod deadlines;
 mod durability;
+mod flood;
 mod header_bytes;
 mod idempotency;
 mod limits;
 mod operability;
 mod producer_queue;
 mod read_api;
+mod read_pool;
 mod router;
 mod secrets;
 mod seed_examples;

@@ -283,3 +283,36 @@ async fn bad_query_parameters_are_422_naming_them_and_bad_keys_401() {
     assert_eq!(s3, 404, "environment names are case-sensitive");
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn a_deployments_report_log_is_capped_while_reports_counts_them_all() {
+    let app = TestApp::spawn().await;
+    let w = world(&app);
+    let max = vibemon_store::read::MAX_REPORT_LOG as usize;
+    let batch: Vec<Located> = (0..max + 5)
+        .map(|i| Located {
+            event: w.external(
+                "acme/api",
+                "run-1",
+                InProgress,
+                at("2024-01-15T10:00:00Z") + chrono::Duration::seconds(i as i64),
+            ),
+            topic: "t".into(),
+            partition: 0,
+            offset: i as i64,
+        })
+        .collect();
+    vibemon_projector::writer::write_batch(&app.db.pool, "g", &batch, &BTreeMap::new())
+        .await
+        .unwrap();
+
+    let (status, d) = get(
+        &app,
+        &format!("/api/v1/deployments/{}", batch[0].event.deployment_id),
+    )
+    .await;
+
+    assert_eq!(status, 200);
+    assert_eq!(d["reports"], max + 5);
+    assert_eq!(d["report_log"].as_array().unwrap().len(), max);
+}
