@@ -24,7 +24,10 @@ use crate::ReadRecord;
 pub fn watermarks(brokers: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-ledger-{}", Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!("test-ledger-{}", Uuid::new_v4().simple()),
+        )
         .create()
         .expect("consumer");
     let md = consumer
@@ -67,7 +70,10 @@ pub async fn read_to_end(brokers: &str, topic: &str, timeout: Duration) -> Vec<R
     }
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-ledger-{}", Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!("test-ledger-{}", Uuid::new_v4().simple()),
+        )
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");

@@ -209,9 +209,18 @@ async fn a_replay_killed_part_way_resumes_from_its_checkpoints_to_the_full_diges
     let second = replay(&live.url, &topic, &["--into", &resumed]);
     let whole = replay(&live.url, &topic, &["--into", &full]);
 
-    println!("replay killed at {at_kill} of {n} records; the second run did {}", second["records"]);
-    assert!(moved.is_some(), "the first replay never checkpointed 100 records");
-    assert!(!first_exit.success(), "the first replay finished before the kill");
+    println!(
+        "replay killed at {at_kill} of {n} records; the second run did {}",
+        second["records"]
+    );
+    assert!(
+        moved.is_some(),
+        "the first replay never checkpointed 100 records"
+    );
+    assert!(
+        !first_exit.success(),
+        "the first replay finished before the kill"
+    );
     assert!(
         at_kill > 0 && at_kill < n as i64,
         "the kill was not part way: {at_kill} of {n}"
@@ -221,7 +230,10 @@ async fn a_replay_killed_part_way_resumes_from_its_checkpoints_to_the_full_diges
         n as i64 - at_kill,
         "the second run starts at the checkpoints, not at the beginning"
     );
-    assert_eq!(second["digest"], whole["digest"], "the resumed replay equals a full one");
+    assert_eq!(
+        second["digest"], whole["digest"],
+        "the resumed replay equals a full one"
+    );
     let pool = vibemon_store::connect(&vibemon_store::url_with_database(&live.url, &resumed), 1)
         .await
         .unwrap();
