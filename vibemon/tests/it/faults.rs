@@ -245,11 +245,6 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
         tally.slowest
     );
 
-    assert!(tally.unavailable > 0, "the kill was not felt: {tally:?}");
-    assert!(
-        tally.accepted.len() > 20,
-        "too little load got through: {tally:?}"
-    );
     assert!(
         tally.other.is_empty(),
         "answers other than 201/503+Retry-After: {:?}",
@@ -266,6 +261,8 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
     assert_eq!(lost, 0, "accepted deployments missing from Postgres");
     assert_eq!(audit, topic_check.on_topic, "every record applied once");
     assert_eq!(reports_doubled, 0, "reports counted beyond the audit rows");
+    assert!(tally.unavailable > 0, "the kill was not felt");
+    assert!(tally.accepted.len() > 20, "too little load got through");
     assert!(
         tally.slowest < Duration::from_secs(8),
         "an answer took {:?}",
@@ -274,7 +271,8 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_nothing_is_lost() {
+async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_nothing_is_lost_or_doubled(
+) {
     let cluster = Arc::new(vibemon_testkit::PrivateCluster::start());
     let (db, topic) = (
         TestDb::new().await,
