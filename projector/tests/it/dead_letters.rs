@@ -135,9 +135,9 @@ async fn a_dlq_send_that_fails_stops_the_projector_before_its_checkpoint_passes_
     let p = producer(&topic.brokers);
     let before = world.report("acme/api", at("2024-01-15T10:00:00Z"));
     let after = world.report("acme/api", at("2024-01-15T10:02:00Z"));
-    publish(&p, &topic.name, &[before.clone()]).await;
+    publish(&p, &topic.name, std::slice::from_ref(&before)).await;
     publish_raw(&p, &topic.name, "k", b"{not json").await;
-    publish(&p, &topic.name, &[after.clone()]).await;
+    publish(&p, &topic.name, std::slice::from_ref(&after)).await;
     let mut cfg = config(&db.url, &topic, &group());
     cfg.batch_max = 1;
 
