@@ -40,6 +40,11 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
     .await;
     projector.stop().await.unwrap();
 
+    // read_topic stops at the 2 it wants; the watermarks show there are no more.
+    assert_eq!(
+        records_on(&topic.brokers, &format!("{}.dlq", topic.name)),
+        2
+    );
     assert_eq!(dlq.len(), 2);
     let header = |i: usize, name: &str| {
         dlq[i]
