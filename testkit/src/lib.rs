@@ -5,6 +5,7 @@
 //! suite runs in parallel. Both clean up on drop.
 
 pub mod events;
+pub mod ledger;
 
 use std::time::Duration;
 

@@ -1,8 +1,12 @@
 //! Crashes: a projector process SIGKILLed at random points while events
-//! stream in, and two instances sharing partitions with one killed. Afterwards
-//! the tables match the topic exactly: nothing lost, nothing doubled.
+//! stream in, and two instances sharing partitions with one killed. Every
+//! kill hits a process that was assigned and writing (its own metrics say
+//! so), and afterwards the tables match the topic exactly: nothing lost,
+//! nothing doubled.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -11,20 +15,90 @@ use vibemon_testkit::{TestDb, TestTopic};
 
 use crate::helpers::*;
 
-fn projector_process(db_url: &str, topic: &TestTopic, group: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_projector"))
+/// A projector binary of its own, and the URL of its /metrics.
+struct Process {
+    child: Child,
+    metrics: String,
+}
+
+fn projector_process(db_url: &str, topic: &TestTopic, group: &str) -> Process {
+    // A port of our own, so the test can read this process's metrics.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_projector"))
         .env("DATABASE_URL", db_url)
         .env("KAFKA_BROKERS", &topic.brokers)
         .env("KAFKA_TOPIC", &topic.name)
         .env("KAFKA_GROUP", group)
-        .env("PROJECTOR_ADDR", "127.0.0.1:0")
+        .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
         .env("PROJECTOR_BATCH_MAX", "50")
         .env("PROJECTOR_BATCH_LINGER_MS", "20")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start the projector binary")
+        .expect("start the projector binary");
+    Process {
+        child,
+        metrics: format!("http://127.0.0.1:{port}/metrics"),
+    }
+}
+
+impl Process {
+    /// Records this process checkpointed since it started (its
+    /// `vibemon_projector_records_total`), or None while it does not answer.
+    async fn records_written(&self) -> Option<u64> {
+        let text = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("vibemon_projector_records_total "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits until this process has been assigned partitions and written a
+    /// batch: its own records counter, which starts at zero, is above zero.
+    async fn wait_writing(&self, secs: u64) -> Option<u64> {
+        vibemon_testkit::eventually(Duration::from_secs(secs), || async {
+            self.records_written().await.filter(|n| *n > 0)
+        })
+        .await
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+}
+
+/// Streams events one at a time (about 50 a second) until `stop` is set, so
+/// every kill of the test happens while records are still arriving. Events
+/// of 16 workspaces, because the partition key is (workspace, environment):
+/// one workspace's events all land on one partition, and a projector holding
+/// only the others would have nothing to write.
+fn stream_until(
+    topic: &TestTopic,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<uuid::Uuid>> {
+    let worlds: Vec<World> = (0..16).map(|_| World::new()).collect();
+    let (brokers, name) = (topic.brokers.clone(), topic.name.clone());
+    tokio::spawn(async move {
+        let p = producer(&brokers);
+        let mut ids = Vec::new();
+        let repos = ["acme/api", "acme/web", "acme/worker", "acme/db"];
+        while !stop.load(Ordering::Relaxed) {
+            let i = ids.len();
+            let e = worlds[i % worlds.len()].report(
+                repos[i % repos.len()],
+                at("2024-01-15T10:00:00Z") + chrono::Duration::seconds(i as i64),
+            );
+            ids.push(e.event_id);
+            publish(&p, &name, &[e]).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ids
+    })
 }
 
 /// Streams `n` events in the background, a few at a time.
@@ -66,11 +140,14 @@ async fn assert_exact(live: &sqlx::PgPool, topic: &TestTopic, events: usize) {
         events as i64,
         "deployment rows"
     );
-    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
-        .fetch_one(live)
-        .await
-        .unwrap();
-    assert_eq!(doubled, 0);
+    // Each event is its own deployment, so one report each; an event applied
+    // twice would add a report without an audit row (the audit insert
+    // ignores a duplicate id).
+    assert_eq!(
+        vibemon_testkit::ledger::reports_beyond_audit(live).await,
+        0,
+        "reports counted beyond the audit rows"
+    );
     let rebuilt = TestDb::new().await;
     let mut cfg = config(&rebuilt.url, topic, &group());
     cfg.until_caught_up = true;
@@ -82,55 +159,75 @@ async fn assert_exact(live: &sqlx::PgPool, topic: &TestTopic, events: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_projector_sigkilled_ten_times_at_random_points_loses_and_doubles_nothing() {
-    let (db, topic, world) = (TestDb::new().await, TestTopic::new(3).await, World::new());
+async fn a_projector_sigkilled_ten_times_while_writing_loses_and_doubles_nothing() {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(3).await);
     let group = group();
-    let producer_task = stream_events(&topic, world, 2000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer_task = stream_until(&topic, stop.clone());
 
-    let sleeps: Vec<u64> = (0..10)
-        .map(|_| rand::rng().random_range(800..2500))
-        .collect();
-    let mut seen_after_kill = Vec::new();
-    for sleep_ms in sleeps {
-        let mut child = projector_process(&db.url, &topic, &group);
-        tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
-        seen_after_kill.push(count(&db.pool, "deployment_audit").await);
+    let mut kills = Vec::new();
+    for _ in 0..10 {
+        let mut process = projector_process(&db.url, &topic, &group);
+        // A restarted member waits out the killed one's session (10 s)
+        // before it is assigned; kill only once it is writing, then at a
+        // random point of its work.
+        let writing = process.wait_writing(40).await;
+        let extra_ms = rand::rng().random_range(0..1500);
+        tokio::time::sleep(Duration::from_millis(extra_ms)).await;
+        let before_kill = process.records_written().await;
+        process.kill();
+        kills.push((writing, before_kill));
     }
+    stop.store(true, Ordering::Relaxed);
     let ids = producer_task.await.unwrap();
-    assert!(
-        seen_after_kill
-            .iter()
-            .any(|n| *n > 0 && *n < ids.len() as i64),
-        "no kill landed mid-stream: {seen_after_kill:?}"
-    );
     let mut last = projector_process(&db.url, &topic, &group);
     wait_rows(&db.pool, "deployment_audit", ids.len() as i64, 90).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    last.kill().unwrap();
-    last.wait().unwrap();
+    last.kill();
 
+    let hit_writing = kills
+        .iter()
+        .filter(|(writing, before)| writing.is_some() && before.is_some_and(|n| n > 0))
+        .count();
+    println!(
+        "{} events; {hit_writing} of 10 kills hit a process that had written (records per process before its kill: {:?})",
+        ids.len(),
+        kills.iter().map(|k| k.1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        hit_writing, 10,
+        "every kill must hit a process that was assigned and writing: {kills:?}"
+    );
     assert_exact(&db.pool, &topic, ids.len()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_projectors_share_the_partitions_and_one_killed_loses_nothing() {
-    let (db, topic, world) = (TestDb::new().await, TestTopic::new(4).await, World::new());
+async fn two_projectors_share_the_partitions_and_one_killed_while_writing_loses_nothing() {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(4).await);
     let group = group();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer_task = stream_until(&topic, stop.clone());
     let mut a = projector_process(&db.url, &topic, &group);
     let mut b = projector_process(&db.url, &topic, &group);
-    let producer_task = stream_events(&topic, world, 400);
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    a.kill().expect("SIGKILL one instance");
-    a.wait().unwrap();
+    // Both hold partitions and write before one dies.
+    let a_writing = a.wait_writing(40).await;
+    let b_writing = b.wait_writing(40).await;
+    a.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
     let ids = producer_task.await.unwrap();
     wait_rows(&db.pool, "deployment_audit", ids.len() as i64, 90).await;
+    let b_total = b.records_written().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    b.kill().unwrap();
-    b.wait().unwrap();
+    b.kill();
 
+    println!(
+        "{} events; before the kill a had written {a_writing:?} records and b {b_writing:?}; b wrote {b_total:?} in all",
+        ids.len()
+    );
+    assert!(a_writing.is_some(), "the killed projector never wrote");
+    assert!(b_writing.is_some(), "the partitions were not shared");
     assert_exact(&db.pool, &topic, ids.len()).await;
 }
 

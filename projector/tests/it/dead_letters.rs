@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use vibemon_testkit::ledger::{records_on, set_topic_config};
 use vibemon_testkit::{read_topic, TestDb, TestTopic};
 
 use crate::helpers::*;
@@ -39,6 +40,11 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
     .await;
     projector.stop().await.unwrap();
 
+    // read_topic stops at the 2 it wants; the watermarks show there are no more.
+    assert_eq!(
+        records_on(&topic.brokers, &format!("{}.dlq", topic.name)),
+        2
+    );
     assert_eq!(dlq.len(), 2);
     let header = |i: usize, name: &str| {
         dlq[i]
@@ -69,8 +75,20 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
     );
 }
 
+/// The next offset the checkpoints of `db` hold for partition 0 (0 if none).
+async fn checkpoint(db: &TestDb) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT max(next_offset) FROM projector_checkpoints WHERE partition = 0",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+    .unwrap_or(0)
+}
+
 #[tokio::test]
-async fn too_many_invalid_records_in_a_row_stop_the_projector_without_moving_its_checkpoint() {
+async fn too_many_invalid_records_in_a_row_stop_the_projector_before_its_checkpoint_passes_more_than_the_limit(
+) {
     let (db, topic) = (TestDb::new().await, TestTopic::new(1).await);
     let p = producer(&topic.brokers);
     for _ in 0..8 {
@@ -78,25 +96,80 @@ async fn too_many_invalid_records_in_a_row_stop_the_projector_without_moving_its
     }
     let mut cfg = config(&db.url, &topic, &group());
     cfg.dlq_max_consecutive = 5;
+    // Batches of two, so the first bad records are dead-lettered and
+    // checkpointed before the run grows past the limit: the checkpoint moves,
+    // and the test can tell "stopped within the limit" from "never started".
+    cfg.batch_max = 2;
     cfg.batch_linger_ms = 500;
 
-    let result = tokio::time::timeout(Duration::from_secs(60), spawn(cfg).await.handle)
+    let result = spawn(cfg)
         .await
-        .expect("stops by itself")
-        .unwrap();
+        .stopped_by_itself(Duration::from_secs(30))
+        .await
+        .expect("stops by itself");
 
     let err = result.expect_err("the projector must stop with an error");
     assert!(
         err.to_string().contains("invalid records in a row"),
         "{err}"
     );
-    let next: Option<i64> =
-        sqlx::query_scalar("SELECT max(next_offset) FROM projector_checkpoints")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let next = checkpoint(&db).await;
+    let dead_lettered = records_on(&topic.brokers, &format!("{}.dlq", topic.name));
+    println!("8 bad records, limit 5: checkpoint at {next}, {dead_lettered} on the DLQ");
     assert!(
-        next.unwrap_or(0) < 8,
-        "the checkpoint never passed the run of bad records: {next:?}"
+        next <= 5,
+        "the checkpoint passed {next} bad records in a row; the limit is 5"
     );
+    assert!(
+        next > 0,
+        "with batches of two, the first bad records are dead-lettered before the stop"
+    );
+    assert_eq!(
+        dead_lettered, next,
+        "every record the checkpoint passed is on the DLQ, and no other"
+    );
+}
+
+#[tokio::test]
+async fn a_dlq_send_that_fails_stops_the_projector_before_its_checkpoint_passes_the_record() {
+    let (db, topic, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
+    let dlq = format!("{}.dlq", topic.name);
+    // The broker refuses any record bigger than this on the DLQ; the
+    // dead-lettered copy of the bad record (with its dlq_* headers) is bigger.
+    set_topic_config(&topic.brokers, &dlq, "max.message.bytes", "64").await;
+    let p = producer(&topic.brokers);
+    let before = world.report("acme/api", at("2024-01-15T10:00:00Z"));
+    let after = world.report("acme/api", at("2024-01-15T10:02:00Z"));
+    publish(&p, &topic.name, std::slice::from_ref(&before)).await;
+    publish_raw(&p, &topic.name, "k", b"{not json").await;
+    publish(&p, &topic.name, std::slice::from_ref(&after)).await;
+    let mut cfg = config(&db.url, &topic, &group());
+    cfg.batch_max = 1;
+
+    let result = spawn(cfg)
+        .await
+        .stopped_by_itself(Duration::from_secs(30))
+        .await
+        .expect("stops by itself");
+
+    let err = result.expect_err("the projector must stop with an error");
+    assert!(err.to_string().contains("Kafka"), "{err}");
+    let applied: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM deployment_audit")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let next = checkpoint(&db).await;
+    println!("DLQ send refused: checkpoint at {next}, applied {applied:?}");
+    assert!(
+        next <= 1,
+        "the checkpoint passed offset 1, a record neither applied nor dead-lettered: {next}"
+    );
+    assert!(
+        !applied.contains(&after.event_id),
+        "a record after the failed one was applied"
+    );
+    assert_eq!(records_on(&topic.brokers, &dlq), 0);
+    // With batches of one, the record before was applied on its own.
+    assert_eq!(applied, vec![before.event_id]);
+    assert_eq!(next, 1);
 }

@@ -47,6 +47,22 @@ impl Running {
             .expect("stops in time")
             .unwrap()
     }
+
+    /// Waits up to `timeout` for the projector to stop by itself and returns
+    /// how it ended. If it does not stop, stops it and returns `None`: the
+    /// consume loop runs on a blocking thread the test's runtime waits for at
+    /// shutdown, so a projector left running would hang the test instead of
+    /// failing it.
+    pub async fn stopped_by_itself(mut self, timeout: Duration) -> Option<anyhow::Result<()>> {
+        match tokio::time::timeout(timeout, &mut self.handle).await {
+            Ok(ended) => Some(ended.unwrap()),
+            Err(_) => {
+                let _ = self.stop.take().unwrap().send(());
+                let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.handle).await;
+                None
+            }
+        }
+    }
 }
 
 pub fn group() -> String {

@@ -78,32 +78,47 @@ async fn replay_rebuilds_into_a_fresh_database_resumably_and_into_the_live_one_i
     drop_db(&live, &fresh).await;
 }
 
+/// The event ids in `deployment_audit` of database `name`, sorted.
+async fn event_ids(db: &TestDb, name: &str) -> Vec<uuid::Uuid> {
+    let pool = vibemon_store::connect(&vibemon_store::url_with_database(&db.url, name), 1)
+        .await
+        .unwrap();
+    let ids = sqlx::query_scalar("SELECT event_id FROM deployment_audit ORDER BY event_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ids
+}
+
+fn sorted(events: &[&vibemon_schemas::DeploymentReported]) -> Vec<uuid::Uuid> {
+    let mut ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    ids.sort();
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_can_start_at_a_time_and_keep_one_workspace() {
     let (live, topic) = (TestDb::new().await, TestTopic::new(2).await);
     let (a, b) = (World::new(), World::new());
     let p = producer(&topic.brokers);
-    publish(
-        &p,
-        &topic.name,
-        &[
-            a.report("acme/api", at("2024-01-15T10:00:00Z")),
-            b.report("acme/api", at("2024-01-15T10:00:00Z")),
-        ],
-    )
-    .await;
+    // Uneven on purpose: 2 records before --since and 3 after; 3 of workspace
+    // a and 2 of b. An inverted filter keeps the other side, a different
+    // count as well as different ids.
+    let (a1, b1) = (
+        a.report("acme/api", at("2024-01-15T10:00:00Z")),
+        b.report("acme/api", at("2024-01-15T10:00:00Z")),
+    );
+    publish(&p, &topic.name, &[a1.clone(), b1.clone()]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let since = chrono::Utc::now().to_rfc3339();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    publish(
-        &p,
-        &topic.name,
-        &[
-            a.report("acme/api", at("2024-01-15T11:00:00Z")),
-            b.report("acme/web", at("2024-01-15T11:00:00Z")),
-        ],
-    )
-    .await;
+    let (a2, a3, b2) = (
+        a.report("acme/api", at("2024-01-15T11:00:00Z")),
+        a.report("acme/web", at("2024-01-15T11:00:00Z")),
+        b.report("acme/web", at("2024-01-15T11:00:00Z")),
+    );
+    publish(&p, &topic.name, &[a2.clone(), a3.clone(), b2.clone()]).await;
     let (later, only_a) = (
         format!("since_{}", uuid::Uuid::new_v4().simple()),
         format!("only_{}", uuid::Uuid::new_v4().simple()),
@@ -122,17 +137,116 @@ async fn replay_can_start_at_a_time_and_keep_one_workspace() {
     );
 
     assert_eq!(
-        count(&live, &later, "deployment_audit").await,
-        2,
-        "only records at or after --since"
+        event_ids(&live, &later).await,
+        sorted(&[&a2, &a3, &b2]),
+        "exactly the 3 records at or after --since, none of the 2 before"
     );
     assert_eq!(
-        count(&live, &only_a, "deployment_audit").await,
-        2,
-        "only workspace a"
+        event_ids(&live, &only_a).await,
+        sorted(&[&a1, &a2, &a3]),
+        "exactly workspace a's 3 events, none of b's 2"
     );
+    assert_eq!(count(&live, &later, "deployments").await, 3);
+    assert_eq!(count(&live, &only_a, "deployments").await, 3);
     drop_db(&live, &later).await;
     drop_db(&live, &only_a).await;
+}
+
+/// Sum of the replay group's checkpoints in database `name`, once it exists.
+async fn replayed_offsets(db: &TestDb, name: &str) -> Option<i64> {
+    let url = vibemon_store::url_with_database(&db.url, name);
+    let pool = vibemon_store::connect(&url, 1).await.ok()?;
+    let sum = sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT sum(next_offset)::bigint FROM projector_checkpoints WHERE consumer_group = 'vibemon-replay'",
+    )
+    .fetch_one(&pool)
+    .await
+    .ok()
+    .flatten();
+    pool.close().await;
+    sum
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_killed_part_way_resumes_from_its_checkpoints_to_the_full_digest_with_nothing_doubled(
+) {
+    let (live, topic) = (TestDb::new().await, TestTopic::new(3).await);
+    let world = World::new();
+    let n = 2000;
+    let events: Vec<_> = (0..n)
+        .map(|i| {
+            world.report(
+                ["acme/api", "acme/web", "acme/db"][i % 3],
+                at("2024-01-15T10:00:00Z") + chrono::Duration::seconds(i as i64),
+            )
+        })
+        .collect();
+    publish(&producer(&topic.brokers), &topic.name, &events).await;
+    let (resumed, full) = (
+        format!("resumed_{}", uuid::Uuid::new_v4().simple()),
+        format!("full_{}", uuid::Uuid::new_v4().simple()),
+    );
+    // Small batches, so the replay commits many checkpoints on its way.
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
+        .args(["--json", "replay", "--kafka-topic", &topic.name])
+        .args(["--into", &resumed, "--batch-max", "10"])
+        .env("DATABASE_URL", &live.url)
+        .env("KAFKA_BROKERS", &topic.brokers)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let moved = vibemon_testkit::eventually(Duration::from_secs(60), || async {
+        replayed_offsets(&live, &resumed)
+            .await
+            .filter(|done| *done >= 100)
+    })
+    .await;
+    first.kill().expect("SIGKILL the replay");
+    let first_exit = first.wait().unwrap();
+    let at_kill = replayed_offsets(&live, &resumed).await.unwrap_or(0);
+    let second = replay(&live.url, &topic, &["--into", &resumed]);
+    let whole = replay(&live.url, &topic, &["--into", &full]);
+
+    println!(
+        "replay killed at {at_kill} of {n} records; the second run did {}",
+        second["records"]
+    );
+    assert!(
+        moved.is_some(),
+        "the first replay never checkpointed 100 records"
+    );
+    assert!(
+        !first_exit.success(),
+        "the first replay finished before the kill"
+    );
+    assert!(
+        at_kill > 0 && at_kill < n as i64,
+        "the kill was not part way: {at_kill} of {n}"
+    );
+    assert_eq!(
+        second["records"],
+        n as i64 - at_kill,
+        "the second run starts at the checkpoints, not at the beginning"
+    );
+    assert_eq!(
+        second["digest"], whole["digest"],
+        "the resumed replay equals a full one"
+    );
+    let pool = vibemon_store::connect(&vibemon_store::url_with_database(&live.url, &resumed), 1)
+        .await
+        .unwrap();
+    assert_eq!(count(&live, &resumed, "deployment_audit").await, n as i64);
+    assert_eq!(count(&live, &resumed, "deployments").await, n as i64);
+    assert_eq!(
+        vibemon_testkit::ledger::reports_beyond_audit(&pool).await,
+        0,
+        "an event counted twice into deployments.reports"
+    );
+    pool.close().await;
+    drop_db(&live, &resumed).await;
+    drop_db(&live, &full).await;
 }
 
 #[tokio::test]
