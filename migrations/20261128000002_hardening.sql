@@ -23,3 +23,9 @@ CREATE TABLE idempotency_conflicts (
     PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset)
 );
 CREATE INDEX idempotency_conflicts_event ON idempotency_conflicts (event_id);
+
+-- The `sha256:` digest of the value of the record just before each
+-- checkpoint. On assignment the projector reads that record back: another
+-- value means the topic was recreated or restored and its offsets no longer
+-- match what this database applied, so it stops instead of skipping.
+ALTER TABLE projector_checkpoints ADD COLUMN last_record_sha256 text;

@@ -59,14 +59,16 @@ pub struct Config {
     #[arg(long, env = "INGEST_BODY_TIMEOUT_MS", default_value_t = 5_000)]
     pub body_timeout_ms: u64,
 
-    /// Longest a request may take in all, in milliseconds (408 past it). Keep
-    /// it above the body timeout plus the Kafka delivery timeout, so those
-    /// answer first with their clearer status.
+    /// Deadline for a request, in milliseconds. For the webhook it covers the
+    /// stages before the event is handed to Kafka (408 when the client is
+    /// slow, 503 when we are); after the hand-off the Kafka delivery timeout
+    /// bounds the rest, so a webhook may take up to both. Other routes answer
+    /// 408 past it.
     #[arg(long, env = "INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
 
-    /// Kafka delivery timeout in milliseconds; below the request timeout, so
-    /// a 503 arrives before any client or server timeout.
+    /// Kafka delivery timeout in milliseconds: how long a handed-over event may
+    /// wait for the broker's acknowledgement before the webhook answers 503.
     #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 5_000)]
     pub kafka_message_timeout_ms: u64,
 

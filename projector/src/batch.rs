@@ -85,6 +85,33 @@ pub struct Rejected {
     pub reason: RejectReason,
 }
 
+/// Where a partition stands after a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The next offset to read: every record below it is applied or
+    /// dead-lettered.
+    pub next: i64,
+    /// `content_digest` of the value of the record at `next - 1`. A later
+    /// assignment reads that record back: if it differs, the topic is not the
+    /// one this database was projected from.
+    pub last_record: Option<String>,
+}
+
+impl Position {
+    /// A position without a record to check it by (set by hand, or in tests).
+    pub fn at(next: i64) -> Self {
+        Self {
+            next,
+            last_record: None,
+        }
+    }
+}
+
+/// `content_digest` of a record's value (a tombstone's is that of no bytes).
+pub fn record_digest(payload: Option<&[u8]>) -> String {
+    vibemon_schemas::event::content_digest(payload.unwrap_or_default())
+}
+
 /// A batch split into what to write and what to dead-letter, plus the next
 /// offset to checkpoint per (topic, partition).
 #[derive(Debug, Default)]
@@ -94,7 +121,7 @@ pub struct Prepared {
     /// if Postgres refuses that event.
     pub sources: Vec<Record>,
     pub rejected: Vec<Rejected>,
-    pub next_offsets: BTreeMap<(String, i32), i64>,
+    pub next_offsets: BTreeMap<(String, i32), Position>,
     /// Whether each record, in arrival order, was valid: the DLQ limit
     /// counts invalid records in a row across batches.
     pub validity: Vec<bool>,
@@ -123,11 +150,16 @@ impl Prepared {
     pub fn from_records(records: Vec<Record>, only_workspace: Option<uuid::Uuid>) -> Self {
         let mut out = Prepared::default();
         for record in records {
-            let next = out
+            let position = out
                 .next_offsets
                 .entry((record.topic.clone(), record.partition))
-                .or_insert(record.offset + 1);
-            *next = (*next).max(record.offset + 1);
+                .or_insert(Position::at(0));
+            if record.offset + 1 > position.next {
+                *position = Position {
+                    next: record.offset + 1,
+                    last_record: Some(record_digest(record.payload.as_deref())),
+                };
+            }
             let decoded = match &record.payload {
                 None => Err(RejectReason::Decode {
                     class: "invalid",

@@ -28,7 +28,7 @@ use rdkafka::ClientContext;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
-use crate::batch::{Prepared, Record, RejectReason, Rejected};
+use crate::batch::{record_digest, Position, Prepared, Record, RejectReason, Rejected};
 use crate::metrics::Metrics;
 use crate::writer;
 
@@ -83,6 +83,9 @@ pub struct Shared {
     pub config: LoopConfig,
     pub metrics: Metrics,
     pub dlq: FutureProducer,
+    /// The Kafka client settings, for the consumer that reads back the record
+    /// before a checkpoint.
+    pub probe: rdkafka::ClientConfig,
     /// Set by a signal: finish the batch, commit, leave the group.
     pub stop: Arc<AtomicBool>,
     /// False while Postgres writes fail; `/readyz` reports it.
@@ -101,6 +104,7 @@ impl Shared {
         config: LoopConfig,
         metrics: Metrics,
         dlq: FutureProducer,
+        probe: rdkafka::ClientConfig,
         stop: Arc<AtomicBool>,
         healthy: Arc<AtomicBool>,
     ) -> Self {
@@ -110,6 +114,7 @@ impl Shared {
             config,
             metrics,
             dlq,
+            probe,
             stop,
             healthy,
             pending: Mutex::default(),
@@ -126,10 +131,10 @@ impl Shared {
 
     /// Checkpoints of our group, retried until Postgres answers (we cannot
     /// consume correctly without them) or we are told to stop.
-    fn load_checkpoints(&self) -> Option<HashMap<i32, i64>> {
+    fn load_checkpoints(&self) -> Option<HashMap<i32, Position>> {
         let mut attempt = 0;
         loop {
-            match self.rt.block_on(writer::load_checkpoints(
+            match self.rt.block_on(writer::load_positions(
                 &self.pool,
                 &self.config.group,
                 &self.config.topic,
@@ -150,7 +155,7 @@ impl Shared {
     }
 
     /// Writes the pending batch. Returns the offsets to commit to Kafka.
-    fn flush(&self) -> Result<BTreeMap<(String, i32), i64>, Fatal> {
+    fn flush(&self) -> Result<BTreeMap<(String, i32), Position>, Fatal> {
         let records = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
         if records.is_empty() {
             return Ok(BTreeMap::new());
@@ -165,12 +170,12 @@ impl Shared {
         let applied = self.write(&mut prepared, count)?;
         self.healthy.store(true, Ordering::Relaxed);
         let mut positions = self.positions.lock().expect("not poisoned");
-        for ((topic, partition), next) in &prepared.next_offsets {
-            positions.insert(*partition, *next);
+        for ((topic, partition), position) in &prepared.next_offsets {
+            positions.insert(*partition, position.next);
             self.metrics
                 .checkpoint
                 .with_label_values(&[topic, &partition.to_string()])
-                .set(*next);
+                .set(position.next);
         }
         self.metrics.records.inc_by(count as u64);
         self.metrics
@@ -335,44 +340,89 @@ impl Shared {
 
     /// A checkpoint beyond the partition's end, or before its start, means
     /// the topic is not the one this database was projected from (recreated,
-    /// truncated, restored). Consuming on would silently skip every record
-    /// below the checkpoint, or every deleted one; stop and say what to do.
+    /// truncated, restored). So does a record before the checkpoint that is
+    /// not the one this database applied last (a topic recreated and filled
+    /// again past the checkpoint). Consuming on would silently skip records;
+    /// stop and say what to do.
     fn check_checkpoints(
         &self,
         tpl: &TopicPartitionList,
-        checkpoints: &HashMap<i32, i64>,
+        checkpoints: &HashMap<i32, Position>,
     ) -> Result<(), Fatal> {
         for elem in tpl.elements() {
-            let Some(&checkpoint) = checkpoints.get(&elem.partition()) else {
+            let Some(position) = checkpoints.get(&elem.partition()) else {
                 continue;
             };
-            let watermarks = self.dlq.client().fetch_watermarks(
-                elem.topic(),
-                elem.partition(),
-                Duration::from_secs(10),
-            );
+            let (topic, partition, checkpoint) = (elem.topic(), elem.partition(), position.next);
+            let mismatch = |problem: String| Fatal::CheckpointMismatch {
+                topic: topic.to_owned(),
+                partition,
+                checkpoint,
+                problem,
+            };
+            let watermarks =
+                self.dlq
+                    .client()
+                    .fetch_watermarks(topic, partition, Duration::from_secs(10));
             let (low, high) = match watermarks {
                 Ok(w) => w,
                 Err(e) => {
-                    tracing::warn!(error = %e, partition = elem.partition(), "cannot fetch watermarks to check the checkpoint");
+                    tracing::warn!(error = %e, partition, "cannot fetch watermarks to check the checkpoint");
                     continue;
                 }
             };
-            let problem = if checkpoint > high {
-                format!("beyond the end of the partition (high watermark {high})")
-            } else if checkpoint < low {
-                format!("before the first record still in the partition (low watermark {low}): records {checkpoint}..{low} were deleted before they were applied")
-            } else {
+            if checkpoint > high {
+                return Err(mismatch(format!(
+                    "beyond the end of the partition (high watermark {high})"
+                )));
+            }
+            if checkpoint < low {
+                return Err(mismatch(format!("before the first record still in the partition (low watermark {low}): records {checkpoint}..{low} were deleted before they were applied")));
+            }
+            let Some(expected) = &position.last_record else {
                 continue;
             };
-            return Err(Fatal::CheckpointMismatch {
-                topic: elem.topic().to_owned(),
-                partition: elem.partition(),
-                checkpoint,
-                problem,
-            });
+            if checkpoint - 1 < low {
+                continue;
+            }
+            match self.read_digest(topic, partition, checkpoint - 1) {
+                Ok(found) if &found == expected => {}
+                Ok(found) => {
+                    return Err(mismatch(format!(
+                        "but the record at offset {} is not the one this database applied there (its value is {found}, the applied one was {expected})",
+                        checkpoint - 1
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, partition, "cannot read the record before the checkpoint to check it")
+                }
+            }
         }
         Ok(())
+    }
+
+    /// `record_digest` of the record at `offset`, read by a short-lived
+    /// consumer outside the group.
+    fn read_digest(&self, topic: &str, partition: i32, offset: i64) -> Result<String, String> {
+        let mut config = self.probe.clone();
+        config
+            .set("group.id", "vibemon-projector-probe")
+            .set("enable.auto.commit", "false");
+        let probe: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(|e| e.to_string())?;
+        probe.assign(&tpl).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match probe.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.offset() == offset => return Ok(record_digest(m.payload())),
+                Some(Ok(m)) => return Err(format!("read offset {} instead", m.offset())),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => {}
+            }
+        }
+        Err("timed out".to_owned())
     }
 
     fn record_fatal(&self, f: Fatal) {
@@ -424,7 +474,7 @@ impl ConsumerContext for ProjectorContext {
                 }
                 let mut positions = self.shared.positions.lock().expect("not poisoned");
                 for elem in tpl.elements() {
-                    let start = checkpoints.get(&elem.partition()).copied();
+                    let start = checkpoints.get(&elem.partition()).map(|p| p.next);
                     positions.insert(elem.partition(), start.unwrap_or(0));
                 }
                 drop(positions);
@@ -432,7 +482,7 @@ impl ConsumerContext for ProjectorContext {
                 for p in &partitions {
                     let offset = checkpoints
                         .get(p)
-                        .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                        .map_or(Offset::Beginning, |o| Offset::Offset(o.next));
                     let _ = tpl.set_partition_offset(&self.shared.config.topic, *p, offset);
                 }
                 tracing::info!(
@@ -508,14 +558,14 @@ fn request_fingerprint(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Stri
 
 fn commit_to_kafka(
     consumer: &BaseConsumer<ProjectorContext>,
-    offsets: &BTreeMap<(String, i32), i64>,
+    offsets: &BTreeMap<(String, i32), Position>,
 ) {
     if offsets.is_empty() {
         return;
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in offsets {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+    for ((topic, partition), position) in offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(position.next));
     }
     // Lag tooling only; Postgres holds the truth, so a failed commit is harmless.
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::batch::Located;
+use crate::batch::{Located, Position};
 
 /// What a committed batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub async fn write_batch(
     pool: &PgPool,
     group: &str,
     events: &[Located],
-    next_offsets: &BTreeMap<(String, i32), i64>,
+    next_offsets: &BTreeMap<(String, i32), Position>,
 ) -> Result<Applied, sqlx::Error> {
     let events: Vec<&Located> = events.iter().collect();
     write_transaction(pool, group, &events, next_offsets).await
@@ -64,21 +64,21 @@ pub async fn write_partitioned(
     pool: &PgPool,
     group: &str,
     events: &[Located],
-    next_offsets: &BTreeMap<(String, i32), i64>,
+    next_offsets: &BTreeMap<(String, i32), Position>,
     writers: usize,
 ) -> Result<Applied, sqlx::Error> {
     let writers = writers.max(1);
     let slot = |partition: i32| partition.rem_euclid(writers as i32) as usize;
     // Per writer: its events and its partitions' next offsets.
-    type Share<'a> = (Vec<&'a Located>, BTreeMap<(String, i32), i64>);
+    type Share<'a> = (Vec<&'a Located>, BTreeMap<(String, i32), Position>);
     let mut groups: Vec<Share> = (0..writers).map(|_| Default::default()).collect();
     for l in events {
         groups[slot(l.partition)].0.push(l);
     }
-    for ((topic, partition), next) in next_offsets {
+    for ((topic, partition), position) in next_offsets {
         groups[slot(*partition)]
             .1
-            .insert((topic.clone(), *partition), *next);
+            .insert((topic.clone(), *partition), position.clone());
     }
     let writes = groups
         .iter()
@@ -98,7 +98,7 @@ async fn write_transaction(
     pool: &PgPool,
     group: &str,
     events: &[&Located],
-    next_offsets: &BTreeMap<(String, i32), i64>,
+    next_offsets: &BTreeMap<(String, i32), Position>,
 ) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let applied = apply(&mut tx, events).await?;
@@ -556,28 +556,33 @@ async fn refresh_current(
 async fn save_checkpoints(
     tx: &mut Transaction<'_, Postgres>,
     group: &str,
-    next_offsets: &BTreeMap<(String, i32), i64>,
+    next_offsets: &BTreeMap<(String, i32), Position>,
 ) -> Result<(), sqlx::Error> {
     if next_offsets.is_empty() {
         return Ok(());
     }
-    let (mut topics, mut partitions, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
-    for ((t, p), o) in next_offsets {
+    let (mut topics, mut partitions, mut offsets, mut last) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((t, p), position) in next_offsets {
         topics.push(t.clone());
         partitions.push(*p);
-        offsets.push(*o);
+        offsets.push(position.next);
+        last.push(position.last_record.clone());
     }
     sqlx::query(
-        "INSERT INTO projector_checkpoints (consumer_group, topic, partition, next_offset)
-         SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::int8[])
+        "INSERT INTO projector_checkpoints (consumer_group, topic, partition, next_offset, last_record_sha256)
+         SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::int8[], $5::text[])
          ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
              next_offset = GREATEST(projector_checkpoints.next_offset, excluded.next_offset),
+             last_record_sha256 = CASE WHEN excluded.next_offset >= projector_checkpoints.next_offset
+                 THEN excluded.last_record_sha256 ELSE projector_checkpoints.last_record_sha256 END,
              updated_at = now()",
     )
     .bind(group)
     .bind(topics)
     .bind(partitions)
     .bind(offsets)
+    .bind(last)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -644,14 +649,32 @@ pub async fn load_checkpoints(
     group: &str,
     topic: &str,
 ) -> Result<HashMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT partition, next_offset FROM projector_checkpoints WHERE consumer_group = $1 AND topic = $2",
+    let positions = load_positions(pool, group, topic).await?;
+    Ok(positions
+        .into_iter()
+        .map(|(p, pos)| (p, pos.next))
+        .collect())
+}
+
+/// The stored position per partition of `topic` for `group`, with the
+/// digest of the record before it where one was saved.
+pub async fn load_positions(
+    pool: &PgPool,
+    group: &str,
+    topic: &str,
+) -> Result<HashMap<i32, Position>, sqlx::Error> {
+    let rows: Vec<(i32, i64, Option<String>)> = sqlx::query_as(
+        "SELECT partition, next_offset, last_record_sha256 FROM projector_checkpoints
+         WHERE consumer_group = $1 AND topic = $2",
     )
     .bind(group)
     .bind(topic)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(p, next, last_record)| (p, Position { next, last_record }))
+        .collect())
 }
 
 /// A digest of the projected tables, projection timestamps left out: two

@@ -183,9 +183,15 @@ pub const REQUEST_FINGERPRINT_HEADER: &str = "vibemon_request_fingerprint";
 /// describes: `sha256:` and the hex digest of the exact bytes. A client's
 /// retry sends the same bytes.
 pub fn request_fingerprint(body: &[u8]) -> String {
+    content_digest(body)
+}
+
+/// `sha256:` and the hex SHA-256 of `bytes`: how the pipeline names exact
+/// content (a request body, a record's value).
+pub fn content_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     use std::fmt::Write;
-    let digest = Sha256::digest(body);
+    let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
     for b in digest {

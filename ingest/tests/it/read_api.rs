@@ -290,16 +290,18 @@ async fn a_deployments_report_log_is_capped_while_reports_counts_them_all() {
     let w = world(&app);
     let max = vibemon_store::read::MAX_REPORT_LOG as usize;
     let batch: Vec<Located> = (0..max + 5)
-        .map(|i| Located {
-            event: w.external(
-                "acme/api",
-                "run-1",
-                InProgress,
-                at("2024-01-15T10:00:00Z") + chrono::Duration::seconds(i as i64),
-            ),
-            topic: "t".into(),
-            partition: 0,
-            offset: i as i64,
+        .map(|i| {
+            Located::new(
+                w.external(
+                    "acme/api",
+                    "run-1",
+                    InProgress,
+                    at("2024-01-15T10:00:00Z") + chrono::Duration::seconds(i as i64),
+                ),
+                "t",
+                0,
+                i as i64,
+            )
         })
         .collect();
     vibemon_projector::writer::write_batch(&app.db.pool, "g", &batch, &BTreeMap::new())

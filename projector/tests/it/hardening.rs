@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use uuid::Uuid;
-use vibemon_projector::batch::Located;
+use vibemon_projector::batch::{Located, Position};
 use vibemon_projector::writer::{digest, write_batch};
 use vibemon_schemas::{DeploymentStatus, ExternalId};
 use vibemon_testkit::events::publish_fingerprinted;
@@ -128,24 +128,38 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
     .execute(&db.pool)
     .await
     .unwrap();
+    let (total, poison) = (1000, 617);
     let mut events = Vec::new();
-    for i in 0..9 {
-        let repo = if i == 5 { "acme/poison" } else { "acme/api" };
+    for i in 0..total {
+        let repo = if i == poison {
+            "acme/poison"
+        } else {
+            "acme/api"
+        };
         events.push(world.report(
             repo,
-            at("2024-01-15T10:00:00Z") + chrono::Duration::minutes(i),
+            at("2024-01-15T10:00:00Z") + chrono::Duration::seconds(i),
         ));
     }
     publish(&producer(&topic.brokers), &topic.name, &events).await;
 
-    // Act
-    project_all(&db.url, &topic, &group()).await.unwrap();
+    // Act: one batch holds every record, so the whole batch is refused first.
+    let mut cfg = config(&db.url, &topic, &group());
+    cfg.until_caught_up = true;
+    cfg.batch_max = 2000;
+    cfg.batch_linger_ms = 1000;
+    let started = std::time::Instant::now();
+    ended_within(spawn(cfg).await, 60)
+        .await
+        .expect("the projector finishes instead of stalling")
+        .unwrap();
+    let with_poison = started.elapsed();
 
     // Assert
-    assert_eq!(count(&db.pool, "deployment_audit").await, 8);
+    assert_eq!(count(&db.pool, "deployment_audit").await, total - 1);
     let poison_applied: i64 =
         sqlx::query_scalar("SELECT count(*) FROM deployment_audit WHERE event_id = $1")
-            .bind(events[5].event_id)
+            .bind(events[poison as usize].event_id)
             .fetch_one(&db.pool)
             .await
             .unwrap();
@@ -157,7 +171,10 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(next, 9, "the checkpoint passed the dead-lettered record");
+    assert_eq!(
+        next, total,
+        "the checkpoint passed the dead-lettered record"
+    );
     let dlq = read_topic(
         &topic.brokers,
         &format!("{}.dlq", topic.name),
@@ -166,14 +183,26 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
     )
     .await;
     assert_eq!(dlq.len(), 1);
-    assert_eq!(header(&dlq[0], "dlq_original_offset"), "5");
+    assert_eq!(header(&dlq[0], "dlq_original_offset"), poison.to_string());
     assert_eq!(header(&dlq[0], "dlq_reason_class"), "rejected_by_postgres");
     assert!(
         header(&dlq[0], "dlq_reason").contains("test_no_poison"),
         "{}",
         header(&dlq[0], "dlq_reason")
     );
-    assert_eq!(dlq[0].payload.as_deref(), Some(&events[5].encode()[..]));
+    assert_eq!(
+        dlq[0].payload.as_deref(),
+        Some(&events[poison as usize].encode()[..])
+    );
+
+    // For the record: the same records into a database without the rule.
+    let clean = TestDb::new().await;
+    let started = std::time::Instant::now();
+    project_all(&clean.url, &topic, &group()).await.unwrap();
+    eprintln!(
+        "{total} events from start to caught up: {with_poison:?} with one record refused by Postgres, {:?} without",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -312,6 +341,41 @@ async fn a_checkpoint_beyond_the_end_of_the_topic_stops_the_projector_and_says_t
 }
 
 #[tokio::test]
+async fn a_topic_recreated_and_filled_past_the_checkpoint_stops_the_projector() {
+    // The database projected 3 records of one topic; the "same" topic now
+    // holds 5 other records, so offset 3 exists but follows other records.
+    let (db, old, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
+    let p = producer(&old.brokers);
+    let t = at("2024-01-15T10:00:00Z");
+    let first: Vec<_> = (0..3).map(|_| world.report("acme/api", t)).collect();
+    publish(&p, &old.name, &first).await;
+    let group = group();
+    project_all(&db.url, &old, &group).await.unwrap();
+    let new = TestTopic::new(1).await;
+    let other: Vec<_> = (0..5).map(|_| world.report("acme/web", t)).collect();
+    publish(&p, &new.name, &other).await;
+    sqlx::query("UPDATE projector_checkpoints SET topic = $1")
+        .bind(&new.name)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    let result = ended_within(spawn(config(&db.url, &new, &group)).await, 30)
+        .await
+        .expect("the projector stops by itself");
+
+    let err = format!(
+        "{:#}",
+        result.expect_err("another topic's records are fatal")
+    );
+    assert!(
+        err.contains("is not the one this database applied"),
+        "{err}"
+    );
+    assert_eq!(count(&db.pool, "deployment_audit").await, 3);
+}
+
+#[tokio::test]
 async fn concurrent_writers_on_one_environment_never_leave_current_state_behind_the_newest_success()
 {
     // Two projectors during a rebalance, or a replay over the live database:
@@ -355,7 +419,7 @@ async fn concurrent_writers_on_one_environment_never_leave_current_state_behind_
 #[tokio::test]
 async fn a_checkpoint_never_moves_backwards() {
     let db = TestDb::new().await;
-    let offsets = |n: i64| BTreeMap::from([(("t".to_owned(), 0), n)]);
+    let offsets = |n: i64| BTreeMap::from([(("t".to_owned(), 0), Position::at(n))]);
 
     write_batch(&db.pool, "g", &[], &offsets(10)).await.unwrap();
     write_batch(&db.pool, "g", &[], &offsets(5)).await.unwrap();

@@ -6,6 +6,7 @@ mod helpers;
 mod crashes;
 mod dead_letters;
 mod hardening;
+mod model;
 mod ordering;
 mod projection;
 mod tls;
