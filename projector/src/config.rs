@@ -88,6 +88,7 @@ impl Config {
             dlq_max_consecutive: self.dlq_max_consecutive,
             until_caught_up: self.until_caught_up,
             only_workspace: None,
+            probe: self.kafka.client_config("vibemon-projector-probe"),
         }
     }
 

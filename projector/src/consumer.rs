@@ -52,6 +52,9 @@ pub struct LoopConfig {
     pub until_caught_up: bool,
     /// Apply only this workspace's events (replays of one workspace).
     pub only_workspace: Option<uuid::Uuid>,
+    /// Kafka client settings for the consumer that reads back the record
+    /// before a checkpoint on assignment.
+    pub probe: rdkafka::ClientConfig,
 }
 
 /// Why the loop stopped other than by request.
@@ -83,9 +86,6 @@ pub struct Shared {
     pub config: LoopConfig,
     pub metrics: Metrics,
     pub dlq: FutureProducer,
-    /// The Kafka client settings, for the consumer that reads back the record
-    /// before a checkpoint.
-    pub probe: rdkafka::ClientConfig,
     /// Set by a signal: finish the batch, commit, leave the group.
     pub stop: Arc<AtomicBool>,
     /// False while Postgres writes fail; `/readyz` reports it.
@@ -104,7 +104,6 @@ impl Shared {
         config: LoopConfig,
         metrics: Metrics,
         dlq: FutureProducer,
-        probe: rdkafka::ClientConfig,
         stop: Arc<AtomicBool>,
         healthy: Arc<AtomicBool>,
     ) -> Self {
@@ -114,7 +113,6 @@ impl Shared {
             config,
             metrics,
             dlq,
-            probe,
             stop,
             healthy,
             pending: Mutex::default(),
@@ -404,7 +402,7 @@ impl Shared {
     /// `record_digest` of the record at `offset`, read by a short-lived
     /// consumer outside the group.
     fn read_digest(&self, topic: &str, partition: i32, offset: i64) -> Result<String, String> {
-        let mut config = self.probe.clone();
+        let mut config = self.config.probe.clone();
         config
             .set("group.id", "vibemon-projector-probe")
             .set("enable.auto.commit", "false");

@@ -130,7 +130,6 @@ pub async fn serve_with(
         loop_config,
         metrics.clone(),
         dlq,
-        config.kafka.client_config("vibemon-projector-probe"),
         stop.clone(),
         healthy.clone(),
     ));

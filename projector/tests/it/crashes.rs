@@ -4,7 +4,7 @@
 //! so), and afterwards the tables match the topic exactly: nothing lost,
 //! nothing doubled.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,17 +28,8 @@ fn projector_process(db_url: &str, topic: &TestTopic, group: &str) -> Process {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_projector"))
-        .env("DATABASE_URL", db_url)
-        .env("KAFKA_BROKERS", &topic.brokers)
-        .env("KAFKA_TOPIC", &topic.name)
-        .env("KAFKA_GROUP", group)
+    let child = projector_command(db_url, topic, group)
         .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
-        .env("PROJECTOR_BATCH_MAX", "50")
-        .env("PROJECTOR_BATCH_LINGER_MS", "20")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("start the projector binary");
     Process {

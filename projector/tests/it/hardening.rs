@@ -16,25 +16,14 @@ use vibemon_testkit::{count_records, read_topic, TestDb, TestTopic};
 
 use crate::helpers::*;
 
-/// Waits for a projector to end by itself; if it has not after `secs`, stops
-/// it (so a failing test ends instead of hanging on the consume thread) and
-/// returns `None`.
-async fn ended_within(mut running: Running, secs: u64) -> Option<anyhow::Result<()>> {
-    match tokio::time::timeout(Duration::from_secs(secs), &mut running.handle).await {
-        Ok(joined) => Some(joined.unwrap()),
-        Err(_) => {
-            let _ = running.stop().await;
-            None
-        }
-    }
-}
-
 /// Runs a projector until it has read everything on the topic; fails the
 /// test if it does not finish in time (a stalled projector never does).
 async fn project_all(db_url: &str, topic: &TestTopic, group: &str) -> anyhow::Result<()> {
     let mut cfg = config(db_url, topic, group);
     cfg.until_caught_up = true;
-    ended_within(spawn(cfg).await, 60)
+    spawn(cfg)
+        .await
+        .stopped_by_itself(Duration::from_secs(60))
         .await
         .expect("the projector finishes instead of stalling")
 }
@@ -149,7 +138,9 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
     cfg.batch_max = 2000;
     cfg.batch_linger_ms = 1000;
     let started = std::time::Instant::now();
-    ended_within(spawn(cfg).await, 60)
+    spawn(cfg)
+        .await
+        .stopped_by_itself(Duration::from_secs(60))
         .await
         .expect("the projector finishes instead of stalling")
         .unwrap();
@@ -318,7 +309,8 @@ async fn a_checkpoint_beyond_the_end_of_the_topic_stops_the_projector_and_says_t
     publish(&producer(&topic.brokers), &topic.name, &events).await;
 
     let running = spawn(config(&db.url, &topic, &group)).await;
-    let result = ended_within(running, 30)
+    let result = running
+        .stopped_by_itself(Duration::from_secs(30))
         .await
         .expect("the projector stops by itself");
 
@@ -360,7 +352,9 @@ async fn a_topic_recreated_and_filled_past_the_checkpoint_stops_the_projector() 
         .await
         .unwrap();
 
-    let result = ended_within(spawn(config(&db.url, &new, &group)).await, 30)
+    let result = spawn(config(&db.url, &new, &group))
+        .await
+        .stopped_by_itself(Duration::from_secs(30))
         .await
         .expect("the projector stops by itself");
 

@@ -65,6 +65,23 @@ impl Running {
     }
 }
 
+/// The projector binary, configured for `topic` and `group`, quiet, with
+/// small batches; callers add or override settings before spawning it.
+pub fn projector_command(db_url: &str, topic: &TestTopic, group: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_projector"));
+    cmd.env("DATABASE_URL", db_url)
+        .env("KAFKA_BROKERS", &topic.brokers)
+        .env("KAFKA_TOPIC", &topic.name)
+        .env("KAFKA_GROUP", group)
+        .env("PROJECTOR_ADDR", "127.0.0.1:0")
+        .env("PROJECTOR_BATCH_MAX", "50")
+        .env("PROJECTOR_BATCH_LINGER_MS", "20")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
 pub fn group() -> String {
     format!("test-group-{}", Uuid::new_v4().simple())
 }

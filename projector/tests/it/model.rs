@@ -9,7 +9,7 @@
 //! `VIBEMON_MODEL_CASES=200 cargo test -p vibemon-projector --test it model::`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -307,18 +307,10 @@ fn projector(
     batch_max: usize,
     writers: u16,
 ) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_projector"));
-    cmd.env("DATABASE_URL", &db.url)
-        .env("KAFKA_BROKERS", &topic.brokers)
-        .env("KAFKA_TOPIC", &topic.name)
-        .env("KAFKA_GROUP", group)
-        .env("PROJECTOR_ADDR", "127.0.0.1:0")
-        .env("PROJECTOR_BATCH_MAX", batch_max.to_string())
+    let mut cmd = projector_command(&db.url, topic, group);
+    cmd.env("PROJECTOR_BATCH_MAX", batch_max.to_string())
         .env("PROJECTOR_BATCH_LINGER_MS", "5")
-        .env("PROJECTOR_WRITERS", writers.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("PROJECTOR_WRITERS", writers.to_string());
     cmd
 }
 
