@@ -84,8 +84,13 @@ pub struct Remembered {
 
 /// The idempotency cache as `AppState` wants it.
 pub fn idempotency_cache() -> Cache<Uuid, Arc<Remembered>> {
+    // LRU, not moka's default TinyLFU: a full TinyLFU cache admits a new key
+    // only if it was seen more often than the victim, so once 200,000 keys
+    // were remembered most new keys would not be, and their retries would
+    // publish again.
     Cache::builder()
         .max_capacity(200_000)
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
         .time_to_live(Duration::from_secs(24 * 3600))
         .build()
 }

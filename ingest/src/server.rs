@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -37,8 +37,25 @@ const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Sent, without reading the request, to a connection over the cap: cheap
 /// enough that a connection flood cannot make the refusal itself expensive.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-Content-Type: application/json\r\nContent-Length: 62\r\nConnection: close\r\n\r\n\
+Content-Type: application/json\r\nContent-Length: 61\r\nConnection: close\r\n\r\n\
 {\"detail\":\"Too many open connections; retry with a new one.\"}";
+
+/// Counts one open connection in the gauge for as long as it lives, on
+/// every exit path (a panicking connection task included).
+struct OpenConnection(prometheus::IntGauge);
+
+impl OpenConnection {
+    fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// How the accept loop treats connections.
 #[derive(Debug, Clone)]
@@ -94,14 +111,12 @@ pub async fn serve_with_timeouts(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(per_connection(app.clone(), peer));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        let open = metrics.open_connections.clone();
-        open.inc();
+        let open = OpenConnection::new(metrics.open_connections.clone());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
-            open.dec();
-            drop(slot);
+            drop((open, slot));
         });
     }
     drop(listener);
@@ -120,6 +135,14 @@ pub async fn serve_with_timeouts(
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVER_CAPACITY)).await;
     let _ = stream.shutdown().await;
+    // Closing with the request unread would make the kernel reset the
+    // connection, which can destroy the 503 before the client reads it:
+    // drain what the client sent, briefly.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// The router as one connection sees it: every request carries its TCP peer
@@ -177,4 +200,23 @@ fn ambiguous_framing<B>(req: &Request<B>) -> Option<Response> {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_over_capacity_answer_declares_its_true_length() {
+        let text = std::str::from_utf8(OVER_CAPACITY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
 }

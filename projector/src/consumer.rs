@@ -23,7 +23,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
@@ -66,10 +66,12 @@ pub enum Fatal {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("stopped before the batch could be written: {0}")]
     Interrupted(String),
-    #[error("{0} records of one batch were refused by Postgres (limit {1}): that looks like a schema or migration problem, not bad records; fix it or raise --dlq-max-consecutive")]
+    #[error("{0} records were refused by Postgres with no event applied in between (limit {1}): that looks like a schema or migration problem, not bad records; fix it or raise --dlq-max-consecutive")]
     TooManyRejected(u64, u64),
     #[error("Postgres refuses the batch ({0}) but no single record of it on its own: stopping rather than skipping records")]
     Unresolvable(String),
+    #[error("the consumer's position went out of range ({0}): records were deleted or the topic was recreated while the projector ran. Rebuild the read model into an empty database with `vibemon replay`, then start the projector again")]
+    OffsetReset(String),
     #[error("{topic}[{partition}]: the checkpoint is at offset {checkpoint}, {problem}. The topic was recreated, truncated or restored from elsewhere, so its offsets no longer match what this database applied. Rebuild the read model into an empty database with `vibemon replay`, or, if you are sure, delete this group's rows from projector_checkpoints; then start the projector again")]
     CheckpointMismatch {
         topic: String,
@@ -92,6 +94,11 @@ pub struct Shared {
     pub healthy: Arc<AtomicBool>,
     pending: Mutex<Vec<Record>>,
     consecutive_invalid: Mutex<u64>,
+    /// Records Postgres refused since a batch last applied an event: a
+    /// schema or migration problem refuses every record, one batch after
+    /// another, and must stop the projector rather than empty the read model
+    /// into the DLQ.
+    consecutive_refused: Mutex<u64>,
     /// Next offset per partition we own: records below it were applied.
     positions: Mutex<HashMap<i32, i64>>,
     fatal: Mutex<Option<Fatal>>,
@@ -117,6 +124,7 @@ impl Shared {
             healthy,
             pending: Mutex::default(),
             consecutive_invalid: Mutex::default(),
+            consecutive_refused: Mutex::default(),
             positions: Mutex::default(),
             fatal: Mutex::default(),
         }
@@ -210,17 +218,27 @@ impl Shared {
                 &prepared.next_offsets,
                 self.config.writers,
             )) {
-                Ok(applied) => return Ok(applied),
+                Ok(applied) => {
+                    if applied.new_events > 0 {
+                        *self.consecutive_refused.lock().expect("not poisoned") = 0;
+                    }
+                    return Ok(applied);
+                }
                 Err(e) if writer::is_permanent(&e) => {
                     tracing::warn!(error = %e, records = count, "Postgres refused the batch for a reason a retry cannot fix; bisecting it");
                     match self
                         .rt
                         .block_on(writer::find_rejected(&self.pool, &prepared.events))
                     {
-                        Ok(found) => {
-                            self.dead_letter_refused(prepared, found, &e)?;
+                        Ok(found) if !found.is_empty() => {
+                            self.dead_letter_refused(prepared, found)?;
                             continue;
                         }
+                        // Every part passes on its own now: whatever refused
+                        // the batch went away (or needs all of it). Retry the
+                        // whole a few times, then stop rather than skip.
+                        Ok(_) if attempt >= 3 => return Err(Fatal::Unresolvable(e.to_string())),
+                        Ok(_) => e,
                         Err(e) => e,
                     }
                 }
@@ -243,17 +261,16 @@ impl Shared {
         &self,
         prepared: &mut Prepared,
         found: Vec<(usize, String)>,
-        batch_error: &sqlx::Error,
     ) -> Result<(), Fatal> {
-        if found.is_empty() {
-            return Err(Fatal::Unresolvable(batch_error.to_string()));
-        }
-        if found.len() as u64 > self.config.dlq_max_consecutive {
+        let mut refused = self.consecutive_refused.lock().expect("not poisoned");
+        *refused += found.len() as u64;
+        if *refused > self.config.dlq_max_consecutive {
             return Err(Fatal::TooManyRejected(
-                found.len() as u64,
+                *refused,
                 self.config.dlq_max_consecutive,
             ));
         }
+        drop(refused);
         let indexes: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
         let records = prepared.remove_events(&indexes);
         for (record, (_, message)) in records.into_iter().zip(found) {
@@ -341,34 +358,56 @@ impl Shared {
     /// truncated, restored). So does a record before the checkpoint that is
     /// not the one this database applied last (a topic recreated and filled
     /// again past the checkpoint). Consuming on would silently skip records;
-    /// stop and say what to do.
+    /// stop and say what to do. A check that cannot be made (Kafka does not
+    /// answer) is retried, then stops the projector too: it fails closed.
     fn check_checkpoints(
         &self,
         tpl: &TopicPartitionList,
         checkpoints: &HashMap<i32, Position>,
     ) -> Result<(), Fatal> {
+        let mut attempt = 0;
+        loop {
+            match self.try_check_checkpoints(tpl, checkpoints) {
+                Ok(()) => return Ok(()),
+                Err(Err(mismatch)) => return Err(mismatch),
+                Err(Ok(unverifiable)) if attempt >= 3 => {
+                    return Err(Fatal::Kafka(unverifiable));
+                }
+                Err(Ok(unverifiable)) => {
+                    tracing::warn!(error = %unverifiable, attempt, "cannot check the checkpoints against the topic yet; retrying");
+                    std::thread::sleep(Self::backoff(attempt));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One try: `Err(Ok(_))` when Kafka could not answer, `Err(Err(_))`
+    /// when the topic does not match.
+    fn try_check_checkpoints(
+        &self,
+        tpl: &TopicPartitionList,
+        checkpoints: &HashMap<i32, Position>,
+    ) -> Result<(), Result<rdkafka::error::KafkaError, Fatal>> {
+        let mut to_read = Vec::new();
         for elem in tpl.elements() {
             let Some(position) = checkpoints.get(&elem.partition()) else {
                 continue;
             };
             let (topic, partition, checkpoint) = (elem.topic(), elem.partition(), position.next);
-            let mismatch = |problem: String| Fatal::CheckpointMismatch {
-                topic: topic.to_owned(),
-                partition,
-                checkpoint,
-                problem,
+            let mismatch = |problem: String| {
+                Err(Fatal::CheckpointMismatch {
+                    topic: topic.to_owned(),
+                    partition,
+                    checkpoint,
+                    problem,
+                })
             };
-            let watermarks =
-                self.dlq
-                    .client()
-                    .fetch_watermarks(topic, partition, Duration::from_secs(10));
-            let (low, high) = match watermarks {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, partition, "cannot fetch watermarks to check the checkpoint");
-                    continue;
-                }
-            };
+            let (low, high) = self
+                .dlq
+                .client()
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map_err(Ok)?;
             if checkpoint > high {
                 return Err(mismatch(format!(
                     "beyond the end of the partition (high watermark {high})"
@@ -377,50 +416,83 @@ impl Shared {
             if checkpoint < low {
                 return Err(mismatch(format!("before the first record still in the partition (low watermark {low}): records {checkpoint}..{low} were deleted before they were applied")));
             }
-            let Some(expected) = &position.last_record else {
-                continue;
-            };
-            if checkpoint - 1 < low {
-                continue;
+            // Checkpoints saved before digests existed, or seeded by
+            // `vibemon replay --since`, have none to compare.
+            if let Some(expected) = &position.last_record {
+                if checkpoint > low {
+                    to_read.push((
+                        topic.to_owned(),
+                        partition,
+                        checkpoint - 1,
+                        expected.clone(),
+                    ));
+                }
             }
-            match self.read_digest(topic, partition, checkpoint - 1) {
-                Ok(found) if &found == expected => {}
-                Ok(found) => {
-                    return Err(mismatch(format!(
-                        "but the record at offset {} is not the one this database applied there (its value is {found}, the applied one was {expected})",
-                        checkpoint - 1
-                    )))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, partition, "cannot read the record before the checkpoint to check it")
-                }
+        }
+        if to_read.is_empty() {
+            return Ok(());
+        }
+        let found = self.read_digests(&to_read).map_err(Ok)?;
+        for (topic, partition, offset, expected) in to_read {
+            let got = found
+                .get(&partition)
+                .expect("read_digests returns every partition");
+            if *got != expected {
+                return Err(Err(Fatal::CheckpointMismatch {
+                    topic,
+                    partition,
+                    checkpoint: offset + 1,
+                    problem: format!("but the record at offset {offset} is not the one this database applied there (its value is {got}, the applied one was {expected})"),
+                }));
             }
         }
         Ok(())
     }
 
-    /// `record_digest` of the record at `offset`, read by a short-lived
-    /// consumer outside the group.
-    fn read_digest(&self, topic: &str, partition: i32, offset: i64) -> Result<String, String> {
+    /// `record_digest` of the record at each (partition, offset), read by one
+    /// short-lived consumer outside the group.
+    fn read_digests(
+        &self,
+        wanted: &[(String, i32, i64, String)],
+    ) -> Result<HashMap<i32, String>, rdkafka::error::KafkaError> {
         let mut config = self.config.probe.clone();
         config
             .set("group.id", "vibemon-projector-probe")
-            .set("enable.auto.commit", "false");
-        let probe: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "error");
+        let probe: BaseConsumer = config.create()?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-            .map_err(|e| e.to_string())?;
-        probe.assign(&tpl).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        for (topic, partition, offset, _) in wanted {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        probe.assign(&tpl)?;
+        let mut found = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while found.len() < wanted.len() {
+            if Instant::now() >= deadline {
+                return Err(rdkafka::error::KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::RequestTimedOut,
+                ));
+            }
             match probe.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) if m.offset() == offset => return Ok(record_digest(m.payload())),
-                Some(Ok(m)) => return Err(format!("read offset {} instead", m.offset())),
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(m)) => {
+                    let want = wanted.iter().find(|w| w.1 == m.partition());
+                    if want.is_some_and(|w| w.2 == m.offset()) {
+                        found.insert(m.partition(), record_digest(m.payload()));
+                    } else {
+                        // Another offset first: the record is gone
+                        // (compacted, or a control record); report it as
+                        // "no such record" by its digest of nothing.
+                        found.entry(m.partition()).or_insert_with(|| {
+                            format!("(no record at the offset; read {})", m.offset())
+                        });
+                    }
+                }
+                Some(Err(e)) => return Err(e),
                 None => {}
             }
         }
-        Err("timed out".to_owned())
+        Ok(found)
     }
 
     fn record_fatal(&self, f: Fatal) {
@@ -614,6 +686,12 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
                         flush_and_commit(&consumer, &shared)?;
                         oldest = None;
                     }
+                }
+                Err(rdkafka::error::KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AutoOffsetReset,
+                )) => {
+                    let reason = "auto offset reset".to_owned();
+                    shared.record_fatal(Fatal::OffsetReset(reason));
                 }
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }

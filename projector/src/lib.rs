@@ -140,7 +140,10 @@ pub async fn serve_with(
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // Never reset silently: every partition starts at its checkpoint or
+        // explicitly at the beginning, so a reset means the offsets vanished
+        // under us (records deleted, topic recreated); the loop stops on it.
+        .set("auto.offset.reset", "error")
         .create_with_context(ProjectorContext {
             shared: shared.clone(),
         })

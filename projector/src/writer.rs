@@ -143,6 +143,9 @@ async fn apply(
 /// changes environment (its id is derived from it), so the lock covers every
 /// key a batch can touch. Within one projector the writers own disjoint
 /// partitions, hence disjoint environments, and never wait on each other.
+/// This relies on READ COMMITTED (Postgres's default, and what the pool
+/// uses): each statement after the lock sees what committed before it.
+/// Under REPEATABLE READ the snapshot would predate the lock wait.
 async fn lock_environments(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Located],

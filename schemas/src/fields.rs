@@ -100,12 +100,18 @@ fn check_len(value: &str, max: usize, what: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Declares a `String` newtype whose only constructor is `parse`.
+/// Declares a `String` newtype whose only constructors are `parse` (the rule
+/// for new input) and its serde decoding. With `decode = ...`, decoding an
+/// event applies that older, looser rule instead: the topic keeps events that
+/// earlier builds accepted, and a v1 event must keep decoding as it did.
 macro_rules! validated_string {
     ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        validated_string!($(#[$doc])* $name, $check, decode = $check);
+    };
+    ($(#[$doc:meta])* $name:ident, $check:expr, decode = $decode:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(into = "String")]
         pub struct $name(String);
 
         impl $name {
@@ -117,6 +123,15 @@ macro_rules! validated_string {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let decode: fn(String) -> Result<String, FieldError> = $decode;
+                decode(String::deserialize(d)?)
+                    .map(Self)
+                    .map_err(serde::de::Error::custom)
             }
         }
 
@@ -214,28 +229,47 @@ validated_string!(
     /// [`forbidden_char`]); `origin/main` (Jenkins' `GIT_BRANCH`) is fine.
     BranchName,
     |v| {
-        check_len(&v, BRANCH_MAX_LEN, "branch")?;
-        if v.chars().any(char::is_whitespace) {
-            return Err(FieldError::new(
-                "string_pattern_mismatch",
-                "branch must not contain whitespace",
-            ));
-        }
         check_visible(&v, "branch")?;
-        Ok(v)
-    }
+        branch_v1(v)
+    },
+    decode = branch_v1
 );
+
+/// The branch rule of schema version 1 as first published: what every event
+/// on the topic satisfies, and all Postgres needs (no NUL).
+fn branch_v1(v: String) -> Result<String, FieldError> {
+    check_len(&v, BRANCH_MAX_LEN, "branch")?;
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(FieldError::new(
+            "string_pattern_mismatch",
+            "branch must not contain whitespace or control characters",
+        ));
+    }
+    Ok(v)
+}
 
 validated_string!(
     /// The CI's own id for one deployment (a workflow run id, a pipeline id).
     /// Reports sharing it in one environment and repository are one deployment.
     ExternalId,
     |v| {
-        check_len(&v, EXTERNAL_ID_MAX_LEN, "external_id")?;
         check_visible(&v, "external_id")?;
-        Ok(v)
-    }
+        external_id_v1(v)
+    },
+    decode = external_id_v1
 );
+
+/// The external id rule of schema version 1 as first published.
+fn external_id_v1(v: String) -> Result<String, FieldError> {
+    check_len(&v, EXTERNAL_ID_MAX_LEN, "external_id")?;
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "string_pattern_mismatch",
+            "external_id must not contain control characters",
+        ));
+    }
+    Ok(v)
+}
 
 validated_string!(
     /// A name a person gives an API key or a workspace, shown in the CLI's
@@ -243,11 +277,25 @@ validated_string!(
     /// them a [`forbidden_char`].
     DisplayName,
     |v| {
-        check_len(&v, DISPLAY_NAME_MAX_LEN, "name")?;
         check_visible(&v, "name")?;
-        Ok(v)
-    }
+        display_name_v1(v)
+    },
+    decode = display_name_v1
 );
+
+/// Key and workspace names as the `api_keys` and `workspaces` tables and the
+/// first CLI held them: 1 to 200 characters, no control character. Events
+/// carry key names made under this rule.
+fn display_name_v1(v: String) -> Result<String, FieldError> {
+    check_len(&v, DISPLAY_NAME_MAX_LEN, "name")?;
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "string_pattern_mismatch",
+            "name must not contain control characters",
+        ));
+    }
+    Ok(v)
+}
 
 impl DisplayName {
     /// A stored name made before this rule existed, made safe to show: each

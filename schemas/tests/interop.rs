@@ -451,6 +451,18 @@ const SCHEMA_IS_STRICTER: &[&str] = &[
     "an extra property",
 ];
 
+/// A name with a Cf or Co character: ingest refuses it today, so the schema
+/// (what ingest writes) does too, but earlier builds published such names
+/// and the decoder keeps reading them (see `validated_string!`'s `decode`).
+fn an_invisible_character_in_a_name(vector: &str) -> bool {
+    ["branch = ", "external_id = ", "api_key_name = "]
+        .iter()
+        .any(|f| vector.starts_with(f))
+        && vector
+            .chars()
+            .any(|c| !c.is_control() && forbidden_char(c).is_some())
+}
+
 /// Webhook bodies with one field set; the verdict follows ingest's rule that
 /// an empty optional string means "not given", then the field's own type.
 fn webhook_corpus() -> Vec<Value> {
@@ -519,7 +531,8 @@ fn job() -> Value {
     for (name, event) in corpus {
         let rust_accepts = DeploymentReported::decode(&serde_json::to_vec(&event).unwrap()).is_ok();
         let looser = SCHEMA_IS_LOOSER.contains(&name.as_str());
-        let stricter = SCHEMA_IS_STRICTER.contains(&name.as_str());
+        let stricter =
+            SCHEMA_IS_STRICTER.contains(&name.as_str()) || an_invisible_character_in_a_name(&name);
         assert!(
             !looser || !rust_accepts,
             "{name}: listed as schema-is-looser, but the decoder accepts it"

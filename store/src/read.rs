@@ -13,7 +13,8 @@ use uuid::Uuid;
 /// Most items one page may hold; larger `limit`s are capped to it.
 pub const MAX_PAGE: i64 = 200;
 
-/// Most reports one deployment's `report_log` shows (the oldest first). A
+/// Most reports one deployment's `report_log` shows: the latest ones, oldest
+/// first, so the report that settled its status is always there. A
 /// deployment's `reports` field says how many it has in all; a CI system
 /// that reports one `external_id` without end cannot make one read unbounded.
 pub const MAX_REPORT_LOG: i64 = 500;
@@ -74,8 +75,11 @@ impl Cursor {
     pub fn decode(s: &str) -> Option<Self> {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
         let (micros, id) = raw.split_once('|')?;
+        let deployed_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        // A crafted cursor must not carry an instant Postgres cannot hold.
+        vibemon_schemas::fields::check_timestamp_range(deployed_at, "cursor").ok()?;
         Some(Self {
-            deployed_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            deployed_at,
             id: id.parse().ok()?,
         })
     }
@@ -161,8 +165,8 @@ pub struct ReportView {
     pub payload: serde_json::Value,
 }
 
-/// A deployment with the reports it received, oldest first (at most
-/// [`MAX_REPORT_LOG`]).
+/// A deployment with the reports it received, oldest first (the latest
+/// [`MAX_REPORT_LOG`] of them).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeploymentDetail {
     #[serde(flatten)]
@@ -186,10 +190,12 @@ pub async fn get_deployment(
         return Ok(None);
     };
     let report_log = sqlx::query_as(
-        "SELECT event_id, status, source, received_at, api_key_id, api_key_name, kafka_topic,
-                kafka_partition, kafka_offset, payload
-         FROM deployment_audit WHERE deployment_id = $1 AND workspace_id = $2
-         ORDER BY received_at, event_id LIMIT $3",
+        "SELECT * FROM (
+             SELECT event_id, status, source, received_at, api_key_id, api_key_name, kafka_topic,
+                    kafka_partition, kafka_offset, payload
+             FROM deployment_audit WHERE deployment_id = $1 AND workspace_id = $2
+             ORDER BY received_at DESC, event_id DESC LIMIT $3
+         ) latest ORDER BY received_at, event_id",
     )
     .bind(id)
     .bind(workspace_id)

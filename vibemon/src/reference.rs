@@ -28,7 +28,9 @@ async fn require_workspace(pool: &PgPool, id: Uuid) -> CliResult<()> {
 /// A workspace or key name, checked by the same rule the event decoder uses.
 fn check_label(what: &str, name: &str) -> CliResult<DisplayName> {
     if name.trim().is_empty() {
-        return Err(CliError::Invalid(format!("{what} name must not be blank")));
+        return Err(CliError::Invalid(format!(
+            "{what} name must be 1 to 200 characters, not blank"
+        )));
     }
     DisplayName::parse(name).map_err(|e| CliError::Invalid(format!("{what} {e}")))
 }

@@ -316,5 +316,41 @@ async fn a_deployments_report_log_is_capped_while_reports_counts_them_all() {
 
     assert_eq!(status, 200);
     assert_eq!(d["reports"], max + 5);
-    assert_eq!(d["report_log"].as_array().unwrap().len(), max);
+    let log = d["report_log"].as_array().unwrap();
+    assert_eq!(log.len(), max);
+    let id = |i: usize| Value::from(batch[i].event.event_id.to_string());
+    assert_eq!(
+        log[0]["event_id"],
+        id(5),
+        "the latest reports, oldest first"
+    );
+    assert_eq!(
+        log[max - 1]["event_id"],
+        id(max + 4),
+        "the last report is shown"
+    );
+}
+
+#[tokio::test]
+async fn instants_postgres_cannot_hold_are_a_422_naming_the_parameter_not_a_503() {
+    let app = TestApp::spawn().await;
+    use base64::Engine;
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode("-8000000000000000000|00000000-0000-0000-0000-000000000000");
+    for (path, name) in [
+        ("/api/v1/deployments?since=-5000-01-01T00:00:00", "since"),
+        ("/api/v1/deployments?until=+99999-01-01T00:00:00", "until"),
+        (
+            "/api/v1/environments/production/deployed?at=-0001-01-01T00:00:00",
+            "at",
+        ),
+        (
+            &format!("/api/v1/deployments?cursor={cursor}") as &str,
+            "cursor",
+        ),
+    ] {
+        let (status, body) = get(&app, path).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert!(body.to_string().contains(name), "{path}: {body}");
+    }
 }

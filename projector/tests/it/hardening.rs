@@ -370,6 +370,75 @@ async fn a_topic_recreated_and_filled_past_the_checkpoint_stops_the_projector() 
 }
 
 #[tokio::test]
+async fn a_projector_paused_past_its_session_drops_its_lost_batch_and_nothing_is_lost_or_doubled() {
+    // Arrange: A holds a batch it will not write for a minute.
+    let (db, topic, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
+    let t = at("2024-01-15T10:00:00Z");
+    let events: Vec<_> = (0..40).map(|_| world.report("acme/api", t)).collect();
+    publish(&producer(&topic.brokers), &topic.name, &events).await;
+    let group = group();
+    let log = std::env::temp_dir().join(format!("projector-{}.log", uuid::Uuid::new_v4()));
+    let mut a = projector_command(&db.url, &topic, &group)
+        .env("PROJECTOR_BATCH_MAX", "100000")
+        .env("PROJECTOR_BATCH_LINGER_MS", "60000")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let assigned = vibemon_testkit::eventually(Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("partitions assigned")
+            .then_some(())
+    })
+    .await;
+    assert!(assigned.is_some(), "A was never assigned the partition");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Act: A is frozen past its 10 s session; B takes over and applies all;
+    // then A wakes up with its batch.
+    let signal = |sig: &str, pid: u32| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP", a.id()).success());
+    let mut b = projector_command(&db.url, &topic, &group).spawn().unwrap();
+    wait_rows(&db.pool, "deployment_audit", 40, 60).await;
+    assert!(signal("-CONT", a.id()).success());
+    let lost = vibemon_testkit::eventually(Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("partitions lost")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+
+    // Assert
+    assert!(
+        lost.is_some(),
+        "A never said it lost its partitions:\n{text}"
+    );
+    assert!(
+        text.contains("dropped=40") || text.contains("\"dropped\":40"),
+        "{text}"
+    );
+    assert_eq!(count(&db.pool, "deployment_audit").await, 40);
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(reports), 0)::int8 - (SELECT count(*) FROM deployment_audit) FROM deployments",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0);
+}
+
+#[tokio::test]
 async fn concurrent_writers_on_one_environment_never_leave_current_state_behind_the_newest_success()
 {
     // Two projectors during a rebalance, or a replay over the live database:
