@@ -73,6 +73,8 @@ pub struct Authenticator {
     negative: Cache<Digest32, ()>,
     /// Hashes that presented keys (by digest) were verified against, for the
     /// recheck window: the key needs no argon2 while its row keeps the hash.
+    /// The window counts from the key's last use (time to idle), so a key in
+    /// constant use never falls back to the argon2 queue.
     recent: Cache<Digest32, Arc<str>>,
     /// Keys being re-checked in the background, so a hot key starts one.
     refreshing: Arc<Mutex<HashSet<Digest32>>>,
@@ -123,7 +125,10 @@ impl Authenticator {
             pool,
             positive: cache(config.key_ttl),
             negative: cache(config.negative_ttl),
-            recent: cache(config.recheck_window.max(config.key_ttl)),
+            recent: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(config.recheck_window.max(config.key_ttl))
+                .build(),
             refreshing: Arc::default(),
             key_ttl: config.key_ttl,
             slots: Arc::new(Semaphore::new(config.argon2_concurrency.max(1))),
@@ -239,6 +244,8 @@ impl Authenticator {
         tokio::spawn(async move {
             match keys::find_by_lookup(&this.pool, &lookup).await {
                 Ok(Some(row)) if still_valid(&row, &hash) => {
+                    // Touch the recheck entry too: this key is in use.
+                    let _ = this.recent.get(&digest).await;
                     this.positive.insert(digest, verified(&row, hash)).await;
                 }
                 Ok(_) => {

@@ -106,9 +106,10 @@ pub struct Config {
     #[arg(long, env = "INGEST_ARGON2_QUEUE_TIMEOUT_MS", default_value_t = 2_000)]
     pub argon2_queue_timeout_ms: u64,
 
-    /// How long a key, once verified, is re-checked against Postgres alone
-    /// (not revoked, same hash) instead of argon2 when its cache entry has
-    /// expired, in seconds: a valid key never queues behind unknown ones.
+    /// For how long after its last use a key, once verified by argon2, is
+    /// re-checked against Postgres alone (not revoked, same hash) when its
+    /// cache entry has expired, in seconds: a valid key in use never queues
+    /// behind unknown ones.
     #[arg(long, env = "INGEST_KEY_RECHECK_WINDOW_SECS", default_value_t = 3_600)]
     pub key_recheck_window_secs: u64,
 

@@ -168,6 +168,33 @@ pub struct ReadRecord {
     pub headers: Vec<(String, String)>,
 }
 
+impl ReadRecord {
+    /// A copy of what a consumer received.
+    pub fn of(m: &impl rdkafka::message::Message) -> Self {
+        use rdkafka::message::Headers;
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+}
+
 /// Reads records of `topic` from the beginning until `want` were seen or
 /// `timeout` passed; returns what it saw (so a test can assert "exactly n").
 pub async fn read_topic(
@@ -177,7 +204,6 @@ pub async fn read_topic(
     timeout: Duration,
 ) -> Vec<ReadRecord> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::{Headers, Message};
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
     let consumer: StreamConsumer = ClientConfig::new()
@@ -204,27 +230,7 @@ pub async fn read_topic(
         let Ok(msg) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
             break;
         };
-        let m = msg.expect("kafka message");
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(ReadRecord {
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-            headers,
-        });
+        out.push(ReadRecord::of(&msg.expect("kafka message")));
     }
     out
 }

@@ -113,6 +113,34 @@ async fn a_recently_valid_key_is_rechecked_after_its_ttl_without_argon2() {
 }
 
 #[tokio::test]
+async fn a_key_in_constant_use_past_its_recheck_window_is_still_rechecked_without_argon2() {
+    // Window 3 s from the last use, TTL 1 s. The key is used for 4 s (past
+    // the window counted from its one argon2 check), then pauses past its
+    // TTL: its entry expired, and it must be re-checked without argon2.
+    let app = TestApp::spawn_with(|c| {
+        c.key_cache_ttl_secs = 1;
+        c.key_recheck_window_secs = 3;
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(app.post(MINIMAL).await.status(), 201);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(app.post(MINIMAL).await.status(), 201);
+
+    assert_eq!(
+        metric(
+            &app,
+            "vibemon_ingest_argon2_verifications_total{outcome=\"valid\"}"
+        )
+        .await,
+        1.0,
+        "one argon2 verification in all"
+    );
+}
+
+#[tokio::test]
 async fn a_key_revoked_between_uses_is_refused_after_its_ttl_even_when_recently_valid() {
     let app = TestApp::spawn_with(|c| c.key_cache_ttl_secs = 1).await;
     assert_eq!(app.post(MINIMAL).await.status(), 201);
