@@ -247,7 +247,16 @@ async fn an_idempotency_key_reused_for_another_body_keeps_the_first_report_and_r
     let group = group();
 
     let projector = spawn(config(&db.url, &topic, &group)).await;
-    wait_rows(&db.pool, "idempotency_conflicts", 1, 30).await;
+    // Wait for the checkpoint to pass all three, then stop before asserting,
+    // so a failure fails the test instead of hanging it on the consume thread.
+    vibemon_testkit::eventually(Duration::from_secs(30), || async {
+        let next: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+        (next == Some(3)).then_some(())
+    })
+    .await;
     let metrics = reqwest::get(format!("http://{}/metrics", projector.addr))
         .await
         .unwrap()
