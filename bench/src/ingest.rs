@@ -67,7 +67,9 @@ pub async fn start(
             ("KAFKA_TOPIC", topic.name.clone()),
             ("INGEST_ADDR", addr.clone()),
             ("INGEST_SINK", sink.flag().to_owned()),
+            // The load generator is one client with thousands of connections.
             ("INGEST_RATE_LIMIT_PER_IP", "0".to_owned()),
+            ("INGEST_MAX_CONNECTIONS_PER_IP", "0".to_owned()),
             ("INGEST_RATE_LIMIT_PER_KEY", "0".to_owned()),
         ],
         &opts.out.join(log_name),

@@ -118,6 +118,12 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// TCP connections one client (an IPv4 address, or an IPv6 /64) may hold
+    /// at once, so one host holding idle connections cannot take every slot
+    /// of the cap above; 0 turns it off (do that behind a proxy).
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
     /// Postgres connections for keys and environments (authentication).
     #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

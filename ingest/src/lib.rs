@@ -97,6 +97,7 @@ pub async fn serve(
             header_timeout: Duration::from_millis(config.header_timeout_ms),
             drain: Duration::from_secs(15),
             max_connections: config.max_connections,
+            max_connections_per_client: config.max_connections_per_ip,
         },
         state.metrics.clone(),
         shutdown,

@@ -52,7 +52,7 @@ fn check<K: std::hash::Hash + Eq + Clone>(
 }
 
 /// The address a client is limited by: IPv4 as it is, IPv6 by its /64.
-fn client_bucket(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_bucket(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -1,12 +1,14 @@
 //! The accept loop: hyper connections with a header-read timeout (slowloris),
-//! a cap on open connections, a refusal of ambiguous message framing, and a
+//! a cap on open connections in all and per client, a refusal of ambiguous message framing, and a
 //! graceful shutdown that stops accepting, lets in-flight requests finish,
 //! then returns.
 //!
 //! `axum::serve` offers no header timeout, hence this small loop.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -66,6 +68,49 @@ pub struct ServerLimits {
     pub drain: Duration,
     /// Connections served at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Connections one client (IPv4 address, IPv6 /64) may hold at once;
+    /// 0 for no limit.
+    pub max_connections_per_client: usize,
+}
+
+/// Open connections per client, so one host cannot fill the global cap.
+#[derive(Clone, Default)]
+struct PerClient(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl PerClient {
+    /// Takes one of `max` slots of `ip`'s client, or `None` when it has
+    /// them all; `max == 0` never refuses.
+    fn open(&self, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let client = crate::limits::client_bucket(ip);
+        let mut open = self.0.lock().expect("not poisoned");
+        let n = open.entry(client).or_default();
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One open connection of a client, given back when dropped.
+struct ClientSlot {
+    clients: PerClient,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().expect("not poisoned");
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to
@@ -81,6 +126,7 @@ pub async fn serve_with_timeouts(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let clients = PerClient::default();
     // HTTP/1.1 only: CI webhooks are one request per connection or keep-alive,
     // and HTTP/1 is where hyper offers the header-read timeout.
     let mut builder = http1::Builder::new();
@@ -103,7 +149,9 @@ pub async fn serve_with_timeouts(
             },
             () = &mut shutdown => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let client = clients.open(peer.ip(), limits.max_connections_per_client);
+        let slot = slots.clone().try_acquire_owned().ok();
+        let (Some(client), Some(slot)) = (client, slot) else {
             metrics.connections_refused.inc();
             tokio::spawn(refuse(stream));
             continue;
@@ -116,7 +164,7 @@ pub async fn serve_with_timeouts(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
-            drop((open, slot));
+            drop((open, slot, client));
         });
     }
     drop(listener);

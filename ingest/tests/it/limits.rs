@@ -79,6 +79,40 @@ async fn post_raw(app: &TestApp) -> String {
 }
 
 #[tokio::test]
+async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_room() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|c| {
+        c.max_connections = 100;
+        c.max_connections_per_ip = 3;
+        c.header_timeout_ms = 10_000;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        conn.write_all(b"POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        idle.push(conn);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let refused = post_raw(&app).await;
+    drop(idle);
+    let served = vibemon_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        let answer = post_raw(&app).await;
+        answer.starts_with("HTTP/1.1 201").then_some(answer)
+    })
+    .await;
+
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        served.is_some(),
+        "no 201 once the client's idle connections closed"
+    );
+}
+
+#[tokio::test]
 async fn a_connection_over_the_cap_gets_an_immediate_503_and_a_freed_slot_serves_again() {
     use tokio::io::AsyncWriteExt;
     let app = TestApp::spawn_with(|c| {
