@@ -84,6 +84,12 @@ pub struct Config {
     #[arg(long, env = "KAFKA_QUEUE_MAX_MESSAGES", default_value_t = 100_000)]
     pub kafka_queue_max_messages: u32,
 
+    /// Most KiB of records the producer may queue (librdkafka's default is
+    /// 1 GiB); bounds the memory of events waiting for the broker. A full
+    /// queue answers 503.
+    #[arg(long, env = "KAFKA_QUEUE_MAX_KBYTES", default_value_t = 65_536)]
+    pub kafka_queue_max_kbytes: u32,
+
     /// How long a verified key is cached, in seconds; a revoked key stops
     /// working within this (at most 60).
     #[arg(long, env = "INGEST_KEY_CACHE_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=60))]
@@ -168,6 +174,7 @@ impl Config {
             linger_ms: self.kafka_linger_ms,
             compression: self.kafka_compression.clone(),
             queue_max_messages: self.kafka_queue_max_messages,
+            queue_max_kbytes: self.kafka_queue_max_kbytes,
             message_timeout: Duration::from_millis(self.kafka_message_timeout_ms),
         }
     }

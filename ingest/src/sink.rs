@@ -35,6 +35,7 @@ pub struct ProducerConfig {
     pub linger_ms: u32,
     pub compression: String,
     pub queue_max_messages: u32,
+    pub queue_max_kbytes: u32,
     pub message_timeout: Duration,
 }
 
@@ -89,6 +90,13 @@ impl KafkaSink {
             .set(
                 "queue.buffering.max.messages",
                 config.queue_max_messages.to_string(),
+            )
+            // And at most this many KiB of them. Each queued record has one
+            // publish task waiting on it; with 64 KiB bodies, 100,000 records
+            // could hold gigabytes. Past either bound the queue is full: 503.
+            .set(
+                "queue.buffering.max.kbytes",
+                config.queue_max_kbytes.to_string(),
             )
             .set(
                 "message.timeout.ms",

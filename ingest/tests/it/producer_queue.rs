@@ -27,8 +27,20 @@ async fn until_one_record_is_queued(app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_producer_queue_answers_503_at_once_and_only_acknowledged_events_are_on_the_topic() {
+    full_queue_case(|c| c.kafka_queue_max_messages = 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_queue_full_by_bytes_answers_503_at_once_too() {
+    // 1 KiB holds one minimal record (about 700 bytes) but not two.
+    full_queue_case(|c| c.kafka_queue_max_kbytes = 1).await;
+}
+
+/// One record waits in the producer (linger), which fills the queue by the
+/// bound `fill` sets; the next request must be refused at once.
+async fn full_queue_case(fill: impl FnOnce(&mut vibemon_ingest::config::Config)) {
     let app = TestApp::spawn_with(|c| {
-        c.kafka_queue_max_messages = 1;
+        fill(c);
         c.kafka_linger_ms = 3_000;
         c.kafka_message_timeout_ms = 10_000;
     })
