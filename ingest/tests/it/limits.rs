@@ -78,17 +78,12 @@ async fn post_raw(app: &TestApp) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[tokio::test]
-async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_room() {
+/// `n` connections that sent half a request head and wait, each holding a
+/// connection slot until the header timeout.
+async fn idle_connections(app: &TestApp, n: usize) -> Vec<tokio::net::TcpStream> {
     use tokio::io::AsyncWriteExt;
-    let app = TestApp::spawn_with(|c| {
-        c.max_connections = 100;
-        c.max_connections_per_ip = 3;
-        c.header_timeout_ms = 10_000;
-    })
-    .await;
     let mut idle = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
         conn.write_all(b"POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\n")
             .await
@@ -96,6 +91,18 @@ async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_
         idle.push(conn);
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    idle
+}
+
+#[tokio::test]
+async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_room() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_connections = 100;
+        c.max_connections_per_ip = 3;
+        c.header_timeout_ms = 10_000;
+    })
+    .await;
+    let idle = idle_connections(&app, 3).await;
 
     let refused = post_raw(&app).await;
     drop(idle);
@@ -114,21 +121,12 @@ async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_
 
 #[tokio::test]
 async fn a_connection_over_the_cap_gets_an_immediate_503_and_a_freed_slot_serves_again() {
-    use tokio::io::AsyncWriteExt;
     let app = TestApp::spawn_with(|c| {
         c.max_connections = 4;
         c.header_timeout_ms = 10_000;
     })
     .await;
-    let mut idle = Vec::new();
-    for _ in 0..4 {
-        let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        conn.write_all(b"POST /api/v1/deployments/webhook HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        idle.push(conn);
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let idle = idle_connections(&app, 4).await;
 
     let started = std::time::Instant::now();
     let refused = post_raw(&app).await;
