@@ -149,6 +149,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<Projecte
         .with_note("audit + history + current state + checkpoints, one transaction per batch"),
     );
     report.figures.projector_rate = Some(rate);
+    report.figures.replay = Some((n, secs));
     report.figures.projector_rss_mib = Some(rss);
     drop(db);
     drop(topic);
