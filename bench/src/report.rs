@@ -346,12 +346,12 @@ mod tests {
         let report = Report {
             figures: Figures {
                 durable_rate: Some(1000.0),
-                bridge_missing: Some("not on Maven Central".into()),
+                peer_kafka_missing: Some("no PyPI here".into()),
                 ..Figures::default()
             },
             ..Report::default()
         };
         let md = report.markdown();
-        assert!(md.contains("not measured: not on Maven Central"), "{md}");
+        assert!(md.contains("not measured: no PyPI here"), "{md}");
     }
 }
