@@ -27,6 +27,9 @@ pub struct Located {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The record's value as it is on the topic: the audit ledger keeps it
+    /// verbatim.
+    pub payload: Vec<u8>,
     /// The fingerprint of the webhook body behind an event that carried an
     /// `Idempotency-Key`: a second event with the same id and another
     /// fingerprint is a reuse of the key, not a retry.
@@ -34,9 +37,11 @@ pub struct Located {
 }
 
 impl Located {
-    /// An event at a position, without a request fingerprint.
+    /// An event at a position, as this build encodes it, without a request
+    /// fingerprint.
     pub fn new(event: DeploymentReported, topic: &str, partition: i32, offset: i64) -> Self {
         Self {
+            payload: event.encode(),
             event,
             topic: topic.to_owned(),
             partition,
@@ -149,17 +154,28 @@ impl Prepared {
     /// workspaces are checkpointed but not applied (replays of one workspace).
     pub fn from_records(records: Vec<Record>, only_workspace: Option<uuid::Uuid>) -> Self {
         let mut out = Prepared::default();
-        for record in records {
-            let position = out
-                .next_offsets
-                .entry((record.topic.clone(), record.partition))
-                .or_insert(Position::at(0));
-            if record.offset + 1 > position.next {
-                *position = Position {
+        // Per partition, the furthest record sets the position; only its
+        // digest is computed.
+        let mut furthest: BTreeMap<(&str, i32), &Record> = BTreeMap::new();
+        for record in &records {
+            let slot = furthest
+                .entry((record.topic.as_str(), record.partition))
+                .or_insert(record);
+            if record.offset > slot.offset {
+                *slot = record;
+            }
+        }
+        out.next_offsets = furthest
+            .into_iter()
+            .map(|((topic, partition), record)| {
+                let position = Position {
                     next: record.offset + 1,
                     last_record: Some(record_digest(record.payload.as_deref())),
                 };
-            }
+                ((topic.to_owned(), partition), position)
+            })
+            .collect();
+        for record in records {
             let decoded = match &record.payload {
                 None => Err(RejectReason::Decode {
                     class: "invalid",
@@ -181,6 +197,7 @@ impl Prepared {
                         topic: record.topic.clone(),
                         partition: record.partition,
                         offset: record.offset,
+                        payload: record.payload.clone().unwrap_or_default(),
                         fingerprint: record.fingerprint.clone(),
                     });
                     out.sources.push(record);

@@ -13,8 +13,8 @@ Examples:
   # Against the local stack (eval \"$(deploy/local/services env)\"):
   projector
 
-  # Bigger batches for a backfill:
-  projector --batch-max 5000 --batch-linger-ms 500
+  # Bigger transactions for a backfill:
+  projector --batch-max 20000 --batch-linger-ms 500
 
   # Rebuild: a database with no checkpoints starts from the beginning of the topic.
   DATABASE_URL=postgres://vibemon:vibemon@127.0.0.1:5432/rebuild projector --until-caught-up
@@ -48,13 +48,22 @@ pub struct Config {
     )]
     pub addr: SocketAddr,
 
-    /// Most records per batch (one transaction).
-    #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 2000)]
+    /// Most records per batch (one transaction). A batch is written as soon
+    /// as no more records are queued, so it grows to this size only while
+    /// catching up; when live, batches are what arrived during the last write.
+    #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 5000)]
     pub batch_max: usize,
 
-    /// Longest a record waits for its batch to fill, in milliseconds.
+    /// Longest a record waits for its batch while records keep arriving
+    /// without a pause, in milliseconds.
     #[arg(long, env = "PROJECTOR_BATCH_LINGER_MS", default_value_t = 50)]
     pub batch_linger_ms: u64,
+
+    /// How long a pending batch waits for more records once none are
+    /// queued, in milliseconds: a quiet topic's records are written this
+    /// soon after they arrive.
+    #[arg(long, env = "PROJECTOR_BATCH_IDLE_MS", default_value_t = 2)]
+    pub batch_idle_ms: u64,
 
     /// Transactions a batch is written in at once, each for its own share
     /// of the partitions (a Postgres backend uses one core). Keep it at or
@@ -84,6 +93,7 @@ impl Config {
             dlq_topic: self.kafka.dlq_topic(),
             batch_max: self.batch_max,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
+            batch_idle: Duration::from_millis(self.batch_idle_ms),
             writers: usize::from(self.writers),
             dlq_max_consecutive: self.dlq_max_consecutive,
             until_caught_up: self.until_caught_up,

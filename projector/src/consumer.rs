@@ -40,8 +40,10 @@ pub struct LoopConfig {
     pub dlq_topic: String,
     /// Write a batch when it holds this many records...
     pub batch_max: usize,
-    /// ...or when its oldest record has waited this long.
+    /// ...or when its oldest record has waited this long...
     pub batch_linger: Duration,
+    /// ...or when no record has come for this long.
+    pub batch_idle: Duration,
     /// Transactions a batch is written in at once, by partition.
     pub writers: usize,
     /// Stop (loudly, exit non-zero) after this many invalid records in a row:
@@ -656,7 +658,23 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
     };
     let mut oldest: Option<Instant> = None;
     while !shared.stop.load(Ordering::Relaxed) {
-        if let Some(msg) = consumer.poll(Duration::from_millis(50)) {
+        // With a batch pending, wait only briefly for more: once the queue
+        // stays dry for `batch_idle`, the batch is written. Under load,
+        // records queue up while a batch is written, so batches grow by
+        // themselves (to --batch-max while catching up); when live and quiet,
+        // a record waits `batch_idle`, not a whole linger.
+        let wait = match oldest {
+            Some(t) => config
+                .batch_idle
+                .min(config.batch_linger.saturating_sub(t.elapsed())),
+            None => Duration::from_millis(100),
+        };
+        let polled = consumer.poll(wait);
+        if polled.is_none() && oldest.is_some() {
+            flush_and_commit(&consumer, &shared)?;
+            oldest = None;
+        }
+        if let Some(msg) = polled {
             match msg {
                 Ok(m) => {
                     let applied_below = shared

@@ -12,14 +12,19 @@
 //!   by (status rank, deployed_at, received_at, event id), and current state
 //!   is recomputed from history for the keys a batch touched.
 //!
-//! All statements are set-based (`UNNEST` arrays): a batch costs a handful of
-//! round trips whatever its size.
+//! A batch is first streamed with a binary `COPY` into a session-lived
+//! temporary staging table; every write after that is one set-based
+//! `INSERT … SELECT` from it, so a batch costs a handful of round trips
+//! whatever its size and each value crosses the wire once. The audit ledger
+//! stores each record's bytes verbatim (`json`), and one history row per
+//! deployment per batch is reduced in SQL before its upsert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
+
+use vibemon_store::copy::BinaryCopy;
 
 use crate::batch::{Located, Position};
 
@@ -112,16 +117,29 @@ async fn apply(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Located],
 ) -> Result<Applied, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Applied::default());
+    }
     lock_environments(tx, events).await?;
-    let new_ids = insert_audit(tx, events).await?;
+    stage(tx, events).await?;
+    let new_ids = insert_audit(tx).await?;
+    // The first copy of each event new to the ledger is applied; the others
+    // (already applied, or repeated within the batch) are duplicates.
     let mut seen = HashSet::new();
-    let (fresh, again): (Vec<&Located>, Vec<&Located>) = events
-        .iter()
-        .copied()
-        .partition(|e| new_ids.contains(&e.event.event_id) && seen.insert(e.event.event_id));
+    let (mut fresh, mut again, mut again_seq) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, &l) in events.iter().enumerate() {
+        if new_ids.contains(&l.event.event_id) && seen.insert(l.event.event_id) {
+            fresh.push(l);
+        } else {
+            again.push(l);
+            again_seq.push(seq as i32);
+        }
+    }
     let conflicts = record_conflicts(tx, &again).await?;
     let moved = current_keys_of(tx, &fresh).await?;
-    upsert_deployments(tx, &fresh).await?;
+    if !fresh.is_empty() {
+        upsert_deployments(tx, again_seq).await?;
+    }
     refresh_current(tx, &fresh, moved).await?;
     Ok(Applied {
         new_events: fresh.len(),
@@ -289,87 +307,111 @@ impl ConflictRows {
     }
 }
 
-async fn insert_audit(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[&Located],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let n = events.len();
-    let (mut event_id, mut deployment_id, mut workspace_id, mut environment_id, mut key_id) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut key_name, mut source, mut status, mut received_at, mut payload) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut topic, mut partition, mut offset, mut fingerprint) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for l in events {
+/// The staging table's columns, in `COPY` order: one row per event of the
+/// batch, `seq` its index in the batch.
+const STAGED: &str = "seq, event_id, deployment_id, workspace_id, environment_id, environment, repo_full_name, \
+    branch, commit_sha, status, status_rank, source, deployed_at, extra_data, external_id, received_at, \
+    api_key_id, api_key_name, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint";
+
+/// Creates the connection's staging table on its first batch. It lives as
+/// long as the session, and `ON COMMIT DELETE ROWS` empties it at each
+/// commit (a rollback discards its rows too), so it never holds more than
+/// one batch and costs no catalog churn per batch. Temporary tables are
+/// not WAL-logged. `temp_buffers` can only be raised before a session's
+/// first temporary table, so a failure to raise it (a connection that
+/// staged before, in a transaction rolled back) is ignored.
+const ENSURE_STAGING: &str = "DO $$ BEGIN
+    IF to_regclass('pg_temp.projector_staging') IS NULL THEN
+        BEGIN
+            PERFORM set_config('temp_buffers', '64MB', false);
+        EXCEPTION WHEN others THEN NULL;
+        END;
+        CREATE TEMPORARY TABLE projector_staging (
+            seq integer NOT NULL,
+            event_id uuid NOT NULL,
+            deployment_id uuid NOT NULL,
+            workspace_id uuid NOT NULL,
+            environment_id uuid NOT NULL,
+            environment text NOT NULL,
+            repo_full_name text NOT NULL,
+            branch text,
+            commit_sha text,
+            status text NOT NULL,
+            status_rank smallint NOT NULL,
+            source text NOT NULL,
+            deployed_at timestamptz NOT NULL,
+            extra_data jsonb NOT NULL,
+            external_id text,
+            received_at timestamptz NOT NULL,
+            api_key_id uuid NOT NULL,
+            api_key_name text NOT NULL,
+            payload json NOT NULL,
+            kafka_topic text NOT NULL,
+            kafka_partition integer NOT NULL,
+            kafka_offset bigint NOT NULL,
+            request_fingerprint text
+        ) ON COMMIT DELETE ROWS;
+    END IF;
+END $$";
+
+/// Streams the batch into the staging table with one binary `COPY`.
+async fn stage(tx: &mut Transaction<'_, Postgres>, events: &[&Located]) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(ENSURE_STAGING).execute(&mut **tx).await?;
+    let mut rows = BinaryCopy::new();
+    for (seq, l) in events.iter().enumerate() {
         let e = &l.event;
-        event_id.push(e.event_id);
-        deployment_id.push(e.deployment_id);
-        workspace_id.push(e.workspace_id);
-        environment_id.push(e.environment_id);
-        key_id.push(e.api_key_id);
-        key_name.push(e.api_key_name.to_string());
-        source.push(e.source.as_str());
-        status.push(e.status.as_str());
-        received_at.push(e.received_at);
-        payload.push(serde_json::to_value(e).expect("events serialize"));
-        topic.push(l.topic.clone());
-        partition.push(l.partition);
-        offset.push(l.offset);
-        fingerprint.push(l.fingerprint.clone());
+        rows.row(23)
+            .field(&(seq as i32))
+            .field(&e.event_id)
+            .field(&e.deployment_id)
+            .field(&e.workspace_id)
+            .field(&e.environment_id)
+            .field(&e.environment.as_str())
+            .field(&e.repository.as_str())
+            .field(&e.branch.as_ref().map(|b| b.as_str()))
+            .field(&e.commit_sha.as_ref().map(|c| c.as_str()))
+            .field(&e.status.as_str())
+            .field(&e.status.rank())
+            .field(&e.source.as_str())
+            .field(&e.deployed_at)
+            .field(&sqlx::types::Json(e.extra_data.as_map()))
+            .field(&e.external_id.as_ref().map(|x| x.as_str()))
+            .field(&e.received_at)
+            .field(&e.api_key_id)
+            .field(&e.api_key_name.as_str())
+            .raw_text(&l.payload)
+            .field(&l.topic.as_str())
+            .field(&l.partition)
+            .field(&l.offset)
+            .field(&l.fingerprint.as_deref());
     }
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY projector_staging ({STAGED}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Appends the staged events to the audit ledger; returns the ids it did not
+/// hold yet. Within the batch the first copy of an id wins, as it would
+/// have one event at a time.
+async fn insert_audit(tx: &mut Transaction<'_, Postgres>) -> Result<HashSet<Uuid>, sqlx::Error> {
     let rows: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id,
              api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
              request_fingerprint)
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
-             $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[], $12::int4[], $13::int8[], $14::text[])
+         SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
+             status, received_at, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint
+         FROM projector_staging ORDER BY seq
          ON CONFLICT (event_id) DO NOTHING
          RETURNING event_id",
     )
-    .bind(event_id)
-    .bind(deployment_id)
-    .bind(workspace_id)
-    .bind(environment_id)
-    .bind(key_id)
-    .bind(key_name)
-    .bind(source)
-    .bind(status)
-    .bind(received_at)
-    .bind(payload)
-    .bind(topic)
-    .bind(partition)
-    .bind(offset)
-    .bind(fingerprint)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
-}
-
-/// The order in which reports of one deployment supersede each other: status
-/// only moves forward, then the later `deployed_at`, then the later receipt,
-/// then the event id as a deterministic tie-break.
-type ReportOrder = (i16, DateTime<Utc>, DateTime<Utc>, Uuid);
-
-fn report_order(l: &Located) -> ReportOrder {
-    let e = &l.event;
-    (e.status.rank(), e.deployed_at, e.received_at, e.event_id)
 }
 
 /// Columns replaced when a newer report arrives.
@@ -390,62 +432,17 @@ const REPLACED: [&str; 14] = [
     "last_event_id",
 ];
 
+/// Upserts one history row per deployment of the staged events, leaving out
+/// the duplicates (`again`, by `seq`). The batch is reduced first, in SQL:
+/// per deployment, the winning report (status only moves forward, then the
+/// later `deployed_at`, then the later receipt, then the event id as a
+/// deterministic tie-break), the first receipt and the count. The same order
+/// decides against the stored row, so the result does not depend on how
+/// reports were split into batches.
 async fn upsert_deployments(
     tx: &mut Transaction<'_, Postgres>,
-    fresh: &[&Located],
+    again: Vec<i32>,
 ) -> Result<(), sqlx::Error> {
-    // One row per deployment: the winning report, the first receipt, the count.
-    let mut merged: HashMap<Uuid, (&Located, DateTime<Utc>, i32)> = HashMap::new();
-    for &l in fresh {
-        let e = &l.event;
-        merged
-            .entry(e.deployment_id)
-            .and_modify(|(best, first, count)| {
-                if report_order(l) > report_order(best) {
-                    *best = l;
-                }
-                *first = (*first).min(e.received_at);
-                *count += 1;
-            })
-            .or_insert((l, e.received_at, 1));
-    }
-    if merged.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<_> = merged.into_values().collect();
-    let mut id = Vec::new();
-    let (mut ws, mut env_id, mut env, mut repo, mut branch, mut sha) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let (mut status, mut source, mut deployed_at, mut extra, mut external) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut created, mut updated, mut rank, mut last, mut reports) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (l, first, count) in rows {
-        let e = &l.event;
-        id.push(e.deployment_id);
-        ws.push(e.workspace_id);
-        env_id.push(e.environment_id);
-        env.push(e.environment.to_string());
-        repo.push(e.repository.to_string());
-        branch.push(e.branch.as_ref().map(ToString::to_string));
-        sha.push(e.commit_sha.as_ref().map(ToString::to_string));
-        status.push(e.status.as_str());
-        source.push(e.source.as_str());
-        deployed_at.push(e.deployed_at);
-        extra.push(serde_json::Value::Object(e.extra_data.as_map().clone()));
-        external.push(e.external_id.as_ref().map(ToString::to_string));
-        created.push(first);
-        updated.push(e.received_at);
-        rank.push(e.status.rank());
-        last.push(e.event_id);
-        reports.push(count);
-    }
     let newer = "(excluded.status_rank, excluded.deployed_at, excluded.updated_at, excluded.last_event_id) \
                  > (d.status_rank, d.deployed_at, d.updated_at, d.last_event_id)";
     let replaced: Vec<String> = REPLACED
@@ -456,9 +453,16 @@ async fn upsert_deployments(
         "INSERT INTO deployments AS d (id, workspace_id, environment_id, environment, repo_full_name, branch,
              commit_sha, status, source, deployed_at, extra_data, external_id, created_at, updated_at,
              status_rank, last_event_id, reports)
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::timestamptz[], $11::jsonb[], $12::text[], $13::timestamptz[],
-             $14::timestamptz[], $15::int2[], $16::uuid[], $17::int4[])
+         SELECT DISTINCT ON (deployment_id) deployment_id, workspace_id, environment_id, environment,
+             repo_full_name, branch, commit_sha, status, source, deployed_at, extra_data, external_id,
+             first_received, received_at, status_rank, event_id, reports
+         FROM (
+             SELECT s.*, min(received_at) OVER w AS first_received, (count(*) OVER w)::integer AS reports
+             FROM projector_staging s
+             WHERE NOT (seq = ANY($1))
+             WINDOW w AS (PARTITION BY deployment_id)
+         ) s
+         ORDER BY deployment_id, status_rank DESC, deployed_at DESC, received_at DESC, event_id DESC
          ON CONFLICT (id) DO UPDATE SET
              {},
              created_at = LEAST(d.created_at, excluded.created_at),
@@ -466,26 +470,7 @@ async fn upsert_deployments(
              projected_at = now()",
         replaced.join(",\n             ")
     );
-    sqlx::query(&sql)
-        .bind(id)
-        .bind(ws)
-        .bind(env_id)
-        .bind(env)
-        .bind(repo)
-        .bind(branch)
-        .bind(sha)
-        .bind(status)
-        .bind(source)
-        .bind(deployed_at)
-        .bind(extra)
-        .bind(external)
-        .bind(created)
-        .bind(updated)
-        .bind(rank)
-        .bind(last)
-        .bind(reports)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(&sql).bind(again).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! Projection SQL lives with the projector and read queries with the read API;
 //! this crate holds only what more than one binary needs.
 
+pub mod copy;
 pub mod keys;
 pub mod read;
 pub mod reference;

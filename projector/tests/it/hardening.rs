@@ -137,6 +137,7 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
     cfg.until_caught_up = true;
     cfg.batch_max = 2000;
     cfg.batch_linger_ms = 1000;
+    cfg.batch_idle_ms = 1000;
     let started = std::time::Instant::now();
     spawn(cfg)
         .await
@@ -390,6 +391,7 @@ async fn a_projector_paused_past_its_session_drops_its_lost_batch_and_nothing_is
     let mut a = projector_command(&db.url, &topic, &group)
         .env("PROJECTOR_BATCH_MAX", "100000")
         .env("PROJECTOR_BATCH_LINGER_MS", "60000")
+        .env("PROJECTOR_BATCH_IDLE_MS", "60000")
         .env("RUST_LOG", "info")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
