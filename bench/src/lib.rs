@@ -2,12 +2,13 @@
 //! side in one run on the local stack, printed as a table with the targets.
 //!
 //! Each part is a module: `ingest` (durable and no-op sinks, the load sweep),
-//! `kafka` (ProducerPerformance, the Strimzi bridge), `projector` (the
-//! projector, COPY, row-at-a-time INSERT), `connect` (Kafka Connect with the
-//! Debezium JDBC sink) and `e2e`; `history` is the `deployments` row every
-//! baseline writes. `load` is the HTTP load generator, `process`
-//! runs the services as real binaries and reads their peak RSS, and `report`
-//! holds the table and the targets.
+//! `kafka` (ProducerPerformance, the Strimzi bridge), `projector` (the projector, COPY, row-at-a-time
+//! INSERT), `connect` (Kafka Connect with the Debezium JDBC sink) and `e2e`;
+//! `history` is the `deployments` row every baseline writes. `wrk` drives the
+//! closed loops and `trivial` is the endpoint that measures its ceiling;
+//! `load` is our own open-loop generator. `process` runs the services as real
+//! binaries and reads their peak RSS and CPU time, and `report` holds the
+//! table and the targets.
 
 pub mod connect;
 pub mod e2e;
@@ -18,6 +19,8 @@ pub mod load;
 pub mod process;
 pub mod projector;
 pub mod report;
+pub mod trivial;
+pub mod wrk;
 
 use std::path::PathBuf;
 
@@ -85,6 +88,10 @@ pub struct Options {
     #[arg(long, default_value_t = 128)]
     pub connections: usize,
 
+    /// wrk threads of the closed-loop load (each an event loop on a core).
+    #[arg(long, default_value_t = 2)]
+    pub wrk_threads: usize,
+
     /// Records ProducerPerformance sends.
     #[arg(long, default_value_t = 1_000_000)]
     pub kafka_records: u64,
@@ -116,6 +123,11 @@ pub struct Options {
     /// connector [default: ~/.cache/vibemon].
     #[arg(long = "cache", env = "VIBEMON_HOME")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Serve the trivial 201 endpoint on this address instead of running the
+    /// suite: how the ingest part starts the generator's ceiling target.
+    #[arg(long, hide = true)]
+    pub serve_trivial: Option<std::net::SocketAddr>,
 }
 
 impl Options {
