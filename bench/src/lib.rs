@@ -2,7 +2,8 @@
 //! side in one run on the local stack, printed as a table with the targets.
 //!
 //! Each part is a module: `ingest` (durable and no-op sinks, the load sweep),
-//! `kafka` (ProducerPerformance, the Strimzi bridge), `projector` (the projector, COPY, row-at-a-time
+//! `peers` (the FastAPI designs of `bench/peers/`), `kafka` (ProducerPerformance,
+//! the Strimzi bridge), `projector` (the projector, COPY, row-at-a-time
 //! INSERT), `connect` (Kafka Connect with the Debezium JDBC sink) and `e2e`;
 //! `history` is the `deployments` row every baseline writes. `wrk` drives the
 //! closed loops and `trivial` is the endpoint that measures its ceiling;
@@ -16,6 +17,7 @@ pub mod history;
 pub mod ingest;
 pub mod kafka;
 pub mod load;
+pub mod peers;
 pub mod process;
 pub mod projector;
 pub mod report;
@@ -44,6 +46,8 @@ services' logs. bench/plot.py turns sweep.csv into the plot.";
 pub enum Part {
     /// ingest, durable and no-op sinks, closed loop then an open-loop sweep.
     Ingest,
+    /// FastAPI + aiokafka and FastAPI + asyncpg (bench/peers/), same load.
+    Peers,
     /// Kafka's ProducerPerformance, same record size, acks=all.
     Kafka,
     /// The Strimzi Kafka Bridge, if Maven can resolve it.
@@ -66,7 +70,7 @@ pub struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,kafka,bridge,projector,connect,e2e"
+        default_value = "ingest,peers,kafka,bridge,projector,connect,e2e"
     )]
     pub parts: Vec<Part>,
 
@@ -157,6 +161,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 record_bytes = Some(f.record_bytes);
             }
             Err(e) => failed(&mut report, "ingest", &e),
+        }
+    }
+    if opts.runs(Part::Peers) {
+        if let Err(e) = peers::run(opts, &mut report).await {
+            failed(&mut report, "peers", &e);
         }
     }
     if opts.runs(Part::Kafka) {
