@@ -3,16 +3,21 @@
 //!
 //! Each runs in its own process, on its own topic, with the per-IP and
 //! per-key rate limits off (the load comes from one address and one key).
-//! A closed loop finds the maximum; an open-loop sweep then offers 25 % to
-//! 125 % of that maximum and records what came back.
+//! A closed loop driven by `wrk` finds the maximum, and the process's own CPU
+//! time per webhook; the same `wrk` against a trivial server, in the same
+//! rotation, shows the generator's ceiling. An open-loop sweep (our own
+//! generator, `load`) then offers 25 % to 125 % of that maximum and records
+//! what came back.
 
 use std::time::Duration;
 
 use vibemon_testkit::{read_topic, Tenant, TestDb, TestTopic};
 
-use crate::load::{closed_loop, open_loop, LoadResult, Target};
+use crate::load::{open_loop, Target};
 use crate::process::{free_port, sibling_binary, wait_ready, Service};
 use crate::report::{Report, Row, SweepPoint};
+use crate::trivial;
+use crate::wrk::{closed_round, Rounds, Wrk};
 use crate::Options;
 
 /// Fractions of the closed-loop maximum the sweep offers.
@@ -103,76 +108,100 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<IngestFi
         let ingest = start(opts, &db, &tenant, &topic, sink, &log).await?;
         running.push((sink, topic, ingest));
     }
+    let (trivial, trivial_target) = trivial::start(&opts.out.join("trivial.log")).await?;
+    let wrk = Wrk::new(&opts.out, opts.wrk_threads, opts.connections)?;
 
-    // Closed loop, the two sinks taking turns so that the machine's drifting
-    // background load falls on both alike; the median round is reported.
-    let mut rounds: Vec<Vec<LoadResult>> = vec![Vec::new(), Vec::new()];
+    // Closed loop, the two sinks and the trivial server taking turns so that
+    // the machine's drifting background load falls on all alike; the median
+    // round is reported.
+    let mut rounds: Vec<Rounds> = vec![Rounds::default(), Rounds::default()];
+    let mut ceiling = Rounds::default();
     for round in 1..=opts.rounds {
         for (i, (sink, _, ingest)) in running.iter().enumerate() {
             eprintln!(
-                "ingest {}: closed loop round {round}/{}, {} connections, {} s",
+                "ingest {}: closed loop round {round}/{}, {}, {} s",
                 sink.label(),
                 opts.rounds,
-                opts.connections,
+                wrk.describe(),
                 opts.seconds
             );
-            rounds[i].push(
-                closed_loop(
-                    ingest.target.clone(),
-                    opts.connections,
-                    Duration::from_secs(1),
-                    Duration::from_secs(opts.seconds),
-                )
-                .await,
-            );
+            closed_round(
+                &wrk,
+                &ingest.service,
+                false,
+                &ingest.target,
+                opts.seconds,
+                &mut rounds[i],
+            )
+            .await?;
         }
+        eprintln!("load generator ceiling: round {round}/{}", opts.rounds);
+        closed_round(
+            &wrk,
+            &trivial,
+            false,
+            &trivial_target,
+            opts.seconds,
+            &mut ceiling,
+        )
+        .await?;
     }
+    drop(trivial);
+    let ceiling_rate = ceiling.median().rate();
+    let (ok, failed) = ceiling.totals();
+    report.rows.push(ceiling.row(
+        "ingest",
+        format!(
+            "load generator ceiling: {} against a trivial 201 server, median of {} × {} s",
+            wrk.describe(),
+            opts.rounds,
+            opts.seconds
+        ),
+        None,
+        format!(
+            "rounds {}; {ok} answered 201, {failed} failed{}; same script and bodies; the server reads each body and answers a fixed 201 without parsing it ({})",
+            ceiling.rates(),
+            ceiling.failures(),
+            ceiling.cpu_note().replace("webhook", "request")
+        ),
+    ));
 
     let mut durable_max = 0.0;
     let mut record_bytes = 0;
     for (i, (sink, topic, ingest)) in running.into_iter().enumerate() {
         let sink_rounds = &rounds[i];
-        let mut rates: Vec<f64> = sink_rounds.iter().map(LoadResult::rate).collect();
-        rates.sort_by(f64::total_cmp);
-        let max = rates[rates.len() / 2];
-        let mut latency = sink_rounds[0].latency.clone();
-        for r in &sink_rounds[1..] {
-            latency.add(&r.latency).expect("same bounds");
-        }
-        let ms = |p: f64| latency.value_at_percentile(p) as f64 / 1000.0;
-        let (ok, failed): (u64, u64) = sink_rounds
-            .iter()
-            .map(|r| (r.ok, r.failed))
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let max = sink_rounds.median().rate();
+        let (ok, failed) = sink_rounds.totals();
         let saturated_rss = ingest.service.peak_rss_mib();
         let closed_row = report.rows.len();
-        report.rows.push(Row {
-            part: "ingest",
-            what: format!(
-                "{}: closed loop, {} connections, median of {} × {} s",
+        let mut note = format!(
+            "rounds {}; {ok} accepted, {failed} failed{}; ingest {}; latency of the median round",
+            sink_rounds.rates(),
+            sink_rounds.failures(),
+            sink_rounds.cpu_note()
+        );
+        if sink == Sink::Noop {
+            note += &format!(
+                "; {:.0} % of the load generator's ceiling",
+                100.0 * max / ceiling_rate
+            );
+        }
+        report.rows.push(sink_rounds.row(
+            "ingest",
+            format!(
+                "{}: closed loop, {}, median of {} × {} s",
                 sink.label(),
-                opts.connections,
+                wrk.describe(),
                 opts.rounds,
                 opts.seconds
             ),
-            rate: Some(max),
-            unit: "webhooks/s",
-            latency_ms: Some([ms(50.0), ms(99.0), ms(99.9)]),
-            peak_rss_mib: Some(saturated_rss),
-            note: format!(
-                "rounds {}; {ok} accepted, {failed} failed",
-                sink_rounds
-                    .iter()
-                    .map(|r| format!("{:.0}", r.rate()))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            ),
-        });
+            Some(saturated_rss),
+            note,
+        ));
         match sink {
             Sink::Durable => {
                 durable_max = max;
                 report.figures.durable_rate = Some(max);
-                report.figures.ingest_rss_mib = Some(saturated_rss);
                 let records =
                     read_topic(&topic.brokers, &topic.name, 100, Duration::from_secs(20)).await;
                 let total: usize = records
@@ -224,11 +253,17 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<IngestFi
             });
         }
         let peak = ingest.service.stop().await;
+        // The target is "at any load": the sweep's 125 % overload counts, for
+        // either sink.
+        let worst = report.figures.ingest_rss_mib.map_or(peak, |m| m.max(peak));
+        report.figures.ingest_rss_mib = Some(worst);
         report.rows[closed_row].note += &format!(
             "; peak RSS over the sweep, up to 125 % overload with 2048 in flight: {peak:.1} MiB"
         );
         eprintln!("ingest {}: peak RSS {peak:.1} MiB", sink.label());
     }
+    report.figures.cpu_per_webhook_ratio =
+        Some(rounds[0].cpu_us_per_webhook() / rounds[1].cpu_us_per_webhook());
     Ok(IngestFigures {
         durable_max,
         record_bytes,

@@ -2,12 +2,14 @@
 //! side in one run on the local stack, printed as a table with the targets.
 //!
 //! Each part is a module: `ingest` (durable and no-op sinks, the load sweep),
-//! `kafka` (ProducerPerformance, the Strimzi bridge), `projector` (the
-//! projector, COPY, row-at-a-time INSERT), `connect` (Kafka Connect with the
-//! Debezium JDBC sink) and `e2e`; `history` is the `deployments` row every
-//! baseline writes. `load` is the HTTP load generator, `process`
-//! runs the services as real binaries and reads their peak RSS, and `report`
-//! holds the table and the targets.
+//! `peers` (the FastAPI designs of `bench/peers/`), `kafka` (ProducerPerformance,
+//! the Strimzi bridge), `projector` (the projector, COPY, row-at-a-time
+//! INSERT), `connect` (Kafka Connect with the Debezium JDBC sink) and `e2e`;
+//! `history` is the `deployments` row every baseline writes. `wrk` drives the
+//! closed loops and `trivial` is the endpoint that measures its ceiling;
+//! `load` is our own open-loop generator. `process` runs the services as real
+//! binaries and reads their peak RSS and CPU time, and `report` holds the
+//! table and the targets.
 
 pub mod connect;
 pub mod e2e;
@@ -15,9 +17,12 @@ pub mod history;
 pub mod ingest;
 pub mod kafka;
 pub mod load;
+pub mod peers;
 pub mod process;
 pub mod projector;
 pub mod report;
+pub mod trivial;
+pub mod wrk;
 
 use std::path::PathBuf;
 
@@ -41,6 +46,8 @@ services' logs. bench/plot.py turns sweep.csv into the plot.";
 pub enum Part {
     /// ingest, durable and no-op sinks, closed loop then an open-loop sweep.
     Ingest,
+    /// FastAPI + aiokafka and FastAPI + asyncpg (bench/peers/), same load.
+    Peers,
     /// Kafka's ProducerPerformance, same record size, acks=all.
     Kafka,
     /// The Strimzi Kafka Bridge, if Maven can resolve it.
@@ -63,7 +70,7 @@ pub struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,kafka,bridge,projector,connect,e2e"
+        default_value = "ingest,peers,kafka,bridge,projector,connect,e2e"
     )]
     pub parts: Vec<Part>,
 
@@ -84,6 +91,10 @@ pub struct Options {
     /// whose every answer waits for Kafka, to saturate.
     #[arg(long, default_value_t = 128)]
     pub connections: usize,
+
+    /// wrk threads of the closed-loop load (each an event loop on a core).
+    #[arg(long, default_value_t = 2)]
+    pub wrk_threads: usize,
 
     /// Records ProducerPerformance sends.
     #[arg(long, default_value_t = 1_000_000)]
@@ -116,6 +127,11 @@ pub struct Options {
     /// connector [default: ~/.cache/vibemon].
     #[arg(long = "cache", env = "VIBEMON_HOME")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Serve the trivial 201 endpoint on this address instead of running the
+    /// suite: how the ingest part starts the generator's ceiling target.
+    #[arg(long, hide = true)]
+    pub serve_trivial: Option<std::net::SocketAddr>,
 }
 
 impl Options {
@@ -145,6 +161,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 record_bytes = Some(f.record_bytes);
             }
             Err(e) => failed(&mut report, "ingest", &e),
+        }
+    }
+    if opts.runs(Part::Peers) {
+        if let Err(e) = peers::run(opts, &mut report).await {
+            failed(&mut report, "peers", &e);
         }
     }
     if opts.runs(Part::Kafka) {
