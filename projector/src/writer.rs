@@ -113,6 +113,15 @@ async fn write_transaction(
 }
 
 /// Writes the rows of `events` (not the checkpoints) in `tx`.
+///
+/// Two paths give the same rows. The common case, a batch of events none of
+/// which is in the ledger yet (live traffic, a replay into an empty
+/// database), is appended with `COPY` straight into the ledger and, where
+/// every event is a new deployment, into the history: no staging and no
+/// `ON CONFLICT` checks. Each `COPY` runs under a savepoint, and a unique
+/// violation (an event already applied, a deployment already known) rolls
+/// it back and takes the general path: the batch staged, then merged with
+/// `ON CONFLICT`.
 async fn apply(
     tx: &mut Transaction<'_, Postgres>,
     events: &[&Located],
@@ -121,24 +130,36 @@ async fn apply(
         return Ok(Applied::default());
     }
     lock_environments(tx, events).await?;
-    stage(tx, events).await?;
-    let new_ids = insert_audit(tx).await?;
-    // The first copy of each event new to the ledger is applied; the others
-    // (already applied, or repeated within the batch) are duplicates.
+    // The first copy of each event id is a candidate; later copies within
+    // the batch are duplicates whatever the ledger holds.
     let mut seen = HashSet::new();
-    let (mut fresh, mut again, mut again_seq) = (Vec::new(), Vec::new(), Vec::new());
-    for (seq, &l) in events.iter().enumerate() {
-        if new_ids.contains(&l.event.event_id) && seen.insert(l.event.event_id) {
+    let (mut fresh, mut again) = (Vec::new(), Vec::new());
+    for &l in events {
+        if seen.insert(l.event.event_id) {
             fresh.push(l);
         } else {
             again.push(l);
-            again_seq.push(seq as i32);
         }
+    }
+    // Staging positions of `again`, when the whole batch is staged.
+    let mut staged_again = None;
+    if !try_copy(tx, "ledger", copy_ledger(&fresh)).await? {
+        // Some event was applied before: merge the whole batch.
+        stage(tx, events).await?;
+        let new_ids = insert_audit(tx).await?;
+        let seqs;
+        (fresh, again, seqs) = split_fresh(events, &new_ids);
+        staged_again = Some(seqs);
     }
     let conflicts = record_conflicts(tx, &again).await?;
     let moved = current_keys_of(tx, &fresh).await?;
     if !fresh.is_empty() {
-        upsert_deployments(tx, again_seq).await?;
+        if let Some(again_seqs) = staged_again {
+            upsert_deployments(tx, again_seqs).await?;
+        } else if !history_copied(tx, &fresh).await? {
+            stage(tx, &fresh).await?;
+            upsert_deployments(tx, Vec::new()).await?;
+        }
     }
     refresh_current(tx, &fresh, moved).await?;
     Ok(Applied {
@@ -146,6 +167,147 @@ async fn apply(
         duplicates: again.len(),
         conflicts,
     })
+}
+
+/// Splits a batch by the ledger's answer: the first copy of each event new
+/// to it is applied; every other copy is a duplicate, also returned by its
+/// position in the batch (its staging `seq`).
+fn split_fresh<'a>(
+    events: &[&'a Located],
+    new_ids: &HashSet<Uuid>,
+) -> (Vec<&'a Located>, Vec<&'a Located>, Vec<i32>) {
+    let mut seen = HashSet::new();
+    let (mut fresh, mut again, mut again_seqs) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, &l) in events.iter().enumerate() {
+        if new_ids.contains(&l.event.event_id) && seen.insert(l.event.event_id) {
+            fresh.push(l);
+        } else {
+            again.push(l);
+            again_seqs.push(seq as i32);
+        }
+    }
+    (fresh, again, again_seqs)
+}
+
+/// Writes a history row per event with one `COPY` when every event of
+/// `fresh` is a deployment of its own that the history does not hold yet;
+/// false (nothing written) otherwise, for the merging upsert to do it.
+async fn history_copied(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+) -> Result<bool, sqlx::Error> {
+    let mut ids = HashSet::with_capacity(fresh.len());
+    if !fresh.iter().all(|l| ids.insert(l.event.deployment_id)) {
+        return Ok(false);
+    }
+    // A deployment named by an external id may have had reports before; an
+    // event without one is its own deployment. A collision this misses is
+    // caught by the savepoint.
+    let reported: Vec<Uuid> = fresh
+        .iter()
+        .filter(|l| l.event.external_id.is_some())
+        .map(|l| l.event.deployment_id)
+        .collect();
+    if !reported.is_empty() {
+        let known: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM deployments WHERE id = ANY($1) LIMIT 1")
+                .bind(reported)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+    }
+    try_copy(tx, "history", copy_history(fresh)).await
+}
+
+/// Runs one `COPY` under a savepoint. A unique violation rolls back just the
+/// `COPY` and answers false; any other error fails the transaction.
+async fn try_copy(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+    (sql, rows): (&str, BinaryCopy),
+) -> Result<bool, sqlx::Error> {
+    sqlx::raw_sql(&format!("SAVEPOINT {name}"))
+        .execute(&mut **tx)
+        .await?;
+    let result = async {
+        let mut copy = tx.copy_in_raw(sql).await?;
+        copy.send(rows.finish()).await?;
+        copy.finish().await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+            sqlx::raw_sql(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                .execute(&mut **tx)
+                .await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The ledger rows of `events`, for `COPY`.
+fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
+    let mut rows = BinaryCopy::new();
+    for l in events {
+        let e = &l.event;
+        rows.row(14)
+            .field(&e.event_id)
+            .field(&e.deployment_id)
+            .field(&e.workspace_id)
+            .field(&e.environment_id)
+            .field(&e.api_key_id)
+            .field(&e.api_key_name.as_str())
+            .field(&e.source.as_str())
+            .field(&e.status.as_str())
+            .field(&e.received_at)
+            .raw_text(&l.payload)
+            .field(&l.topic.as_str())
+            .field(&l.partition)
+            .field(&l.offset)
+            .field(&l.fingerprint.as_deref());
+    }
+    (
+        "COPY deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id,
+             api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
+             request_fingerprint) FROM STDIN (FORMAT binary)",
+        rows,
+    )
+}
+
+/// A first history row per event (each its own deployment), for `COPY`.
+fn copy_history(events: &[&Located]) -> (&'static str, BinaryCopy) {
+    let mut rows = BinaryCopy::new();
+    for l in events {
+        let e = &l.event;
+        rows.row(17)
+            .field(&e.deployment_id)
+            .field(&e.workspace_id)
+            .field(&e.environment_id)
+            .field(&e.environment.as_str())
+            .field(&e.repository.as_str())
+            .field(&e.branch.as_ref().map(|b| b.as_str()))
+            .field(&e.commit_sha.as_ref().map(|c| c.as_str()))
+            .field(&e.status.as_str())
+            .field(&e.source.as_str())
+            .field(&e.deployed_at)
+            .field(&sqlx::types::Json(e.extra_data.as_map()))
+            .field(&e.external_id.as_ref().map(|x| x.as_str()))
+            .field(&e.received_at)
+            .field(&e.received_at)
+            .field(&e.status.rank())
+            .field(&e.event_id)
+            .field(&1i32);
+    }
+    (
+        "COPY deployments (id, workspace_id, environment_id, environment, repo_full_name, branch,
+             commit_sha, status, source, deployed_at, extra_data, external_id, created_at, updated_at,
+             status_rank, last_event_id, reports) FROM STDIN (FORMAT binary)",
+        rows,
+    )
 }
 
 /// Takes a transaction-scoped lock per (workspace, environment) the batch

@@ -5,6 +5,7 @@ mod helpers;
 
 mod crashes;
 mod dead_letters;
+mod fast_path;
 mod hardening;
 mod model;
 mod ordering;
