@@ -113,7 +113,7 @@ pub fn app(state: AppState) -> Router {
     // nor go dark to the dashboards that show the overload.
     let work = Router::new()
         .merge(crate::read_api::routes())
-        .layer(timeout.clone())
+        .layer(timeout)
         // Added after the timeout layer, so outside it: a blanket timeout
         // could answer 408 while the event is already on its way to Kafka.
         // The webhook keeps its own deadline, up to the hand-off.
