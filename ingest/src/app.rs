@@ -27,6 +27,7 @@ use vibemon_schemas::{DeploymentReported, SCHEMA_VERSION};
 use crate::auth::{Authenticator, Principal};
 use crate::environments::Environments;
 use crate::error::ApiError;
+use crate::limits::{Admission, InFlight};
 use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
 use crate::server::PeerAddr;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub idempotent: Cache<Uuid, Arc<Remembered>>,
     /// Per-client-IP and per-key token buckets.
     pub rate_limits: crate::limits::RateLimits,
+    /// The cap on webhook and read-API requests worked on at once.
+    pub in_flight: InFlight,
 }
 
 /// Request limits, from `Config`.
@@ -101,30 +104,45 @@ pub type SharedState = Arc<AppState>;
 /// The whole HTTP API.
 pub fn app(state: AppState) -> Router {
     let state: SharedState = Arc::new(state);
+    let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        state.limits.request_timeout,
+    );
+    // The work the in-flight cap bounds. Health, readiness and metrics stay
+    // outside it: an overloaded ingest must not look dead to its probes,
+    // nor go dark to the dashboards that show the overload.
+    let work = Router::new()
+        .merge(crate::read_api::routes())
+        .layer(timeout)
+        // Added after the timeout layer, so outside it: a blanket timeout
+        // could answer 408 while the event is already on its way to Kafka.
+        // The webhook keeps its own deadline, up to the hand-off.
+        .route(WEBHOOK_PATH, post(post_webhook))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .merge(crate::read_api::routes())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state.limits.request_timeout,
-        ))
-        // Added after the timeout layer, so outside it: a blanket timeout
-        // could answer 408 while the event is already on its way to Kafka.
-        // The webhook keeps its own deadline, up to the hand-off.
-        .route(WEBHOOK_PATH, post(post_webhook))
+        .layer(timeout)
+        .merge(work)
         .layer(middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get(&X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(&X_REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                // Errors are logged where they become responses (error.rs),
+                // with their cause; this layer's own line per 5xx repeated
+                // them without it, and made every shed 503 write a log line.
+                .on_failure(()),
+        )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
 }
@@ -153,14 +171,32 @@ async fn record_http_metrics(
     response
 }
 
+/// Takes an in-flight slot for the request, or answers 503 at once, before
+/// anything reads the body. The slot rides in the request's extensions, so
+/// the webhook can keep it until its publish ends.
+async fn admit(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    match state.in_flight.admit() {
+        Ok(admission) => {
+            req.extensions_mut().insert(admission);
+            next.run(req).await
+        }
+        Err(err) => {
+            state.metrics.requests_refused.inc();
+            err.into_response()
+        }
+    }
+}
+
 async fn post_webhook(
     State(state): State<SharedState>,
     peer: Option<axum::Extension<PeerAddr>>,
+    admission: Option<axum::Extension<Admission>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let peer = peer.map(|p| p.0 .0.ip());
-    match accept_webhook(&state, peer, &headers, body).await {
+    let admission = admission.map(|a| a.0);
+    match accept_webhook(&state, peer, admission, &headers, body).await {
         Ok(response) => (
             StatusCode::CREATED,
             [(
@@ -197,6 +233,7 @@ async fn post_webhook(
 async fn accept_webhook(
     state: &SharedState,
     peer: Option<std::net::IpAddr>,
+    admission: Option<Admission>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Arc<DeploymentResponse>, ApiError> {
@@ -206,9 +243,13 @@ async fn accept_webhook(
     // over may still land: the publish and its idempotency entry run to the
     // end on a task of their own, so a retry finds them.
     let state = Arc::clone(state);
-    tokio::spawn(async move { hand_off(&state, prepared).await })
-        .await
-        .map_err(|e| ApiError::Internal(format!("publish task: {e}")))?
+    tokio::spawn(async move {
+        // The record is held until acknowledged, so is its in-flight slot.
+        let _admission = admission;
+        hand_off(&state, prepared).await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("publish task: {e}")))?
 }
 
 /// An event ready to publish, and what binds its `Idempotency-Key`.
@@ -462,6 +503,8 @@ async fn readyz(State(state): State<SharedState>) -> Response {
 
 async fn metrics(State(state): State<SharedState>) -> Response {
     state.metrics.producer_queue.set(state.sink.queue_depth());
+    let in_flight = i64::try_from(state.in_flight.in_use()).unwrap_or(i64::MAX);
+    state.metrics.requests_in_flight.set(in_flight);
     (
         [(
             header::CONTENT_TYPE,

@@ -121,7 +121,11 @@ pub struct Config {
 
     /// TCP connections served at once; one more is answered 503 at once and
     /// closed, so a connection flood cannot exhaust file descriptors or memory.
-    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    /// A connection costs about 20 KiB once it has served a request and 37 KiB
+    /// while busy (hyper's 8 KiB read and write buffers, the request's state),
+    /// so 768 busy connections, with the in-flight cap below, keep ingest
+    /// within 64 MiB with room to spare (1024 measured 63 MiB, too close).
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 768)]
     pub max_connections: usize,
 
     /// TCP connections one client (an IPv4 address, or an IPv6 /64) may hold
@@ -129,6 +133,15 @@ pub struct Config {
     /// of the cap above; 0 turns it off (do that behind a proxy).
     #[arg(long, env = "INGEST_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
+
+    /// Requests (webhook and read API) worked on at once; one more is
+    /// answered 503 with `Retry-After` before its body is read. Each holds
+    /// its body, its event and, until the broker acknowledges, a record in
+    /// the producer queue (about 28 KiB for a typical webhook), so this is
+    /// what bounds memory when Kafka is slower than the load. 256 is several
+    /// times what full throughput needs (rate × ack latency, about 100).
+    #[arg(long, env = "INGEST_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
 
     /// Postgres connections for keys and environments (authentication).
     #[arg(long, env = "INGEST_DB_POOL_SIZE", default_value_t = 8)]

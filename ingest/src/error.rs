@@ -23,6 +23,10 @@ pub enum ApiError {
     /// Too many verifications are queued (a flood of random keys).
     #[error("authentication is saturated")]
     AuthBusy,
+    /// Every in-flight slot is taken (`INGEST_MAX_IN_FLIGHT`): refused before
+    /// the body is read, so overload cannot grow memory without bound.
+    #[error("too many requests in flight")]
+    Overloaded,
     /// The environment is not configured in the key's workspace.
     #[error("environment {0:?} not found")]
     EnvironmentNotFound(String),
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::ReferenceUnavailable(_) => "reference_unavailable",
             ApiError::AuthBusy => "auth_busy",
+            ApiError::Overloaded => "overloaded",
             ApiError::EnvironmentNotFound(_) => "environment_not_found",
             ApiError::Validation(_) => "validation",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -113,6 +118,9 @@ impl IntoResponse for ApiError {
             | ApiError::Internal(_) => {
                 tracing::error!(error = %self, "request failed")
             }
+            // Overloaded is ours too, but logged at debug: it is counted in
+            // `vibemon_http_requests_refused_total`, and a log line per shed
+            // request would make overload dearer to shed.
             _ => tracing::debug!(error = %self, "request rejected"),
         }
         match self {
@@ -126,6 +134,12 @@ impl IntoResponse for ApiError {
             // Shedding load beats queueing argon2 work without bound.
             ApiError::AuthBusy => retry_after(
                 detail(StatusCode::SERVICE_UNAVAILABLE, "Too many key verifications in progress; retry later"),
+                1,
+            ),
+            // Shedding at once beats queueing without bound: the client
+            // retries after a second, when slots have most likely freed.
+            ApiError::Overloaded => retry_after(
+                detail(StatusCode::SERVICE_UNAVAILABLE, "Too many requests in progress; nothing was recorded, retry later"),
                 1,
             ),
             // The seed's troubleshooting: 404 means the environment name does not match.

@@ -77,6 +77,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         },
         idempotent: app::idempotency_cache(),
         rate_limits: limits::RateLimits::new(config.rate_limit_per_ip, config.rate_limit_per_key),
+        in_flight: limits::InFlight::new(config.max_in_flight as usize),
     })
 }
 

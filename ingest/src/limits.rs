@@ -1,7 +1,10 @@
-//! Rate limits: a token bucket per client IP (checked before anything else,
+//! Request limits: the cap on requests in flight ([`InFlight`]), and rate
+//! limits, a token bucket per client IP (checked before anything else,
 //! so a flood of random keys cannot reach argon2) and one per API key
 //! (checked once the key is known, so one noisy CI system cannot crowd out
-//! the others). Over the limit the answer is 429 with `Retry-After`.
+//! the others). Over a rate the answer is 429 with `Retry-After`; over the
+//! in-flight cap it is 503 with `Retry-After`, before the body is read.
+//! (The caps on TCP connections live in the accept loop, `server.rs`.)
 //!
 //! The client IP is the TCP peer; behind a proxy that is the proxy, so set
 //! the per-IP limit to 0 (off) there and rely on the proxy's own limits.
@@ -15,9 +18,57 @@ use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+
+/// The cap on requests being worked on at once: what bounds ingest's memory
+/// under overload. Connections are cheap to hold (a few KiB each); a request
+/// in flight holds its body, its event and, once handed over, a record in
+/// the producer's queue until the broker acknowledges it. Past the cap a
+/// request is refused with a 503 before its body is read, which costs
+/// nearly nothing, so shedding stays cheap however hard the load.
+#[derive(Clone)]
+pub struct InFlight {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+/// The slot of one admitted request, given back when the last clone is
+/// dropped: the webhook hands a clone to its publish task, so a request
+/// whose client hung up still counts until its record is acknowledged.
+#[derive(Clone)]
+pub struct Admission {
+    _slot: Arc<OwnedSemaphorePermit>,
+}
+
+impl InFlight {
+    /// At most `max` requests at once (at least one).
+    pub fn new(max: usize) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A slot for one more request, or `Overloaded` at once when none is free.
+    pub fn admit(&self) -> Result<Admission, ApiError> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map(|permit| Admission {
+                _slot: Arc::new(permit),
+            })
+            .map_err(|_| ApiError::Overloaded)
+    }
+
+    /// Slots taken now, for the in-flight gauge.
+    pub fn in_use(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+}
 
 /// Both limiters; a limit of 0 turns that one off.
 #[derive(Clone)]

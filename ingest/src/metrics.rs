@@ -32,6 +32,12 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Connections answered 503 and closed at once because the cap was reached.
     pub connections_refused: IntCounter,
+    /// Requests being worked on (webhook and read API), set when scraped:
+    /// how close ingest runs to `INGEST_MAX_IN_FLIGHT`.
+    pub requests_in_flight: IntGauge,
+    /// Requests answered 503 before their body was read because every
+    /// in-flight slot was taken: load shed, which a retry should find room for.
+    pub requests_refused: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -119,6 +125,16 @@ impl Metrics {
             "TCP connections refused with a 503 because the connection cap was reached",
         )
         .unwrap();
+        let requests_in_flight = IntGauge::new(
+            "vibemon_http_requests_in_flight",
+            "Webhook and read-API requests being worked on",
+        )
+        .unwrap();
+        let requests_refused = IntCounter::new(
+            "vibemon_http_requests_refused_total",
+            "Requests refused with a 503 before their body was read because the in-flight cap was reached",
+        )
+        .unwrap();
         vibemon_runtime::register_all(
             &registry,
             vec![
@@ -133,6 +149,8 @@ impl Metrics {
                 Box::new(events_published.clone()),
                 Box::new(open_connections.clone()),
                 Box::new(connections_refused.clone()),
+                Box::new(requests_in_flight.clone()),
+                Box::new(requests_refused.clone()),
             ],
         );
         Self {
@@ -148,6 +166,8 @@ impl Metrics {
             events_published,
             open_connections,
             connections_refused,
+            requests_in_flight,
+            requests_refused,
         }
     }
 

@@ -16,6 +16,7 @@ mod durability;
 mod flood;
 mod header_bytes;
 mod idempotency;
+mod in_flight;
 mod limits;
 mod operability;
 mod producer_queue;
