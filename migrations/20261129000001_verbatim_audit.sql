@@ -1,6 +1,12 @@
--- The audit ledger keeps each event as it is on the topic: the record's bytes,
--- in a `json` column. `json` stores the text after a syntax check, where
--- `jsonb` parses and rebuilds every document on write; the ledger is written
--- once per event and read a few rows at a time, so it pays to parse on read.
--- Rows written before this keep the text of their `jsonb` value.
+-- The audit ledger keeps each event as JSON text, in a `json` column: `json`
+-- stores the text after a syntax check, where `jsonb` parses and rebuilds
+-- every document on write. The ledger is written once per event and read a
+-- few rows at a time, so it pays to parse on read. The projector writes the
+-- event as it decoded it (unknown fields dropped, as before), so every stored
+-- payload is one the read API can parse back.
+--
+-- This rewrites the table under an ACCESS EXCLUSIVE lock: on a large ledger,
+-- run it in a maintenance window (the projector and the read API wait for it).
+-- Rows written before keep the text of their `jsonb` value; the projector's
+-- digest compares payloads as `jsonb`, so a rebuild still matches them.
 ALTER TABLE deployment_audit ALTER COLUMN payload TYPE json USING payload::json;

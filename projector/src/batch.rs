@@ -27,9 +27,6 @@ pub struct Located {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// The record's value as it is on the topic: the audit ledger keeps it
-    /// verbatim.
-    pub payload: Vec<u8>,
     /// The fingerprint of the webhook body behind an event that carried an
     /// `Idempotency-Key`: a second event with the same id and another
     /// fingerprint is a reuse of the key, not a retry.
@@ -37,11 +34,9 @@ pub struct Located {
 }
 
 impl Located {
-    /// An event at a position, as this build encodes it, without a request
-    /// fingerprint.
+    /// An event at a position, without a request fingerprint.
     pub fn new(event: DeploymentReported, topic: &str, partition: i32, offset: i64) -> Self {
         Self {
-            payload: event.encode(),
             event,
             topic: topic.to_owned(),
             partition,
@@ -197,7 +192,6 @@ impl Prepared {
                         topic: record.topic.clone(),
                         partition: record.partition,
                         offset: record.offset,
-                        payload: record.payload.clone().unwrap_or_default(),
                         fingerprint: record.fingerprint.clone(),
                     });
                     out.sources.push(record);

@@ -16,8 +16,9 @@
 //! temporary staging table; every write after that is one set-based
 //! `INSERT … SELECT` from it, so a batch costs a handful of round trips
 //! whatever its size and each value crosses the wire once. The audit ledger
-//! stores each record's bytes verbatim (`json`), and one history row per
-//! deployment per batch is reduced in SQL before its upsert.
+//! stores each event as this build encodes it, in a `json` column (kept as
+//! text, not parsed into `jsonb`), and one history row per deployment per
+//! batch is reduced in SQL before its upsert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -264,7 +265,7 @@ fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
             .field(&e.source.as_str())
             .field(&e.status.as_str())
             .field(&e.received_at)
-            .raw_text(&l.payload)
+            .raw_text(&e.encode())
             .field(&l.topic.as_str())
             .field(&l.partition)
             .field(&l.offset)
@@ -541,7 +542,7 @@ async fn stage(tx: &mut Transaction<'_, Postgres>, events: &[&Located]) -> Resul
             .field(&e.received_at)
             .field(&e.api_key_id)
             .field(&e.api_key_name.as_str())
-            .raw_text(&l.payload)
+            .raw_text(&e.encode())
             .field(&l.topic.as_str())
             .field(&l.partition)
             .field(&l.offset)
@@ -829,7 +830,9 @@ pub async fn load_positions(
 
 /// A digest of the projected tables, projection timestamps left out: two
 /// databases with the same digest hold the same read model. Used to check
-/// that a rebuild from the topic reproduces the live tables.
+/// that a rebuild from the topic reproduces the live tables. Audit payloads
+/// are compared as `jsonb`, so rows stored as `jsonb` text before the ledger
+/// kept JSON text compare equal to the same events written since.
 pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT md5(
@@ -840,7 +843,7 @@ pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
             || '#' ||
             (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
                 SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
-                       status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
+                       status, received_at, payload::jsonb, kafka_topic, kafka_partition, kafka_offset,
                        request_fingerprint
                 FROM deployment_audit) t)
             || '#' ||

@@ -7,6 +7,7 @@ mod crashes;
 mod dead_letters;
 mod fast_path;
 mod hardening;
+mod ledger;
 mod model;
 mod ordering;
 mod projection;
