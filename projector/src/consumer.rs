@@ -8,11 +8,6 @@
 //!   partition at its stored next offset (the beginning when there is none);
 //! - on revocation, it writes the in-flight batch before letting go.
 //!
-//! A full batch is decoded on the consume thread and written on a thread of
-//! its own, while the loop reads the next one: one batch at most is in
-//! flight, and every other path (revoke, stop, the end of a replay) waits
-//! for it before writing more.
-//!
 //! Postgres, not Kafka, holds the truth. Kafka's committed offsets are also
 //! updated after each batch, for lag tooling only.
 
@@ -88,16 +83,6 @@ pub enum Fatal {
     },
 }
 
-/// A decoded batch on its way to Postgres.
-struct Batch {
-    started: Instant,
-    count: usize,
-    prepared: Prepared,
-}
-
-/// The writer thread of the batch being written while the next is read.
-type InFlight = std::thread::JoinHandle<Result<BTreeMap<(String, i32), Position>, Fatal>>;
-
 /// State shared by the loop and the rebalance callback.
 pub struct Shared {
     pub rt: Handle,
@@ -110,9 +95,6 @@ pub struct Shared {
     /// False while Postgres writes fail; `/readyz` reports it.
     pub healthy: Arc<AtomicBool>,
     pending: Mutex<Vec<Record>>,
-    /// At most one batch is written while the loop reads and decodes the
-    /// next; every other path waits for it first.
-    in_flight: Mutex<Option<InFlight>>,
     consecutive_invalid: Mutex<u64>,
     /// Records Postgres refused since a batch last applied an event: a
     /// schema or migration problem refuses every record, one batch after
@@ -143,7 +125,6 @@ impl Shared {
             stop,
             healthy,
             pending: Mutex::default(),
-            in_flight: Mutex::default(),
             consecutive_invalid: Mutex::default(),
             consecutive_refused: Mutex::default(),
             positions: Mutex::default(),
@@ -182,47 +163,14 @@ impl Shared {
     }
 
     /// Writes the pending batch. Returns the offsets to commit to Kafka.
-    /// Writes everything read so far: the batch in flight, then the pending
-    /// records. Returns the offsets to commit to Kafka.
     fn flush(&self) -> Result<BTreeMap<(String, i32), Position>, Fatal> {
-        let mut offsets = self.finish_in_flight()?;
-        if let Some(batch) = self.prepare() {
-            offsets.extend(self.apply(batch)?);
-        }
-        Ok(offsets)
-    }
-
-    /// Takes the pending records and decodes them, on the consume thread.
-    fn prepare(&self) -> Option<Batch> {
         let records = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
         if records.is_empty() {
-            return None;
+            return Ok(BTreeMap::new());
         }
-        Some(Batch {
-            started: Instant::now(),
-            count: records.len(),
-            prepared: Prepared::from_records(records, self.config.only_workspace),
-        })
-    }
-
-    /// Waits for the batch being written, if any, and returns the offsets
-    /// it committed (empty when none was in flight).
-    fn finish_in_flight(&self) -> Result<BTreeMap<(String, i32), Position>, Fatal> {
-        let handle = self.in_flight.lock().expect("not poisoned").take();
-        match handle {
-            Some(h) => h.join().expect("the batch writer does not panic"),
-            None => Ok(BTreeMap::new()),
-        }
-    }
-
-    /// Dead-letters a decoded batch's invalid records, writes the rest and
-    /// the checkpoints, and returns the offsets to commit to Kafka.
-    fn apply(&self, batch: Batch) -> Result<BTreeMap<(String, i32), Position>, Fatal> {
-        let Batch {
-            started,
-            count,
-            mut prepared,
-        } = batch;
+        let started = Instant::now();
+        let count = records.len();
+        let mut prepared = Prepared::from_records(records, self.config.only_workspace);
         self.check_dlq_limit(&prepared)?;
         for rejected in &prepared.rejected {
             self.dead_letter(rejected)?;
@@ -626,12 +574,6 @@ impl ConsumerContext for ProjectorContext {
                     // Another member may already own these partitions and be
                     // writing them: writing our batch now could only race it.
                     // The records stay below the checkpoint for the new owner.
-                    // A batch already being written finishes first (the
-                    // ledger makes a race with the new owner harmless), so
-                    // no write of ours lands after we let go.
-                    if let Err(f) = self.shared.finish_in_flight() {
-                        self.shared.record_fatal(f);
-                    }
                     let dropped =
                         std::mem::take(&mut *self.shared.pending.lock().expect("not poisoned"));
                     tracing::warn!(
@@ -728,9 +670,8 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
             None => Duration::from_millis(100),
         };
         let polled = consumer.poll(wait);
-        reap_finished(&consumer, &shared)?;
         if polled.is_none() && oldest.is_some() {
-            start_batch(&consumer, &shared)?;
+            flush_and_commit(&consumer, &shared)?;
             oldest = None;
         }
         if let Some(msg) = polled {
@@ -760,7 +701,7 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
                     };
                     oldest.get_or_insert_with(Instant::now);
                     if len >= config.batch_max {
-                        start_batch(&consumer, &shared)?;
+                        flush_and_commit(&consumer, &shared)?;
                         oldest = None;
                     }
                 }
@@ -774,7 +715,7 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
             }
         }
         if oldest.is_some_and(|t| t.elapsed() >= config.batch_linger) {
-            start_batch(&consumer, &shared)?;
+            flush_and_commit(&consumer, &shared)?;
             oldest = None;
         }
         if let Some(targets) = &targets {
@@ -792,47 +733,6 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
     consumer.unsubscribe();
     if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
         return Err(f);
-    }
-    Ok(())
-}
-
-/// Decodes the pending records here, on the consume thread, while the
-/// previous batch may still be writing; then waits for that write and hands
-/// this batch to a writer thread of its own, so the loop goes on reading the
-/// next. One batch at most is in flight: batches commit in order.
-fn start_batch(
-    consumer: &BaseConsumer<ProjectorContext>,
-    shared: &Arc<Shared>,
-) -> Result<(), Fatal> {
-    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
-        return Err(f);
-    }
-    let Some(batch) = shared.prepare() else {
-        return Ok(());
-    };
-    let offsets = shared.finish_in_flight()?;
-    commit_to_kafka(consumer, &offsets);
-    let writer = shared.clone();
-    let handle = std::thread::Builder::new()
-        .name("projector-batch".into())
-        .spawn(move || writer.apply(batch))
-        .expect("spawning the batch writer thread");
-    *shared.in_flight.lock().expect("not poisoned") = Some(handle);
-    Ok(())
-}
-
-/// Joins the batch writer once it is done, so that a failure surfaces
-/// (and its offsets reach Kafka) without waiting for the next batch.
-fn reap_finished(consumer: &BaseConsumer<ProjectorContext>, shared: &Shared) -> Result<(), Fatal> {
-    let done = shared
-        .in_flight
-        .lock()
-        .expect("not poisoned")
-        .as_ref()
-        .is_some_and(|h| h.is_finished());
-    if done {
-        let offsets = shared.finish_in_flight()?;
-        commit_to_kafka(consumer, &offsets);
     }
     Ok(())
 }
