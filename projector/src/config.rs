@@ -71,12 +71,6 @@ pub struct Config {
     #[arg(long, env = "PROJECTOR_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
 
-    /// Longest one batch write may take, in seconds, before it is rolled
-    /// back and retried: a write stuck behind a lock or on a broken
-    /// connection cannot stop the projector for good.
-    #[arg(long, env = "PROJECTOR_WRITE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub write_timeout_secs: u64,
-
     /// Invalid records in a row after which the projector stops instead of
     /// dead-lettering more.
     #[arg(long, env = "PROJECTOR_DLQ_MAX_CONSECUTIVE", default_value_t = 100)]
@@ -101,7 +95,6 @@ impl Config {
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             batch_idle: Duration::from_millis(self.batch_idle_ms),
             writers: usize::from(self.writers),
-            write_timeout: Duration::from_secs(self.write_timeout_secs),
             dlq_max_consecutive: self.dlq_max_consecutive,
             until_caught_up: self.until_caught_up,
             only_workspace: None,

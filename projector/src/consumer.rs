@@ -46,8 +46,6 @@ pub struct LoopConfig {
     pub batch_idle: Duration,
     /// Transactions a batch is written in at once, by partition.
     pub writers: usize,
-    /// Longest a batch write may take before it is abandoned and retried.
-    pub write_timeout: Duration,
     /// Stop (loudly, exit non-zero) after this many invalid records in a row:
     /// a bad producer deploy should page someone, not drain into the DLQ.
     pub dlq_max_consecutive: u64,
@@ -215,32 +213,13 @@ impl Shared {
     fn write(&self, prepared: &mut Prepared, count: usize) -> Result<writer::Applied, Fatal> {
         let mut attempt = 0;
         loop {
-            // A write that outlives the timeout is abandoned (its transactions
-            // roll back) and retried, so nothing can park the projector for
-            // good: not a lock held by another writer, not a stuck connection.
-            let written = self.rt.block_on(async {
-                tokio::time::timeout(
-                    self.config.write_timeout,
-                    writer::write_partitioned(
-                        &self.pool,
-                        &self.config.group,
-                        &prepared.events,
-                        &prepared.next_offsets,
-                        self.config.writers,
-                    ),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "the batch write did not finish within {:?} (--write-timeout-secs); abandoned",
-                            self.config.write_timeout
-                        ),
-                    )))
-                })
-            });
-            let error = match written {
+            let error = match self.rt.block_on(writer::write_partitioned(
+                &self.pool,
+                &self.config.group,
+                &prepared.events,
+                &prepared.next_offsets,
+                self.config.writers,
+            )) {
                 Ok(applied) => {
                     if applied.new_events > 0 {
                         *self.consecutive_refused.lock().expect("not poisoned") = 0;
