@@ -71,6 +71,14 @@ pub struct Config {
     #[arg(long, env = "PROJECTOR_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
 
+    /// Longest one statement of the projector may run, or wait for a lock,
+    /// in seconds. Postgres cancels it past that (`statement_timeout` and
+    /// `lock_timeout` on every connection), the transaction rolls back and
+    /// the batch is retried: a write stuck behind another session's lock
+    /// cannot stop the projector for good.
+    #[arg(long, env = "PROJECTOR_WRITE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub write_timeout_secs: u64,
+
     /// Invalid records in a row after which the projector stops instead of
     /// dead-lettering more.
     #[arg(long, env = "PROJECTOR_DLQ_MAX_CONSECUTIVE", default_value_t = 100)]

@@ -116,11 +116,22 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics: Metrics,
 ) -> anyhow::Result<()> {
+    // Timeouts enforced by Postgres itself: a cancelled statement leaves the
+    // connection in step and releases its locks at once, where dropping a
+    // client-side future would not.
+    let timeout = format!("{}s", config.write_timeout_secs);
+    let options = config
+        .database_url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .context("DATABASE_URL is not a valid Postgres URL")?
+        .options([
+            ("statement_timeout", timeout.as_str()),
+            ("lock_timeout", timeout.as_str()),
+        ]);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&config.database_url)
-        .context("DATABASE_URL is not a valid Postgres URL")?;
+        .connect_lazy_with(options);
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));
     let running = Arc::new(AtomicBool::new(true));

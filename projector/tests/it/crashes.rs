@@ -255,3 +255,49 @@ async fn postgres_restarted_mid_stream_is_waited_out_and_nothing_is_lost() {
     assert!(ready_again.is_some(), "/readyz did not recover by itself");
     assert_exact(&pool, &topic, ids.len()).await;
 }
+
+#[tokio::test]
+async fn a_batch_write_stuck_behind_a_lock_is_cancelled_by_postgres_after_the_write_timeout_and_retried(
+) {
+    // Arrange: another session holds the environment's write lock, as a
+    // stuck writer would (the key is writer::lock_environments's).
+    let (db, topic, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2::text, 0))")
+        .bind(world.workspace_id)
+        .bind(world.environment_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut cfg = config(&db.url, &topic, &group());
+    cfg.write_timeout_secs = 1;
+    let projector = spawn(cfg).await;
+    let metrics = format!("http://{}/metrics", projector.addr);
+
+    // Act: the write waits on the lock, times out and is retried; then the
+    // lock goes away.
+    publish(
+        &producer(&topic.brokers),
+        &topic.name,
+        &[world.report("acme/api", at("2024-01-15T10:00:00Z"))],
+    )
+    .await;
+    let retried = vibemon_testkit::eventually(Duration::from_secs(20), || async {
+        let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find(|l| l.starts_with("vibemon_projector_pg_retries_total "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    holder.rollback().await.unwrap();
+    wait_rows(&db.pool, "deployment_audit", 1, 30).await;
+    projector.stop().await.unwrap();
+
+    // Assert
+    assert!(
+        retried.is_some(),
+        "the stuck write was never cancelled and retried"
+    );
+    assert_eq!(count(&db.pool, "deployment_audit").await, 1);
+}
