@@ -204,46 +204,20 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<Projecte
 /// events leave. A lower bound on what writing these rows costs Postgres.
 async fn indexed_copy_ceiling(pool: &PgPool, events: &[DeploymentReported]) -> anyhow::Result<f64> {
     use std::collections::HashMap;
+    use vibemon_projector::batch::Located;
+    use vibemon_projector::writer;
     use vibemon_store::copy::BinaryCopy;
-    let (mut audit, mut history, mut current) =
-        (BinaryCopy::new(), BinaryCopy::new(), BinaryCopy::new());
+    let located: Vec<Located> = events
+        .iter()
+        .enumerate()
+        .map(|(offset, e)| Located::new(e.clone(), "bench", (offset % 6) as i32, offset as i64))
+        .collect();
+    let located: Vec<&Located> = located.iter().collect();
+    let (audit_sql, audit) = writer::copy_ledger(&located);
+    let (history_sql, history) = writer::copy_history(&located);
+    let mut current = BinaryCopy::new();
     let mut latest: HashMap<(uuid::Uuid, uuid::Uuid, &str), &DeploymentReported> = HashMap::new();
-    for (offset, e) in events.iter().enumerate() {
-        audit
-            .row(14)
-            .field(&e.event_id)
-            .field(&e.deployment_id)
-            .field(&e.workspace_id)
-            .field(&e.environment_id)
-            .field(&e.api_key_id)
-            .field(&e.api_key_name.as_str())
-            .field(&e.source.as_str())
-            .field(&e.status.as_str())
-            .field(&e.received_at)
-            .raw_text(&e.encode())
-            .field(&"bench")
-            .field(&((offset % 6) as i32))
-            .field(&(offset as i64))
-            .field(&Option::<&str>::None);
-        history
-            .row(17)
-            .field(&e.deployment_id)
-            .field(&e.workspace_id)
-            .field(&e.environment_id)
-            .field(&e.environment.as_str())
-            .field(&e.repository.as_str())
-            .field(&e.branch.as_ref().map(|b| b.as_str()))
-            .field(&e.commit_sha.as_ref().map(|c| c.as_str()))
-            .field(&e.status.as_str())
-            .field(&e.source.as_str())
-            .field(&e.deployed_at)
-            .field(&sqlx::types::Json(e.extra_data.as_map()))
-            .field(&e.external_id.as_ref().map(|x| x.as_str()))
-            .field(&e.received_at)
-            .field(&e.received_at)
-            .field(&e.status.rank())
-            .field(&e.event_id)
-            .field(&1i32);
+    for e in events {
         let key = (e.workspace_id, e.environment_id, e.repository.as_str());
         let slot = latest.entry(key).or_insert(e);
         if (e.deployed_at, e.deployment_id) > (slot.deployed_at, slot.deployment_id) {
@@ -262,20 +236,8 @@ async fn indexed_copy_ceiling(pool: &PgPool, events: &[DeploymentReported]) -> a
             .field(&e.deployed_at);
     }
     let streams = [
-        (
-            "COPY deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id, \
-             api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, \
-             kafka_offset, request_fingerprint) FROM STDIN (FORMAT binary)"
-                .to_owned(),
-            audit.finish(),
-        ),
-        (
-            format!(
-                "COPY deployments ({}) FROM STDIN (FORMAT binary)",
-                history::column_list()
-            ),
-            history.finish(),
-        ),
+        (audit_sql.to_owned(), audit.finish()),
+        (history_sql.to_owned(), history.finish()),
         (
             "COPY current_deployments (workspace_id, environment_id, repo_full_name, deployment_id, \
              commit_sha, branch, deployed_at) FROM STDIN (FORMAT binary)"

@@ -250,8 +250,9 @@ async fn try_copy(
     }
 }
 
-/// The ledger rows of `events`, for `COPY`.
-fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
+/// The ledger rows of `events` and the `COPY` statement that takes them
+/// (also the benchmark's same-shape ceiling).
+pub fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
     let mut rows = BinaryCopy::new();
     for l in events {
         let e = &l.event;
@@ -279,8 +280,9 @@ fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
     )
 }
 
-/// A first history row per event (each its own deployment), for `COPY`.
-fn copy_history(events: &[&Located]) -> (&'static str, BinaryCopy) {
+/// A first history row per event (each its own deployment) and the `COPY`
+/// statement that takes them.
+pub fn copy_history(events: &[&Located]) -> (&'static str, BinaryCopy) {
     let mut rows = BinaryCopy::new();
     for l in events {
         let e = &l.event;
