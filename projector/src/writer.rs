@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use vibemon_schemas::DeploymentReported;
 use vibemon_store::copy::BinaryCopy;
 
 use crate::batch::{Located, Position};
@@ -280,25 +281,31 @@ pub fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
     )
 }
 
+/// The columns a report sets on its deployment, from `workspace_id` to
+/// `external_id` in table order: shared by the history rows and the staging
+/// rows, so both encode them the same way.
+fn deployment_fields<'r>(rows: &'r mut BinaryCopy, e: &DeploymentReported) -> &'r mut BinaryCopy {
+    rows.field(&e.workspace_id)
+        .field(&e.environment_id)
+        .field(&e.environment.as_str())
+        .field(&e.repository.as_str())
+        .field(&e.branch.as_ref().map(|b| b.as_str()))
+        .field(&e.commit_sha.as_ref().map(|c| c.as_str()))
+        .field(&e.status.as_str())
+        .field(&e.source.as_str())
+        .field(&e.deployed_at)
+        .field(&sqlx::types::Json(e.extra_data.as_map()))
+        .field(&e.external_id.as_ref().map(|x| x.as_str()))
+}
+
 /// A first history row per event (each its own deployment) and the `COPY`
 /// statement that takes them.
 pub fn copy_history(events: &[&Located]) -> (&'static str, BinaryCopy) {
     let mut rows = BinaryCopy::new();
     for l in events {
         let e = &l.event;
-        rows.row(17)
-            .field(&e.deployment_id)
-            .field(&e.workspace_id)
-            .field(&e.environment_id)
-            .field(&e.environment.as_str())
-            .field(&e.repository.as_str())
-            .field(&e.branch.as_ref().map(|b| b.as_str()))
-            .field(&e.commit_sha.as_ref().map(|c| c.as_str()))
-            .field(&e.status.as_str())
-            .field(&e.source.as_str())
-            .field(&e.deployed_at)
-            .field(&sqlx::types::Json(e.extra_data.as_map()))
-            .field(&e.external_id.as_ref().map(|x| x.as_str()))
+        rows.row(17).field(&e.deployment_id);
+        deployment_fields(&mut rows, e)
             .field(&e.received_at)
             .field(&e.received_at)
             .field(&e.status.rank())
@@ -475,7 +482,7 @@ impl ConflictRows {
 /// The staging table's columns, in `COPY` order: one row per event of the
 /// batch, `seq` its index in the batch.
 const STAGED: &str = "seq, event_id, deployment_id, workspace_id, environment_id, environment, repo_full_name, \
-    branch, commit_sha, status, status_rank, source, deployed_at, extra_data, external_id, received_at, \
+    branch, commit_sha, status, source, deployed_at, extra_data, external_id, status_rank, received_at, \
     api_key_id, api_key_name, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint";
 
 /// Creates the connection's staging table on its first batch. It lives as
@@ -502,11 +509,11 @@ const ENSURE_STAGING: &str = "DO $$ BEGIN
             branch text,
             commit_sha text,
             status text NOT NULL,
-            status_rank smallint NOT NULL,
             source text NOT NULL,
             deployed_at timestamptz NOT NULL,
             extra_data jsonb NOT NULL,
             external_id text,
+            status_rank smallint NOT NULL,
             received_at timestamptz NOT NULL,
             api_key_id uuid NOT NULL,
             api_key_name text NOT NULL,
@@ -528,19 +535,9 @@ async fn stage(tx: &mut Transaction<'_, Postgres>, events: &[&Located]) -> Resul
         rows.row(23)
             .field(&(seq as i32))
             .field(&e.event_id)
-            .field(&e.deployment_id)
-            .field(&e.workspace_id)
-            .field(&e.environment_id)
-            .field(&e.environment.as_str())
-            .field(&e.repository.as_str())
-            .field(&e.branch.as_ref().map(|b| b.as_str()))
-            .field(&e.commit_sha.as_ref().map(|c| c.as_str()))
-            .field(&e.status.as_str())
+            .field(&e.deployment_id);
+        deployment_fields(&mut rows, e)
             .field(&e.status.rank())
-            .field(&e.source.as_str())
-            .field(&e.deployed_at)
-            .field(&sqlx::types::Json(e.extra_data.as_map()))
-            .field(&e.external_id.as_ref().map(|x| x.as_str()))
             .field(&e.received_at)
             .field(&e.api_key_id)
             .field(&e.api_key_name.as_str())
