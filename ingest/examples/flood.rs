@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         .map_or(Ok(ttl * 16 / 5), |s| s.parse())?;
     let (db, topic) = (TestDb::new().await, TestTopic::new(3).await);
     let tenant = Tenant::create(&db.pool, "valid").await;
-    let mut config = Config::for_tests(&db.url, KafkaArgs::local(&topic.brokers, &topic.name));
+    let mut config = Config::new(&db.url, KafkaArgs::local(&topic.brokers, &topic.name));
     config.rate_limit_per_ip = 0;
     config.rate_limit_per_key = 0;
     config.key_cache_ttl_secs = ttl;

@@ -192,8 +192,9 @@ impl Config {
         }
     }
 
-    /// Defaults for everything but the two connections (tests, embedding).
-    pub fn for_tests(database_url: &str, kafka: KafkaArgs) -> Self {
+    /// The defaults (what `--help` shows) for everything but the two
+    /// connections: for embedding ingest in-process (tests, examples).
+    pub fn new(database_url: &str, kafka: KafkaArgs) -> Self {
         let mut args = vec![
             "ingest".to_owned(),
             "--database-url".to_owned(),

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use vibemon_schemas::{DecodeError, DeploymentReported};
+use vibemon_store::checkpoints::Position;
 
 /// One record as read from Kafka.
 #[derive(Debug, Clone)]
@@ -83,28 +84,6 @@ impl std::fmt::Display for RejectReason {
 pub struct Rejected {
     pub record: Record,
     pub reason: RejectReason,
-}
-
-/// Where a partition stands after a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    /// The next offset to read: every record below it is applied or
-    /// dead-lettered.
-    pub next: i64,
-    /// `content_digest` of the value of the record at `next - 1`. A later
-    /// assignment reads that record back: if it differs, the topic is not the
-    /// one this database was projected from.
-    pub last_record: Option<String>,
-}
-
-impl Position {
-    /// A position without a record to check it by (set by hand, or in tests).
-    pub fn at(next: i64) -> Self {
-        Self {
-            next,
-            last_record: None,
-        }
-    }
 }
 
 /// `content_digest` of a record's value (a tombstone's is that of no bytes).

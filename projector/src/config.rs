@@ -110,8 +110,9 @@ impl Config {
         }
     }
 
-    /// Defaults for everything but the connections (tests, `vibemon replay`).
-    pub fn for_tests(database_url: &str, kafka: KafkaArgs, group: &str) -> Self {
+    /// The defaults (what `--help` shows) for everything but the connections:
+    /// for `vibemon replay`, which runs a projector in-process, and for tests.
+    pub fn new(database_url: &str, kafka: KafkaArgs, group: &str) -> Self {
         let mut config = Config::parse_from([
             "projector",
             "--database-url",

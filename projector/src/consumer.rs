@@ -28,9 +28,11 @@ use rdkafka::ClientContext;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
-use crate::batch::{record_digest, Position, Prepared, Record, RejectReason, Rejected};
+use crate::batch::{record_digest, Prepared, Record, RejectReason, Rejected};
 use crate::metrics::Metrics;
 use crate::writer;
+use vibemon_runtime::watermarks::{watermarks, TopicError};
+use vibemon_store::checkpoints::{self, Position};
 
 /// Knobs of the consume loop.
 #[derive(Debug, Clone)]
@@ -142,7 +144,7 @@ impl Shared {
     fn load_checkpoints(&self) -> Option<HashMap<i32, Position>> {
         let mut attempt = 0;
         loop {
-            match self.rt.block_on(writer::load_positions(
+            match self.rt.block_on(checkpoints::load(
                 &self.pool,
                 &self.config.group,
                 &self.config.topic,
@@ -753,15 +755,12 @@ fn high_watermarks(
     consumer: &BaseConsumer<ProjectorContext>,
     topic: &str,
 ) -> Result<HashMap<i32, i64>, Fatal> {
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let mut out = HashMap::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
-            out.insert(p.id(), high);
-        }
+    match watermarks(consumer.client(), topic, Duration::from_secs(10)) {
+        Ok(ranges) => Ok(ranges.iter().map(|r| (r.partition, r.high)).collect()),
+        // No topic yet: nothing to catch up with.
+        Err(TopicError::Missing(_)) => Ok(HashMap::new()),
+        Err(TopicError::Kafka(e)) => Err(e.into()),
     }
-    Ok(out)
 }
 
 fn caught_up(shared: &Shared, targets: &HashMap<i32, i64>) -> bool {

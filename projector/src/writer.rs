@@ -26,9 +26,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use vibemon_schemas::DeploymentReported;
+use vibemon_store::checkpoints::{self, Position};
 use vibemon_store::copy::BinaryCopy;
 
-use crate::batch::{Located, Position};
+use crate::batch::Located;
 
 /// What a committed batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,7 @@ async fn write_transaction(
 ) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let applied = apply(&mut tx, events).await?;
-    save_checkpoints(&mut tx, group, next_offsets).await?;
+    checkpoints::save(&mut tx, group, next_offsets).await?;
     tx.commit().await?;
     Ok(applied)
 }
@@ -700,44 +701,6 @@ async fn refresh_current(
     Ok(())
 }
 
-/// Saves the next offset per partition. A checkpoint never moves backwards:
-/// a zombie writer that lost its partitions, or a batch retried after
-/// another instance moved on, cannot make the group re-read what it applied.
-async fn save_checkpoints(
-    tx: &mut Transaction<'_, Postgres>,
-    group: &str,
-    next_offsets: &BTreeMap<(String, i32), Position>,
-) -> Result<(), sqlx::Error> {
-    if next_offsets.is_empty() {
-        return Ok(());
-    }
-    let (mut topics, mut partitions, mut offsets, mut last) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((t, p), position) in next_offsets {
-        topics.push(t.clone());
-        partitions.push(*p);
-        offsets.push(position.next);
-        last.push(position.last_record.clone());
-    }
-    sqlx::query(
-        "INSERT INTO projector_checkpoints (consumer_group, topic, partition, next_offset, last_record_sha256)
-         SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::int8[], $5::text[])
-         ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
-             next_offset = GREATEST(projector_checkpoints.next_offset, excluded.next_offset),
-             last_record_sha256 = CASE WHEN excluded.next_offset >= projector_checkpoints.next_offset
-                 THEN excluded.last_record_sha256 ELSE projector_checkpoints.last_record_sha256 END,
-             updated_at = now()",
-    )
-    .bind(group)
-    .bind(topics)
-    .bind(partitions)
-    .bind(offsets)
-    .bind(last)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Whether Postgres refused a write because of the data itself, so that
 /// retrying the same rows can never succeed: a data exception (class 22,
 /// e.g. a NUL in text or a value out of range), an integrity violation
@@ -791,70 +754,4 @@ pub async fn find_rejected(
     }
     rejected.sort_unstable();
     Ok(rejected)
-}
-
-/// The stored next offset per partition of `topic` for `group`.
-pub async fn load_checkpoints(
-    pool: &PgPool,
-    group: &str,
-    topic: &str,
-) -> Result<HashMap<i32, i64>, sqlx::Error> {
-    let positions = load_positions(pool, group, topic).await?;
-    Ok(positions
-        .into_iter()
-        .map(|(p, pos)| (p, pos.next))
-        .collect())
-}
-
-/// The stored position per partition of `topic` for `group`, with the
-/// digest of the record before it where one was saved.
-pub async fn load_positions(
-    pool: &PgPool,
-    group: &str,
-    topic: &str,
-) -> Result<HashMap<i32, Position>, sqlx::Error> {
-    let rows: Vec<(i32, i64, Option<String>)> = sqlx::query_as(
-        "SELECT partition, next_offset, last_record_sha256 FROM projector_checkpoints
-         WHERE consumer_group = $1 AND topic = $2",
-    )
-    .bind(group)
-    .bind(topic)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(p, next, last_record)| (p, Position { next, last_record }))
-        .collect())
-}
-
-/// A digest of the projected tables, projection timestamps left out: two
-/// databases with the same digest hold the same read model. Used to check
-/// that a rebuild from the topic reproduces the live tables. Audit payloads
-/// are compared as `jsonb`, so rows stored as `jsonb` text before the ledger
-/// kept JSON text compare equal to the same events written since.
-pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT md5(
-            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
-                SELECT id, workspace_id, environment_id, environment, repo_full_name, branch, commit_sha, status,
-                       source, deployed_at, extra_data, external_id, created_at, updated_at, status_rank,
-                       last_event_id, reports FROM deployments) t)
-            || '#' ||
-            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
-                SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
-                       status, received_at, payload::jsonb, kafka_topic, kafka_partition, kafka_offset,
-                       request_fingerprint
-                FROM deployment_audit) t)
-            || '#' ||
-            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
-                SELECT event_id, kept_fingerprint, rejected_fingerprint, rejected_payload, kafka_topic,
-                       kafka_partition, kafka_offset
-                FROM idempotency_conflicts) t)
-            || '#' ||
-            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
-                SELECT workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at
-                FROM current_deployments) t))",
-    )
-    .fetch_one(pool)
-    .await
 }

@@ -6,10 +6,14 @@
 //! - [`init_tracing`]: structured JSON logs (or plain text on a terminal);
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
 //! - [`register_all`] and [`render_metrics`]: one Prometheus registry per
-//!   service, served as text on `/metrics`.
+//!   service, served as text on `/metrics`;
+//! - [`watermarks`]: a topic's partitions and their offset ranges.
+
+pub mod watermarks;
 
 use clap::Args;
 use rdkafka::config::ClientConfig;
+use vibemon_schemas::Topic;
 
 /// How to reach Kafka. Shared by every binary so the names never drift.
 #[derive(Debug, Clone, Args)]
@@ -77,9 +81,9 @@ impl KafkaArgs {
         config
     }
 
-    /// The dead-letter topic name.
+    /// The dead-letter topic's name, from the event topic's.
     pub fn dlq_topic(&self) -> String {
-        format!("{}.dlq", self.topic)
+        Topic::DeadLetters.name(&self.topic)
     }
 }
 

@@ -2,9 +2,12 @@
 //! the reference data (workspaces, environments, API keys) that ingest reads
 //! and `vibemon` writes.
 //!
-//! Projection SQL lives with the projector and read queries with the read API;
-//! this crate holds only what more than one binary needs.
+//! Projection SQL lives with the projector; this crate holds what more than one
+//! binary needs: the read queries ([`read`], for the read API and the CLI), the
+//! checkpoint table and the read-model digest ([`checkpoints`], for the projector
+//! and `vibemon replay`), and binary `COPY` framing ([`copy`]).
 
+pub mod checkpoints;
 pub mod copy;
 pub mod keys;
 pub mod read;

@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod ledger;
+pub mod spawned;
 
 use std::time::Duration;
 

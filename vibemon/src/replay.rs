@@ -5,6 +5,7 @@
 //! so an interrupted replay resumes where it stopped, and re-applying what
 //! was already applied changes nothing.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use vibemon_projector::config::Config;
 use vibemon_projector::metrics::Metrics;
+use vibemon_runtime::watermarks::{watermarks, PartitionRange, TopicError};
+use vibemon_store::checkpoints::{self, Position};
 
 use crate::cli::{Db, ReplayArgs};
 use crate::error::{CliError, CliResult};
@@ -57,86 +60,97 @@ fn consumer(args: &ReplayArgs) -> CliResult<BaseConsumer> {
         .map_err(|e| CliError::Unavailable(format!("creating a Kafka consumer: {e}")))
 }
 
-/// Per partition: (low watermark, high watermark).
-fn watermarks(c: &BaseConsumer, topic: &str) -> CliResult<Vec<(i32, i64, i64)>> {
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| CliError::Unavailable(format!("Kafka metadata for {topic}: {e}")))?;
-    let t = md
-        .topics()
-        .first()
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| {
-            CliError::NotFound(format!(
-                "topic {topic} not found: create it with `vibemon topics ensure`"
-            ))
-        })?;
-    t.partitions()
-        .iter()
-        .map(|p| {
-            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .map(|(lo, hi)| (p.id(), lo, hi))
-                .map_err(|e| CliError::Unavailable(e.to_string()))
-        })
-        .collect()
+impl From<TopicError> for CliError {
+    fn from(e: TopicError) -> Self {
+        match e {
+            TopicError::Missing(_) => CliError::NotFound(e.to_string()),
+            TopicError::Kafka(_) => CliError::Unavailable(e.to_string()),
+        }
+    }
 }
 
-/// Seeds the group's checkpoints with the offsets of `since`, unless the
-/// group already has progress there (a resumed replay).
-async fn seed_since(
-    pool: &PgPool,
-    args: &ReplayArgs,
-    c: &BaseConsumer,
-    since: &str,
-) -> CliResult<()> {
-    let at = chrono::DateTime::parse_from_rfc3339(since).map_err(|e| {
-        CliError::Invalid(format!(
-            "--since {since:?} is not an RFC 3339 timestamp: {e}"
-        ))
-    })?;
-    let existing =
-        vibemon_projector::writer::load_checkpoints(pool, &args.group, &args.kafka.topic)
-            .await
-            .map_err(|e| CliError::db("reading checkpoints", e))?;
-    if !existing.is_empty() {
-        eprintln!("replay: resuming group {} from its checkpoints", args.group);
-        return Ok(());
-    }
+/// What replay needs of Kafka before it starts: the partitions' ranges and,
+/// with `--since`, the first offset at or after that time in each. Asked on
+/// a blocking thread, before any Postgres transaction is open.
+struct Plan {
+    ranges: Vec<PartitionRange>,
+    /// Per partition, where `--since` starts it.
+    since: Option<BTreeMap<i32, i64>>,
+}
+
+fn plan(c: &BaseConsumer, topic: &str, since: Option<i64>) -> CliResult<Plan> {
+    let ranges = watermarks(c.client(), topic, Duration::from_secs(10))?;
+    let Some(millis) = since else {
+        return Ok(Plan {
+            ranges,
+            since: None,
+        });
+    };
     let mut tpl = TopicPartitionList::new();
-    for (p, _, _) in watermarks(c, &args.kafka.topic)? {
-        tpl.add_partition_offset(&args.kafka.topic, p, Offset::Offset(at.timestamp_millis()))
+    for r in &ranges {
+        tpl.add_partition_offset(topic, r.partition, Offset::Offset(millis))
             .map_err(|e| CliError::Other(e.into()))?;
     }
     let found = c
         .offsets_for_times(tpl, Duration::from_secs(10))
-        .map_err(|e| CliError::Unavailable(format!("offsets for {since}: {e}")))?;
-    let mut tx = pool
-        .begin()
+        .map_err(|e| CliError::Unavailable(format!("offsets for --since: {e}")))?;
+    let starts = found
+        .elements()
+        .iter()
+        .map(|elem| {
+            let offset = match elem.offset() {
+                Offset::Offset(o) => o,
+                // No record at or after the time: start at the end.
+                _ => ranges
+                    .iter()
+                    .find(|r| r.partition == elem.partition())
+                    .map_or(0, |r| r.high),
+            };
+            (elem.partition(), offset)
+        })
+        .collect();
+    Ok(Plan {
+        ranges,
+        since: Some(starts),
+    })
+}
+
+/// Seeds the group's checkpoints with the offsets of `--since`, unless the
+/// group already has progress there (a resumed replay).
+async fn seed_since(
+    pool: &PgPool,
+    args: &ReplayArgs,
+    starts: &BTreeMap<i32, i64>,
+) -> CliResult<()> {
+    let existing = checkpoints::load(pool, &args.group, &args.kafka.topic)
         .await
-        .map_err(|e| CliError::db("seeding checkpoints", e))?;
-    for elem in found.elements() {
-        let offset = match elem.offset() {
-            Offset::Offset(o) => o,
-            // No record at or after the time: start at the end.
-            _ => watermarks(c, &args.kafka.topic)?
-                .into_iter()
-                .find(|(p, _, _)| *p == elem.partition())
-                .map_or(0, |(_, _, hi)| hi),
-        };
-        sqlx::query(
-            "INSERT INTO projector_checkpoints (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&args.group)
-        .bind(&args.kafka.topic)
-        .bind(elem.partition())
-        .bind(offset)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| CliError::db("seeding checkpoints", e))?;
+        .map_err(|e| CliError::db("reading checkpoints", e))?;
+    if !existing.is_empty() {
+        eprintln!("replay: resuming group {} from its checkpoints", args.group);
+        return Ok(());
     }
-    tx.commit()
+    let positions: BTreeMap<(String, i32), Position> = starts
+        .iter()
+        .map(|(p, offset)| ((args.kafka.topic.clone(), *p), Position::at(*offset)))
+        .collect();
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| CliError::db("seeding checkpoints", e))?;
+    checkpoints::save(&mut conn, &args.group, &positions)
         .await
         .map_err(|e| CliError::db("seeding checkpoints", e))
+}
+
+/// `--since` as milliseconds since the epoch.
+fn since_millis(since: &str) -> CliResult<i64> {
+    chrono::DateTime::parse_from_rfc3339(since)
+        .map(|at| at.timestamp_millis())
+        .map_err(|e| {
+            CliError::Invalid(format!(
+                "--since {since:?} is not an RFC 3339 timestamp: {e}"
+            ))
+        })
 }
 
 pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
@@ -149,29 +163,38 @@ pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
         .await
         .map_err(|e| CliError::Other(anyhow::anyhow!("migrating the target: {e}")))?;
     if args.restart {
-        sqlx::query("DELETE FROM projector_checkpoints WHERE consumer_group = $1")
-            .bind(&args.group)
-            .execute(&pool)
+        checkpoints::forget(&pool, &args.group)
             .await
             .map_err(|e| CliError::db("forgetting checkpoints", e))?;
     }
+    let since = args.since.as_deref().map(since_millis).transpose()?;
     let c = consumer(&args)?;
-    if let Some(since) = &args.since {
-        seed_since(&pool, &args, &c, since).await?;
+    let topic = args.kafka.topic.clone();
+    let plan = tokio::task::spawn_blocking(move || plan(&c, &topic, since))
+        .await
+        .map_err(|e| CliError::Other(e.into()))??;
+    if let Some(starts) = &plan.since {
+        seed_since(&pool, &args, starts).await?;
     }
-    let checkpoints =
-        vibemon_projector::writer::load_checkpoints(&pool, &args.group, &args.kafka.topic)
-            .await
-            .map_err(|e| CliError::db("reading checkpoints", e))?;
-    let total: i64 = watermarks(&c, &args.kafka.topic)?
+    let checkpoints = checkpoints::load(&pool, &args.group, &args.kafka.topic)
+        .await
+        .map_err(|e| CliError::db("reading checkpoints", e))?;
+    let total: i64 = plan
+        .ranges
         .iter()
-        .map(|(p, lo, hi)| hi - checkpoints.get(p).copied().unwrap_or(*lo).max(*lo))
+        .map(|r| {
+            r.high
+                - checkpoints
+                    .get(&r.partition)
+                    .map_or(r.low, |c| c.next)
+                    .max(r.low)
+        })
         .sum();
 
     // Checkpoints are kept under the stable --group name; the Kafka group id
     // is unique per run so that concurrent replays never share partitions.
     let kafka_group = format!("{}-{}", args.group, uuid::Uuid::new_v4().simple());
-    let mut config = Config::for_tests(&url, args.kafka.clone(), &kafka_group);
+    let mut config = Config::new(&url, args.kafka.clone(), &kafka_group);
     config.batch_max = args.batch_max;
     config.batch_linger_ms = 200;
     config.until_caught_up = true;
@@ -203,7 +226,7 @@ pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
         .map_err(|e| {
             CliError::Other(e.context("replay stopped; run the same command again to resume"))
         })?;
-    let digest = vibemon_projector::writer::digest(&pool)
+    let digest = checkpoints::digest(&pool)
         .await
         .map_err(|e| CliError::db("computing the digest", e))?;
     let done = metrics.records.get();

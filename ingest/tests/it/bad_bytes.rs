@@ -68,7 +68,7 @@ fn is_read_api(path: &str) -> bool {
 async fn router() -> (axum::Router, Tenant, TestDb) {
     let db = TestDb::new().await;
     let tenant = Tenant::create(&db.pool, "bad bytes").await;
-    let mut config = Config::for_tests(&db.url, KafkaArgs::local("127.0.0.1:9092", "unused"));
+    let mut config = Config::new(&db.url, KafkaArgs::local("127.0.0.1:9092", "unused"));
     config.sink = SinkKind::Noop;
     config.rate_limit_per_ip = 0;
     config.rate_limit_per_key = 0;

@@ -33,7 +33,7 @@ impl TestApp {
 
     pub async fn spawn_on(db: TestDb, topic: TestTopic, tweak: impl FnOnce(&mut Config)) -> Self {
         let tenant = Tenant::create(&db.pool, "GitHub Actions").await;
-        let mut config = Config::for_tests(&db.url, KafkaArgs::local(&topic.brokers, &topic.name));
+        let mut config = Config::new(&db.url, KafkaArgs::local(&topic.brokers, &topic.name));
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

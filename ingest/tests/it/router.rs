@@ -13,7 +13,7 @@ use vibemon_testkit::{Tenant, TestDb};
 async fn router() -> (axum::Router, Tenant, TestDb) {
     let db = TestDb::new().await;
     let tenant = Tenant::create(&db.pool, "router").await;
-    let mut config = Config::for_tests(&db.url, KafkaArgs::local("127.0.0.1:9092", "unused"));
+    let mut config = Config::new(&db.url, KafkaArgs::local("127.0.0.1:9092", "unused"));
     config.sink = SinkKind::Noop;
     let state = vibemon_ingest::build_state(&config).await.unwrap();
     (vibemon_ingest::app::app(state), tenant, db)

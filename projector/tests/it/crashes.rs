@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use vibemon_projector::writer::digest;
+use vibemon_store::checkpoints::digest;
 use vibemon_testkit::{TestDb, TestTopic};
 
 use crate::helpers::*;

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use vibemon_projector::batch::Located;
-use vibemon_projector::writer::{digest, write_batch};
+use vibemon_projector::writer::write_batch;
+use vibemon_store::checkpoints::digest;
 use vibemon_testkit::TestDb;
 
 use crate::helpers::*;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use uuid::Uuid;
-use vibemon_projector::batch::{Located, Position};
-use vibemon_projector::writer::{digest, write_batch};
+use vibemon_projector::batch::Located;
+use vibemon_projector::writer::write_batch;
 use vibemon_schemas::{DeploymentStatus, ExternalId};
+use vibemon_store::checkpoints::digest;
+use vibemon_store::checkpoints::Position;
 use vibemon_testkit::events::publish_fingerprinted;
 use vibemon_testkit::{count_records, read_topic, TestDb, TestTopic};
 

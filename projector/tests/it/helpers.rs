@@ -20,7 +20,7 @@ pub struct Running {
 }
 
 pub fn config(db_url: &str, topic: &TestTopic, group: &str) -> Config {
-    let mut c = Config::for_tests(db_url, KafkaArgs::local(&topic.brokers, &topic.name), group);
+    let mut c = Config::new(db_url, KafkaArgs::local(&topic.brokers, &topic.name), group);
     c.batch_linger_ms = 20;
     c
 }

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use vibemon_projector::batch::{Prepared, Record};
-use vibemon_projector::writer::{digest, write_batch};
+use vibemon_projector::writer::write_batch;
 use vibemon_schemas::DeploymentReported;
+use vibemon_store::checkpoints::digest;
 use vibemon_testkit::TestDb;
 
 use crate::helpers::*;

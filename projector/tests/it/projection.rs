@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use vibemon_projector::writer::digest;
+use vibemon_store::checkpoints::digest;
 use vibemon_testkit::{TestDb, TestTopic};
 
 use crate::helpers::*;

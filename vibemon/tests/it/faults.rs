@@ -194,7 +194,7 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
     );
     let tenant = Tenant::create(&db.pool, "load").await;
     let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
-    let mut config = vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone());
+    let mut config = vibemon_ingest::config::Config::new(&db.url, kafka.clone());
     config.kafka_message_timeout_ms = 3000;
     // Steady load from one address with one key: the limits are not under test here.
     config.rate_limit_per_ip = 0;
@@ -224,7 +224,7 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
     ingest.stop().await;
 
     let topic_check = check_topic(&topic.brokers, &topic.name, &tally).await;
-    let mut pc = vibemon_projector::config::Config::for_tests(&db.url, kafka, "fault-load");
+    let mut pc = vibemon_projector::config::Config::new(&db.url, kafka, "fault-load");
     pc.until_caught_up = true;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     vibemon_projector::serve(pc, listener, std::future::pending())
@@ -280,7 +280,7 @@ async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_not
     );
     let tenant = Tenant::create(&db.pool, "load").await;
     let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
-    let mut config = vibemon_ingest::config::Config::for_tests(&db.url, kafka.clone());
+    let mut config = vibemon_ingest::config::Config::new(&db.url, kafka.clone());
     config.kafka_message_timeout_ms = 5000;
     config.rate_limit_per_ip = 0;
     config.rate_limit_per_key = 0;

@@ -49,7 +49,7 @@ async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused
 
     let mut wrong = kafka;
     wrong.options = broker.options("not-the-password");
-    let mut config = vibemon_ingest::config::Config::for_tests(&db.url, wrong);
+    let mut config = vibemon_ingest::config::Config::new(&db.url, wrong);
     config.kafka_message_timeout_ms = 2000;
     let refused = Ingest::spawn_with(config).await;
     let ready = client

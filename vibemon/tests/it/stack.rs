@@ -13,7 +13,7 @@ pub struct Ingest {
 
 impl Ingest {
     pub async fn spawn(db_url: &str, kafka: KafkaArgs) -> Self {
-        Self::spawn_with(vibemon_ingest::config::Config::for_tests(db_url, kafka)).await
+        Self::spawn_with(vibemon_ingest::config::Config::new(db_url, kafka)).await
     }
 
     pub async fn spawn_with(config: vibemon_ingest::config::Config) -> Self {
@@ -55,7 +55,7 @@ impl Projector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(vibemon_projector::serve(
-            vibemon_projector::config::Config::for_tests(db_url, kafka, group),
+            vibemon_projector::config::Config::new(db_url, kafka, group),
             listener,
             async {
                 let _ = stopped.await;
