@@ -1,22 +1,31 @@
 //! ingest: the stateless webhook service.
 //!
-//! A request is authenticated ([`auth`]), checked and validated ([`request`]),
-//! resolved to an environment ([`environments`]), turned into one
-//! `DeploymentReported` event and published ([`sink`]); the 201 goes out only
-//! after Kafka acknowledged. [`app`] is the router, [`error`] the one place
-//! errors become status codes, [`server`] the accept loop, [`config`] the knobs.
+//! A request is authenticated ([`authenticated`], over [`auth`]), checked and
+//! validated ([`webhook`], [`request`]), resolved to an environment
+//! ([`environments`]), turned into one `DeploymentReported` event and
+//! published ([`sink`], through [`idempotency`] with an `Idempotency-Key`);
+//! the 201 goes out only after Kafka acknowledged. [`read_api`] serves the
+//! read side behind the same key. [`state`] is what every handler shares,
+//! [`app`] the router, [`error`] the one place errors become status codes,
+//! [`server`] the accept loop, [`config`] the knobs.
 
 pub mod app;
 pub mod auth;
+pub mod authenticated;
 pub mod config;
+pub mod deadline;
 pub mod environments;
 pub mod error;
+pub mod idempotency;
 pub mod limits;
 pub mod metrics;
+pub mod ops;
 pub mod read_api;
 pub mod request;
 pub mod server;
 pub mod sink;
+pub mod state;
+pub mod webhook;
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,12 +34,13 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, Limits};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::environments::Environments;
+use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 use crate::sink::{KafkaSink, Sink, SinkKind};
+use crate::state::{AppState, RequestLimits};
 
 /// Builds the state for a configuration: pools, caches, producer.
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
@@ -69,13 +79,13 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         metrics,
         pool,
         read_pool,
-        limits: Limits {
+        limits: RequestLimits {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_body_bytes: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
         },
-        idempotent: app::idempotency_cache(),
+        idempotent: Idempotency::new(),
         rate_limits: limits::RateLimits::new(config.rate_limit_per_ip, config.rate_limit_per_key),
         in_flight: limits::InFlight::new(config.max_in_flight as usize),
     })

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -21,10 +20,9 @@ use vibemon_schemas::api::{LocPart, ValidationIssue};
 use vibemon_schemas::{DeploymentStatus, EnvironmentName};
 use vibemon_store::read::{self, Cursor, DeploymentFilter};
 
-use crate::app::{AppState, SharedState};
-use crate::auth::Principal;
+use crate::authenticated::Authenticated;
 use crate::error::ApiError;
-use crate::server::PeerAddr;
+use crate::state::SharedState;
 use vibemon_schemas::fields::{check_timestamp_range, forbidden_char, parse_timestamp};
 
 /// Longest query or path value read, in bytes after percent-decoding. The
@@ -38,23 +36,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/deployments/{id}", get(get_deployment))
         .route("/api/v1/environments", get(list_environments))
         .route("/api/v1/environments/{name}/deployed", get(deployed_at))
-}
-
-/// The TCP peer, when served by the accept loop (not in `oneshot` tests).
-type Peer = Option<axum::Extension<PeerAddr>>;
-
-/// Per-client-IP limit first (before any key work, as for the webhook), then
-/// the key, then the key's own limit.
-async fn principal(
-    state: &AppState,
-    peer: Peer,
-    headers: &HeaderMap,
-) -> Result<std::sync::Arc<Principal>, ApiError> {
-    state.rate_limits.check_ip(peer.map(|p| p.0 .0.ip()))?;
-    let key = headers.get("x-workspace-key").and_then(|v| v.to_str().ok());
-    let who = state.auth.authenticate(key).await?;
-    state.rate_limits.check_key(who.key_id)?;
-    Ok(who)
 }
 
 fn db_error(e: sqlx::Error) -> ApiError {
@@ -232,11 +213,9 @@ fn timestamp(name: &'static str) -> impl Fn(&str) -> Result<DateTime<Utc>, Strin
 
 async fn list_deployments(
     State(state): State<SharedState>,
-    peer: Peer,
-    headers: HeaderMap,
+    Authenticated(who): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::Page>, ApiError> {
-    let who = principal(&state, peer, &headers).await?;
     let mut p = Params::new(
         raw,
         &[
@@ -297,12 +276,10 @@ async fn list_deployments(
 
 async fn get_deployment(
     State(state): State<SharedState>,
-    peer: Peer,
-    headers: HeaderMap,
+    Authenticated(who): Authenticated,
     id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::DeploymentDetail>, ApiError> {
-    let who = principal(&state, peer, &headers).await?;
     let id = path_segment("id", id)?;
     Params::new(raw, &[]).finish()?;
     let not_found = || ApiError::NotFound(format!("Deployment {id}"));
@@ -315,11 +292,9 @@ async fn get_deployment(
 
 async fn list_environments(
     State(state): State<SharedState>,
-    peer: Peer,
-    headers: HeaderMap,
+    Authenticated(who): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = principal(&state, peer, &headers).await?;
     Params::new(raw, &[]).finish()?;
     let envs = read::environments_now(&state.read_pool, who.workspace_id)
         .await
@@ -329,12 +304,10 @@ async fn list_environments(
 
 async fn deployed_at(
     State(state): State<SharedState>,
-    peer: Peer,
-    headers: HeaderMap,
+    Authenticated(who): Authenticated,
     name: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = principal(&state, peer, &headers).await?;
     let name = path_segment("name", name)?;
     let mut p = Params::new(raw, &["at", "repository"]);
     let at = p.get("at", timestamp("at"));
