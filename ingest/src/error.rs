@@ -109,9 +109,98 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match &self {
+impl ApiError {
+    /// The status of each error: why that status is said once, here.
+    fn status(&self) -> StatusCode {
+        match self {
+            // The seed's exact answer, whatever went wrong with the key.
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            // Ours and retryable: Postgres is away and the key is not cached
+            // (not a bad key); argon2 or the in-flight cap is saturated, and
+            // shedding at once beats queueing without bound; we were too slow
+            // before producing anything (not a 408, which would blame the
+            // client); Kafka did not make the event durable, so it was not
+            // accepted and the client must retry.
+            ApiError::ReferenceUnavailable(_)
+            | ApiError::AuthBusy
+            | ApiError::Overloaded
+            | ApiError::DeadlineExceeded(_)
+            | ApiError::SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // The seed's troubleshooting: 404 means the environment name does
+            // not match; another workspace's resources do not exist for this key.
+            ApiError::EnvironmentNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            // FastAPI's shape for a body that broke rules; the IETF
+            // Idempotency-Key draft's answer to a key reused with another payload.
+            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            // The contract requires application/json.
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // A documented, fixed limit protects memory.
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            // The client, not the server, was slow.
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            // The client is sending faster than its share; it should slow down, not give up.
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // Never leak internals.
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// When a retry is worth it: soon after shedding, later when Postgres or
+    /// Kafka is away, when the bucket refills after a rate limit.
+    fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            ApiError::AuthBusy | ApiError::Overloaded | ApiError::DeadlineExceeded(_) => Some(1),
+            ApiError::SinkUnavailable(_) => Some(2),
+            ApiError::ReferenceUnavailable(_) => Some(5),
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX)),
+            _ => None,
+        }
+    }
+
+    /// The `detail` text of the response: what the client can act on, never
+    /// our internals.
+    fn detail_text(&self) -> String {
+        match self {
+            ApiError::Unauthorized => "Invalid API key".to_owned(),
+            ApiError::ReferenceUnavailable(_) => {
+                "Cannot reach the workspace database to check this request; retry later".to_owned()
+            }
+            ApiError::AuthBusy => "Too many key verifications in progress; retry later".to_owned(),
+            ApiError::Overloaded => {
+                "Too many requests in progress; nothing was recorded, retry later".to_owned()
+            }
+            ApiError::EnvironmentNotFound(name) => format!(
+                "Environment '{name}' not found in this workspace (names are case-sensitive); create it with `vibemon environment create`"
+            ),
+            ApiError::UnsupportedMediaType(got) => {
+                format!("Content-Type must be application/json, got {got:?}")
+            }
+            ApiError::PayloadTooLarge(limit) => {
+                format!("Request body is larger than the limit of {limit} bytes")
+            }
+            ApiError::BodyTimeout => "Request body was not received in time".to_owned(),
+            ApiError::DeadlineExceeded(stage) => format!(
+                "The request could not be handled in time ({stage} was slow); nothing was recorded, retry later"
+            ),
+            ApiError::SinkUnavailable(_) => "The event could not be stored durably (Kafka unavailable); nothing was recorded, retry later".to_owned(),
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::RateLimited {
+                what,
+                retry_after_secs,
+            } => format!("Too many requests from this {what}; retry after {retry_after_secs}s"),
+            ApiError::Internal(_) => "Internal server error".to_owned(),
+            // Answered in the validation shape by `into_response`.
+            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => String::new(),
+        }
+    }
+
+    /// 5xx at `error` (ours to fix), 4xx at `debug` (the client's).
+    fn log(&self) {
+        match self {
             ApiError::ReferenceUnavailable(_)
             | ApiError::SinkUnavailable(_)
             | ApiError::DeadlineExceeded(_)
@@ -123,91 +212,41 @@ impl IntoResponse for ApiError {
             // request would make overload dearer to shed.
             _ => tracing::debug!(error = %self, "request rejected"),
         }
-        match self {
-            // The seed's exact body, whatever went wrong with the key.
-            ApiError::Unauthorized => detail(StatusCode::UNAUTHORIZED, "Invalid API key"),
-            // Postgres is away and the key is not cached: retryable, not a bad key.
-            ApiError::ReferenceUnavailable(_) => retry_after(
-                detail(StatusCode::SERVICE_UNAVAILABLE, "Cannot reach the workspace database to check this request; retry later"),
-                5,
-            ),
-            // Shedding load beats queueing argon2 work without bound.
-            ApiError::AuthBusy => retry_after(
-                detail(StatusCode::SERVICE_UNAVAILABLE, "Too many key verifications in progress; retry later"),
-                1,
-            ),
-            // Shedding at once beats queueing without bound: the client
-            // retries after a second, when slots have most likely freed.
-            ApiError::Overloaded => retry_after(
-                detail(StatusCode::SERVICE_UNAVAILABLE, "Too many requests in progress; nothing was recorded, retry later"),
-                1,
-            ),
-            // The seed's troubleshooting: 404 means the environment name does not match.
-            ApiError::EnvironmentNotFound(name) => detail(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "Environment '{name}' not found in this workspace (names are case-sensitive); create it with `vibemon environment create`"
-                ),
-            ),
+    }
+}
+
+/// The 422 for a reused `Idempotency-Key`, in the validation shape so
+/// clients parse one shape.
+fn idempotency_key_reused() -> ValidationErrors {
+    ValidationErrors {
+        detail: vec![ValidationIssue {
+            loc: vec!["header".into(), "idempotency-key".into()],
+            msg: "This Idempotency-Key was already used for a different request body; \
+                  a retry must send the same bytes, and a new report needs a new key"
+                .to_owned(),
+            kind: "idempotency_key_reused".to_owned(),
+        }],
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        let retry = self.retry_after_secs();
+        let response = match self {
             // FastAPI's shape: one entry per problem.
             ApiError::Validation(issues) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, Json(ValidationErrors { detail: issues })).into_response()
+                (status, Json(ValidationErrors { detail: issues })).into_response()
             }
-            // The IETF Idempotency-Key draft's answer to a key reused with
-            // another payload; in the validation shape so clients parse one shape.
-            ApiError::IdempotencyKeyReused => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(ValidationErrors {
-                    detail: vec![ValidationIssue {
-                        loc: vec!["header".into(), "idempotency-key".into()],
-                        msg: "This Idempotency-Key was already used for a different request body; \
-                              a retry must send the same bytes, and a new report needs a new key"
-                            .to_owned(),
-                        kind: "idempotency_key_reused".to_owned(),
-                    }],
-                }),
-            )
-                .into_response(),
-            // The contract requires application/json.
-            ApiError::UnsupportedMediaType(got) => detail(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type must be application/json, got {got:?}"),
-            ),
-            // A documented, fixed limit protects memory.
-            ApiError::PayloadTooLarge(limit) => detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than the limit of {limit} bytes"),
-            ),
-            // The client, not the server, was slow.
-            ApiError::BodyTimeout => detail(StatusCode::REQUEST_TIMEOUT, "Request body was not received in time"),
-            // We were too slow before producing anything: retryable, and not
-            // a 408, which would blame the client.
-            ApiError::DeadlineExceeded(stage) => retry_after(
-                detail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("The request could not be handled in time ({stage} was slow); nothing was recorded, retry later"),
-                ),
-                1,
-            ),
-            // Not durable, so not accepted: the client must retry.
-            ApiError::SinkUnavailable(_) => retry_after(
-                detail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The event could not be stored durably (Kafka unavailable); nothing was recorded, retry later",
-                ),
-                2,
-            ),
-            ApiError::NotFound(what) => detail(StatusCode::NOT_FOUND, format!("{what} not found")),
-            // The client is sending faster than its share; it should slow down, not give up.
-            ApiError::RateLimited { what, retry_after_secs } => retry_after(
-                detail(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("Too many requests from this {what}; retry after {retry_after_secs}s"),
-                ),
-                u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
-            ),
-            // Never leak internals.
-            ApiError::Internal(_) => detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+            ApiError::IdempotencyKeyReused => {
+                (status, Json(idempotency_key_reused())).into_response()
+            }
+            other => detail(status, other.detail_text()),
+        };
+        match retry {
+            Some(seconds) => retry_after(response, seconds),
+            None => response,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! ingest's Prometheus metrics, registered in one registry and served on
 //! `GET /metrics`.
 
+use prometheus::core::Collector;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -44,130 +45,62 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Registers a new metric in `registry` and hands it back; the names are
+/// fixed here, so a failure is a bug found by the first test.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("a valid metric");
+    vibemon_runtime::register_all(registry, vec![Box::new(metric.clone())]);
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(registry, IntCounter::new(name, help))
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), &[label]),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(registry, IntGauge::new(name, help))
+}
+
+/// A latency histogram with ingest's buckets.
+fn latency(registry: &Registry, name: &str, help: &str, label: &str) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    registered(registry, HistogramVec::new(opts, &[label]))
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "vibemon_http_requests_total",
-                "HTTP requests by route and status",
-            ),
-            &["route", "status"],
-        )
-        .unwrap();
-        let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "vibemon_http_request_duration_seconds",
-                "HTTP request latency",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )
-        .unwrap();
-        let produce_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "vibemon_ingest_produce_duration_seconds",
-                "Kafka produce latency until acknowledged",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["outcome"],
-        )
-        .unwrap();
-        let produce_errors = IntCounterVec::new(
-            Opts::new(
-                "vibemon_ingest_produce_errors_total",
-                "Kafka produce failures by reason",
-            ),
-            &["reason"],
-        )
-        .unwrap();
-        let producer_queue = IntGauge::new(
-            "vibemon_ingest_producer_queue_messages",
-            "Messages in the producer queue awaiting acknowledgement",
-        )
-        .unwrap();
-        let auth_cache = IntCounterVec::new(
-            Opts::new(
-                "vibemon_ingest_auth_cache_total",
-                "API key cache lookups by result",
-            ),
-            &["result"],
-        )
-        .unwrap();
-        let argon2_verifications = IntCounterVec::new(
-            Opts::new(
-                "vibemon_ingest_argon2_verifications_total",
-                "argon2id verifications by outcome",
-            ),
-            &["outcome"],
-        )
-        .unwrap();
-        let rejections = IntCounterVec::new(
-            Opts::new(
-                "vibemon_ingest_rejections_total",
-                "Rejected webhook requests by reason",
-            ),
-            &["reason"],
-        )
-        .unwrap();
-        let events_published = IntCounter::new(
-            "vibemon_ingest_events_published_total",
-            "DeploymentReported events acknowledged by Kafka",
-        )
-        .unwrap();
-        let open_connections = IntGauge::new(
-            "vibemon_http_open_connections",
-            "TCP connections being served, one task each",
-        )
-        .unwrap();
-        let connections_refused = IntCounter::new(
-            "vibemon_http_connections_refused_total",
-            "TCP connections refused with a 503 because the connection cap was reached",
-        )
-        .unwrap();
-        let requests_in_flight = IntGauge::new(
-            "vibemon_http_requests_in_flight",
-            "Webhook and read-API requests being worked on",
-        )
-        .unwrap();
-        let requests_refused = IntCounter::new(
-            "vibemon_http_requests_refused_total",
-            "Requests refused with a 503 before their body was read because the in-flight cap was reached",
-        )
-        .unwrap();
-        vibemon_runtime::register_all(
-            &registry,
-            vec![
-                Box::new(requests.clone()),
-                Box::new(request_seconds.clone()),
-                Box::new(produce_seconds.clone()),
-                Box::new(produce_errors.clone()),
-                Box::new(producer_queue.clone()),
-                Box::new(auth_cache.clone()),
-                Box::new(argon2_verifications.clone()),
-                Box::new(rejections.clone()),
-                Box::new(events_published.clone()),
-                Box::new(open_connections.clone()),
-                Box::new(connections_refused.clone()),
-                Box::new(requests_in_flight.clone()),
-                Box::new(requests_refused.clone()),
-            ],
-        );
+        let r = Registry::new();
         Self {
-            registry,
-            requests,
-            request_seconds,
-            produce_seconds,
-            produce_errors,
-            producer_queue,
-            auth_cache,
-            argon2_verifications,
-            rejections,
-            events_published,
-            open_connections,
-            connections_refused,
-            requests_in_flight,
-            requests_refused,
+            requests: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("vibemon_http_requests_total", "HTTP requests by route and status"),
+                    &["route", "status"],
+                ),
+            ),
+            request_seconds: latency(&r, "vibemon_http_request_duration_seconds", "HTTP request latency", "route"),
+            produce_seconds: latency(&r, "vibemon_ingest_produce_duration_seconds", "Kafka produce latency until acknowledged", "outcome"),
+            produce_errors: counter_vec(&r, "vibemon_ingest_produce_errors_total", "Kafka produce failures by reason", "reason"),
+            producer_queue: gauge(&r, "vibemon_ingest_producer_queue_messages", "Messages in the producer queue awaiting acknowledgement"),
+            auth_cache: counter_vec(&r, "vibemon_ingest_auth_cache_total", "API key cache lookups by result", "result"),
+            argon2_verifications: counter_vec(&r, "vibemon_ingest_argon2_verifications_total", "argon2id verifications by outcome", "outcome"),
+            rejections: counter_vec(&r, "vibemon_ingest_rejections_total", "Rejected webhook requests by reason", "reason"),
+            events_published: counter(&r, "vibemon_ingest_events_published_total", "DeploymentReported events acknowledged by Kafka"),
+            open_connections: gauge(&r, "vibemon_http_open_connections", "TCP connections being served, one task each"),
+            connections_refused: counter(&r, "vibemon_http_connections_refused_total", "TCP connections refused with a 503 because the connection cap was reached"),
+            requests_in_flight: gauge(&r, "vibemon_http_requests_in_flight", "Webhook and read-API requests being worked on"),
+            requests_refused: counter(&r, "vibemon_http_requests_refused_total", "Requests refused with a 503 before their body was read because the in-flight cap was reached"),
+            registry: r,
         }
     }
 
