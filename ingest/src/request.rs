@@ -144,112 +144,177 @@ pub fn parse(
     now: DateTime<Utc>,
     max_future_skew: Duration,
 ) -> Result<WebhookRequest, Vec<ValidationIssue>> {
-    let pairs = match serde_json::from_slice::<Pairs>(body) {
-        Ok(p) => p.0,
-        Err(e) if e.is_data() => {
-            return Err(vec![issue(
-                &["body"],
-                "model_attributes_type",
-                "Input should be a JSON object",
-            )]);
-        }
-        Err(e) => {
-            let mut i = issue(&["body"], "json_invalid", format!("JSON decode error: {e}"));
-            i.loc.push(LocPart::Index(e.column() as u64));
-            return Err(vec![i]);
-        }
-    };
-
+    let pairs = decode(body)?;
     let mut c = Checker { issues: Vec::new() };
-    let mut fields: [Option<&Value>; FIELDS.len()] = [None; FIELDS.len()];
-    for (key, value) in &pairs {
-        match FIELDS.iter().position(|f| f == key) {
-            Some(i) if fields[i].is_some() => c.issues.push(issue(
-                &["body", key],
-                "duplicate_field",
-                format!("Field {key:?} appears more than once"),
-            )),
-            Some(i) => fields[i] = Some(value),
-            None => c.issues.push(issue(
-                &["body", key],
-                "extra_forbidden",
-                format!(
-                    "Extra inputs are not permitted: {key:?} is not a field (fields: {})",
-                    FIELDS.join(", ")
-                ),
-            )),
-        }
-    }
     let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id] =
-        fields;
+        c.fields(&pairs);
 
-    let environment = c.string("environment", environment, true);
-    let environment = c.parsed("environment", environment, EnvironmentName::parse);
-    let repository = c.string("repository", repository, true);
-    let repository = c.parsed("repository", repository, RepoFullName::parse);
-    let branch = c.string("branch", branch, false);
-    let branch = c.parsed("branch", branch, BranchName::parse);
-    let commit_sha = c.string("commit_sha", commit_sha, false);
-    let commit_sha = c.parsed("commit_sha", commit_sha, CommitSha::parse);
-    let status = c.string("status", status, false);
-    let status = c.parsed("status", status, |s| DeploymentStatus::parse(&s));
-    let source = c.string("source", source, false);
-    let source = c.parsed("source", source, |s| DeploymentSource::parse(&s));
-    let external_id = c.string("external_id", external_id, false);
-    let external_id = c.parsed("external_id", external_id, ExternalId::parse);
+    // Field groups in this order, so the issues are listed in it.
+    let (environment, repository) = c.target(environment, repository);
+    let (branch, commit_sha) = c.revision(branch, commit_sha);
+    let (status, source, external_id) = c.outcome(status, source, external_id);
+    let deployed_at = c.deployed_at(deployed_at, now, max_future_skew);
+    let extra_data = c.extra_data(extra_data);
 
-    let deployed_at = c.string("deployed_at", deployed_at, false);
-    let deployed_at = c.parsed("deployed_at", deployed_at, |s| {
-        let t = parse_timestamp(&s).ok_or_else(|| {
-            FieldError::new("datetime_parsing", format!("deployed_at must be an ISO 8601 timestamp such as 2024-01-15T10:30:00Z, got {s:?}"))
-        })?;
-        check_timestamp_range(t, "deployed_at")?;
-        if t > now + max_future_skew {
-            return Err(FieldError::new(
-                "datetime_future",
-                format!(
-                    "deployed_at {s:?} is more than {}s in the future (server time {}); check the CI clock",
-                    max_future_skew.num_seconds(),
-                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-            ));
-        }
-        Ok(t)
-    });
-
-    let extra_data = match extra_data {
-        None | Some(Value::Null) => Some(ExtraData::default()),
-        Some(Value::Object(map)) => match ExtraData::parse(map.clone()) {
-            Ok(data) => Some(data),
-            Err(e) => {
-                c.issues.push(field_issue("extra_data", e));
-                None
-            }
-        },
-        Some(other) => {
-            c.issues.push(issue(
-                &["body", "extra_data"],
-                "dict_type",
-                format!("extra_data must be a JSON object, got {}", json_type(other)),
-            ));
-            None
-        }
-    };
-
-    if !c.issues.is_empty() {
+    let (Some(environment), Some(repository), Some(extra_data), true) =
+        (environment, repository, extra_data, c.issues.is_empty())
+    else {
         return Err(c.issues);
-    }
+    };
     Ok(WebhookRequest {
-        environment: environment.expect("checked"),
-        repository: repository.expect("checked"),
+        environment,
+        repository,
         branch,
         commit_sha,
         status: status.unwrap_or_default(),
         source: source.unwrap_or_default(),
         deployed_at: deployed_at.unwrap_or(now),
-        extra_data: extra_data.expect("checked"),
+        extra_data,
         external_id,
     })
+}
+
+/// The body as (key, value) pairs, or the one issue that it is not a JSON
+/// object.
+fn decode(body: &[u8]) -> Result<Vec<(String, Value)>, Vec<ValidationIssue>> {
+    match serde_json::from_slice::<Pairs>(body) {
+        Ok(p) => Ok(p.0),
+        Err(e) if e.is_data() => Err(vec![issue(
+            &["body"],
+            "model_attributes_type",
+            "Input should be a JSON object",
+        )]),
+        Err(e) => {
+            let mut i = issue(&["body"], "json_invalid", format!("JSON decode error: {e}"));
+            i.loc.push(LocPart::Index(e.column() as u64));
+            Err(vec![i])
+        }
+    }
+}
+
+/// The value given for each field, in [`FIELDS`] order.
+type Fields<'a> = [Option<&'a Value>; FIELDS.len()];
+
+impl Checker {
+    /// Each pair in its field's place; a duplicated or unknown key is an issue.
+    fn fields<'a>(&mut self, pairs: &'a [(String, Value)]) -> Fields<'a> {
+        let mut fields: Fields<'a> = [None; FIELDS.len()];
+        for (key, value) in pairs {
+            match FIELDS.iter().position(|f| f == key) {
+                Some(i) if fields[i].is_some() => self.issues.push(issue(
+                    &["body", key],
+                    "duplicate_field",
+                    format!("Field {key:?} appears more than once"),
+                )),
+                Some(i) => fields[i] = Some(value),
+                None => self.issues.push(issue(
+                    &["body", key],
+                    "extra_forbidden",
+                    format!(
+                        "Extra inputs are not permitted: {key:?} is not a field (fields: {})",
+                        FIELDS.join(", ")
+                    ),
+                )),
+            }
+        }
+        fields
+    }
+
+    /// Where it was deployed: the two required fields.
+    fn target(
+        &mut self,
+        environment: Option<&Value>,
+        repository: Option<&Value>,
+    ) -> (Option<EnvironmentName>, Option<RepoFullName>) {
+        let environment = self.string("environment", environment, true);
+        let environment = self.parsed("environment", environment, EnvironmentName::parse);
+        let repository = self.string("repository", repository, true);
+        let repository = self.parsed("repository", repository, RepoFullName::parse);
+        (environment, repository)
+    }
+
+    /// What was deployed.
+    fn revision(
+        &mut self,
+        branch: Option<&Value>,
+        commit_sha: Option<&Value>,
+    ) -> (Option<BranchName>, Option<CommitSha>) {
+        let branch = self.string("branch", branch, false);
+        let branch = self.parsed("branch", branch, BranchName::parse);
+        let commit_sha = self.string("commit_sha", commit_sha, false);
+        let commit_sha = self.parsed("commit_sha", commit_sha, CommitSha::parse);
+        (branch, commit_sha)
+    }
+
+    /// How it went, who says so, and the sender's own id for it.
+    fn outcome(
+        &mut self,
+        status: Option<&Value>,
+        source: Option<&Value>,
+        external_id: Option<&Value>,
+    ) -> (
+        Option<DeploymentStatus>,
+        Option<DeploymentSource>,
+        Option<ExternalId>,
+    ) {
+        let status = self.string("status", status, false);
+        let status = self.parsed("status", status, |s| DeploymentStatus::parse(&s));
+        let source = self.string("source", source, false);
+        let source = self.parsed("source", source, |s| DeploymentSource::parse(&s));
+        let external_id = self.string("external_id", external_id, false);
+        let external_id = self.parsed("external_id", external_id, ExternalId::parse);
+        (status, source, external_id)
+    }
+
+    /// When it was deployed: a timestamp Postgres can hold, not further
+    /// ahead of `now` than the allowed clock skew.
+    fn deployed_at(
+        &mut self,
+        value: Option<&Value>,
+        now: DateTime<Utc>,
+        max_future_skew: Duration,
+    ) -> Option<DateTime<Utc>> {
+        let deployed_at = self.string("deployed_at", value, false);
+        self.parsed("deployed_at", deployed_at, |s| {
+            let t = parse_timestamp(&s).ok_or_else(|| {
+                FieldError::new("datetime_parsing", format!("deployed_at must be an ISO 8601 timestamp such as 2024-01-15T10:30:00Z, got {s:?}"))
+            })?;
+            check_timestamp_range(t, "deployed_at")?;
+            if t > now + max_future_skew {
+                return Err(FieldError::new(
+                    "datetime_future",
+                    format!(
+                        "deployed_at {s:?} is more than {}s in the future (server time {}); check the CI clock",
+                        max_future_skew.num_seconds(),
+                        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                ));
+            }
+            Ok(t)
+        })
+    }
+
+    /// Free-form data: an object (or nothing), checked by `ExtraData`.
+    fn extra_data(&mut self, value: Option<&Value>) -> Option<ExtraData> {
+        match value {
+            None | Some(Value::Null) => Some(ExtraData::default()),
+            Some(Value::Object(map)) => match ExtraData::parse(map.clone()) {
+                Ok(data) => Some(data),
+                Err(e) => {
+                    self.issues.push(field_issue("extra_data", e));
+                    None
+                }
+            },
+            Some(other) => {
+                self.issues.push(issue(
+                    &["body", "extra_data"],
+                    "dict_type",
+                    format!("extra_data must be a JSON object, got {}", json_type(other)),
+                ));
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]
