@@ -211,63 +211,82 @@ fn timestamp(name: &'static str) -> impl Fn(&str) -> Result<DateTime<Utc>, Strin
     }
 }
 
+/// `GET /api/v1/deployments`'s query, parsed: every filter, the page.
+struct HistoryQuery {
+    environment: Option<EnvironmentName>,
+    repository: Option<String>,
+    status: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    cursor: Option<Cursor>,
+    limit: Option<i64>,
+}
+
+impl HistoryQuery {
+    const PARAMS: [&'static str; 7] = [
+        "environment",
+        "repository",
+        "status",
+        "since",
+        "until",
+        "cursor",
+        "limit",
+    ];
+
+    fn parse(raw: Option<String>) -> Result<Self, ApiError> {
+        let mut p = Params::new(raw, &Self::PARAMS);
+        let query = Self {
+            environment: p.get("environment", |s| {
+                EnvironmentName::parse(s).map_err(|e| e.msg)
+            }),
+            repository: p.get("repository", |s| Ok(s.to_owned())),
+            status: p.get("status", |s| {
+                DeploymentStatus::parse(s)
+                    .map(|s| s.as_str().to_owned())
+                    .map_err(|e| e.msg)
+            }),
+            since: p.get("since", timestamp("since")),
+            until: p.get("until", timestamp("until")),
+            cursor: p.get("cursor", |s| {
+                Cursor::decode(s).ok_or_else(|| "cursor is not one this API returned".to_owned())
+            }),
+            limit: p.get("limit", |s| {
+                s.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!(
+                        "limit must be a positive integer (at most {} is used)",
+                        read::MAX_PAGE
+                    )
+                })
+            }),
+        };
+        p.finish()?;
+        Ok(query)
+    }
+}
+
 async fn list_deployments(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::Page>, ApiError> {
-    let mut p = Params::new(
-        raw,
-        &[
-            "environment",
-            "repository",
-            "status",
-            "since",
-            "until",
-            "cursor",
-            "limit",
-        ],
-    );
-    let environment = p.get("environment", |s| {
-        EnvironmentName::parse(s).map_err(|e| e.msg)
-    });
-    let repository = p.get("repository", |s| Ok(s.to_owned()));
-    let status = p.get("status", |s| {
-        DeploymentStatus::parse(s)
-            .map(|s| s.as_str().to_owned())
-            .map_err(|e| e.msg)
-    });
-    let since = p.get("since", timestamp("since"));
-    let until = p.get("until", timestamp("until"));
-    let cursor = p.get("cursor", |s| {
-        Cursor::decode(s).ok_or_else(|| "cursor is not one this API returned".to_owned())
-    });
-    let limit = p.get("limit", |s| {
-        s.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            format!(
-                "limit must be a positive integer (at most {} is used)",
-                read::MAX_PAGE
-            )
-        })
-    });
-    p.finish()?;
-    let environment_id = match environment {
+    let q = HistoryQuery::parse(raw)?;
+    let environment_id = match q.environment {
         Some(name) => Some(state.environments.resolve(who.workspace_id, &name).await?),
         None => None,
     };
     let filter = DeploymentFilter {
         environment_id,
-        repository,
-        status,
-        since,
-        until,
+        repository: q.repository,
+        status: q.status,
+        since: q.since,
+        until: q.until,
     };
     let page = read::list_deployments(
         &state.read_pool,
         who.workspace_id,
         &filter,
-        cursor,
-        limit.unwrap_or(50),
+        q.cursor,
+        q.limit.unwrap_or(50),
     )
     .await
     .map_err(db_error)?;

@@ -121,19 +121,7 @@ impl KafkaSink {
         let started = Instant::now();
         let payload = event.encode();
         let key = event.partition_key();
-        let mut headers = OwnedHeaders::new();
-        for (name, value) in event.cloudevents_headers() {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_bytes()),
-            });
-        }
-        if let Some(fingerprint) = fingerprint {
-            headers = headers.insert(Header {
-                key: REQUEST_FINGERPRINT_HEADER,
-                value: Some(fingerprint.as_bytes()),
-            });
-        }
+        let headers = record_headers(event, fingerprint);
         let record = FutureRecord::to(&self.topic)
             .payload(&payload)
             .key(&key)
@@ -154,12 +142,18 @@ impl KafkaSink {
                 }
             }
         };
+        self.record_outcome(started, &result);
+        result
+    }
+
+    /// The produce latency by outcome, and the event or its failure counted.
+    fn record_outcome(&self, started: Instant, result: &Result<(), SinkError>) {
         let outcome = if result.is_ok() { "acked" } else { "failed" };
         self.metrics
             .produce_seconds
             .with_label_values(&[outcome])
             .observe(started.elapsed().as_secs_f64());
-        match &result {
+        match result {
             Ok(()) => self.metrics.events_published.inc(),
             Err(e) => self
                 .metrics
@@ -167,7 +161,6 @@ impl KafkaSink {
                 .with_label_values(&[e.reason()])
                 .inc(),
         }
-        result
     }
 
     /// Can we reach the cluster and see our topic? Blocking: call from a blocking thread.
@@ -188,6 +181,25 @@ impl KafkaSink {
             tracing::warn!(error = %e, "producer flush did not complete");
         }
     }
+}
+
+/// The record's headers: the CloudEvents attributes, and the body's
+/// fingerprint when the request carried an `Idempotency-Key`.
+fn record_headers(event: &DeploymentReported, fingerprint: Option<&str>) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    for (name, value) in event.cloudevents_headers() {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    if let Some(fingerprint) = fingerprint {
+        headers = headers.insert(Header {
+            key: REQUEST_FINGERPRINT_HEADER,
+            value: Some(fingerprint.as_bytes()),
+        });
+    }
+    headers
 }
 
 impl Sink {
