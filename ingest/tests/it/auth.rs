@@ -9,22 +9,6 @@ use vibemon_testkit::eventually;
 
 use crate::helpers::{json, TestApp, MINIMAL};
 
-async fn post_with_key(app: &TestApp, key: Option<&str>) -> reqwest::Response {
-    let mut req = app
-        .client
-        .post(app.url("/api/v1/deployments/webhook"))
-        .header("Content-Type", "application/json")
-        .body(MINIMAL);
-    if let Some(k) = key {
-        req = req.header("X-Workspace-Key", k);
-    }
-    req.send().await.unwrap()
-}
-
-async fn metric(app: &TestApp, name_and_labels: &str) -> f64 {
-    app.metric(name_and_labels).await.unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_missing_malformed_unknown_or_wrong_key_gets_exactly_the_seed_401_body() {
     let app = TestApp::spawn().await;
@@ -47,7 +31,7 @@ async fn a_missing_malformed_unknown_or_wrong_key_gets_exactly_the_seed_401_body
         Some(unknown.as_str()),
         Some(wrong_secret.as_str()),
     ] {
-        let (status, body) = json(post_with_key(&app, key).await).await;
+        let (status, body) = json(app.post_as(key, MINIMAL).await).await;
         assert_eq!(status, 401, "{key:?}");
         assert_eq!(body, json!({"detail": "Invalid API key"}), "{key:?}");
     }
@@ -57,20 +41,12 @@ async fn a_missing_malformed_unknown_or_wrong_key_gets_exactly_the_seed_401_body
 #[tokio::test]
 async fn an_unknown_lookup_id_costs_an_argon2_verification_like_a_wrong_secret() {
     let app = TestApp::spawn().await;
-    let before = metric(
-        &app,
-        "vibemon_ingest_argon2_verifications_total{outcome=\"invalid\"}",
-    )
-    .await;
+    let before = app.argon2_verifications("invalid").await;
 
     let unknown = keys::generate().plaintext;
-    assert_eq!(post_with_key(&app, Some(&unknown)).await.status(), 401);
+    assert_eq!(app.post_as(Some(&unknown), MINIMAL).await.status(), 401);
 
-    let after = metric(
-        &app,
-        "vibemon_ingest_argon2_verifications_total{outcome=\"invalid\"}",
-    )
-    .await;
+    let after = app.argon2_verifications("invalid").await;
     assert_eq!(
         after - before,
         1.0,
@@ -86,16 +62,10 @@ async fn a_verified_key_is_served_from_the_cache_without_argon2() {
         assert_eq!(app.post(MINIMAL).await.status(), 201);
     }
 
+    assert_eq!(app.argon2_verifications("valid").await, 1.0);
     assert_eq!(
-        metric(
-            &app,
-            "vibemon_ingest_argon2_verifications_total{outcome=\"valid\"}"
-        )
-        .await,
-        1.0
-    );
-    assert_eq!(
-        metric(&app, "vibemon_ingest_auth_cache_total{result=\"hit\"}").await,
+        app.count("vibemon_ingest_auth_cache_total{result=\"hit\"}")
+            .await,
         4.0
     );
 }

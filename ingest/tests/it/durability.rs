@@ -187,20 +187,7 @@ async fn with_postgres_down_a_cached_key_keeps_being_accepted_and_an_uncached_on
         c.env_cache_ttl_secs = 60;
     })
     .await;
-    let post = |key: String| {
-        let client = app.client.clone();
-        let url = app.url("/api/v1/deployments/webhook");
-        async move {
-            client
-                .post(url)
-                .header("X-Workspace-Key", key)
-                .header("Content-Type", "application/json")
-                .body(MINIMAL)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
+    let post = |key: String| app.post_as(Some(&key), MINIMAL);
     assert_eq!(
         post(tenant.key.clone()).await.status(),
         201,

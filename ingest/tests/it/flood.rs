@@ -11,21 +11,6 @@ use vibemon_store::{keys, reference};
 
 use crate::helpers::{TestApp, MINIMAL};
 
-async fn post_as(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/deployments/webhook"))
-        .header("X-Workspace-Key", key)
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn metric(app: &TestApp, name_and_labels: &str) -> f64 {
-    app.metric(name_and_labels).await.unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_key_keeps_getting_quick_201s_through_a_flood_lasting_three_ttls() {
     let app = Arc::new(
@@ -45,7 +30,7 @@ async fn a_valid_key_keeps_getting_quick_201s_through_a_flood_lasting_three_ttls
             tokio::spawn(async move {
                 while Instant::now() < until {
                     let random = keys::generate_unhashed_plaintext();
-                    let _ = post_as(&app, &random, MINIMAL).await;
+                    let _ = app.post_as(Some(&random), MINIMAL).await;
                 }
             })
         })
@@ -61,16 +46,8 @@ async fn a_valid_key_keeps_getting_quick_201s_through_a_flood_lasting_three_ttls
     for f in flood {
         f.await.unwrap();
     }
-    let flooded = metric(
-        &app,
-        "vibemon_ingest_argon2_verifications_total{outcome=\"invalid\"}",
-    )
-    .await;
-    let valid_verifications = metric(
-        &app,
-        "vibemon_ingest_argon2_verifications_total{outcome=\"valid\"}",
-    )
-    .await;
+    let flooded = app.argon2_verifications("invalid").await;
+    let valid_verifications = app.argon2_verifications("valid").await;
 
     let worst = answers.iter().map(|(_, d)| *d).max().unwrap();
     let not_201: Vec<_> = answers.iter().filter(|(s, _)| *s != 201).collect();
@@ -102,11 +79,7 @@ async fn a_recently_valid_key_is_rechecked_after_its_ttl_without_argon2() {
 
     assert_eq!(again, 201);
     assert_eq!(
-        metric(
-            &app,
-            "vibemon_ingest_argon2_verifications_total{outcome=\"valid\"}"
-        )
-        .await,
+        app.argon2_verifications("valid").await,
         1.0,
         "the second verification needed only Postgres"
     );
@@ -130,11 +103,7 @@ async fn a_key_in_constant_use_past_its_recheck_window_is_still_rechecked_withou
     assert_eq!(app.post(MINIMAL).await.status(), 201);
 
     assert_eq!(
-        metric(
-            &app,
-            "vibemon_ingest_argon2_verifications_total{outcome=\"valid\"}"
-        )
-        .await,
+        app.argon2_verifications("valid").await,
         1.0,
         "one argon2 verification in all"
     );
@@ -167,7 +136,9 @@ async fn more_verifications_than_the_argon2_bound_allows_get_503_with_retry_afte
         .map(|_| {
             let app = app.clone();
             tokio::spawn(async move {
-                let resp = post_as(&app, &keys::generate_unhashed_plaintext(), MINIMAL).await;
+                let resp = app
+                    .post_as(Some(&keys::generate_unhashed_plaintext()), MINIMAL)
+                    .await;
                 let retry = resp.headers().get("retry-after").cloned();
                 (resp.status().as_u16(), retry, resp.text().await.unwrap())
             })

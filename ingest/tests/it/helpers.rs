@@ -1,12 +1,15 @@
-//! `TestApp`: one ingest on port 0 with a fresh database, topic and tenant.
+//! `TestApp`: one ingest on port 0 with a fresh database, topic and tenant,
+//! and the requests and metric reads the tests share.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use vibemon_ingest::config::Config;
+use vibemon_ingest::webhook::WEBHOOK_PATH;
 use vibemon_runtime::KafkaArgs;
+use vibemon_testkit::spawned::Spawned;
 use vibemon_testkit::{read_topic, ReadRecord, Tenant, TestDb, TestTopic};
 
 pub struct TestApp {
@@ -15,8 +18,8 @@ pub struct TestApp {
     pub topic: TestTopic,
     pub tenant: Tenant,
     pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The running ingest; dropping it aborts it.
+    service: Spawned,
 }
 
 impl TestApp {
@@ -35,25 +38,21 @@ impl TestApp {
         let tenant = Tenant::create(&db.pool, "GitHub Actions").await;
         let mut config = Config::new(&db.url, KafkaArgs::local(&topic.brokers, &topic.name));
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(vibemon_ingest::serve(config, listener, async {
-            let _ = rx.await;
-        }));
+        let service =
+            Spawned::start(|listener, shutdown| vibemon_ingest::serve(config, listener, shutdown))
+                .await;
         Self {
-            addr,
+            addr: service.addr,
             db,
             topic,
             tenant,
             client: reqwest::Client::new(),
-            shutdown: Some(tx),
-            handle: Some(handle),
+            service,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.service.url(path)
     }
 
     /// POSTs a JSON body to the webhook with the tenant's key.
@@ -62,16 +61,48 @@ impl TestApp {
     }
 
     pub async fn post_with(&self, body: &str, extra: &[(&str, &str)]) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(self.url("/api/v1/deployments/webhook"))
-            .header("X-Workspace-Key", &self.tenant.key)
-            .header("Content-Type", "application/json")
-            .body(body.to_owned());
+        let mut req = self.webhook_request(Some(&self.tenant.key), body);
         for (k, v) in extra {
             req = req.header(*k, *v);
         }
         req.send().await.expect("ingest answers")
+    }
+
+    /// POSTs a JSON body to the webhook with `key` (`None`: no key header).
+    /// The future owns what it needs, so it can be spawned.
+    pub fn post_as(
+        &self,
+        key: Option<&str>,
+        body: &str,
+    ) -> impl Future<Output = reqwest::Response> + Send + 'static {
+        let req = self.webhook_request(key, body);
+        async move { req.send().await.expect("ingest answers") }
+    }
+
+    fn webhook_request(&self, key: Option<&str>, body: &str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .post(self.url(WEBHOOK_PATH))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(key) = key {
+            req = req.header("X-Workspace-Key", key);
+        }
+        req
+    }
+
+    /// GETs `path` with `key`, as the read API is called. The future owns what
+    /// it needs, so it can be spawned; it yields reqwest's own error too, for
+    /// the tests that count requests that got no answer.
+    pub fn get_as(
+        &self,
+        key: &str,
+        path: &str,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
+        self.client
+            .get(self.url(path))
+            .header("X-Workspace-Key", key)
+            .send()
     }
 
     /// Every record on the topic, waiting up to `timeout` for `want` of them.
@@ -100,20 +131,21 @@ impl TestApp {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
-    /// Stops ingest gracefully and waits for it.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.handle.take().unwrap().await.unwrap()
+    /// The value of a counter, 0 before it was first incremented (when
+    /// Prometheus does not list it yet).
+    pub async fn count(&self, name_and_labels: &str) -> f64 {
+        self.metric(name_and_labels).await.unwrap_or(0.0)
     }
-}
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(h) = &self.handle {
-            h.abort();
-        }
+    /// argon2 verifications with `outcome` (`valid` or `invalid`) so far.
+    pub async fn argon2_verifications(&self, outcome: &str) -> f64 {
+        let name = format!("vibemon_ingest_argon2_verifications_total{{outcome=\"{outcome}\"}}");
+        self.count(&name).await
+    }
+
+    /// Stops ingest gracefully and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.service.stop().await
     }
 }
 
@@ -131,7 +163,7 @@ impl TestApp {
     /// does not depend on how long a reader waited.
     pub async fn record_count(&self) -> i64 {
         let (brokers, topic) = (self.topic.brokers.clone(), self.topic.name.clone());
-        tokio::task::spawn_blocking(move || vibemon_testkit::count_records(&brokers, &topic))
+        tokio::task::spawn_blocking(move || vibemon_testkit::ledger::records_on(&brokers, &topic))
             .await
             .unwrap()
     }

@@ -34,8 +34,8 @@ struct Case {
     raw_b64: Option<String>,
 }
 
-/// Records on the topic, from the high watermarks, with one consumer kept
-/// open so reading them after every request stays cheap.
+/// Records on the topic, from its watermarks, with one consumer kept open so
+/// reading them after every request stays cheap.
 struct Watermarks {
     consumer: rdkafka::consumer::BaseConsumer,
     topic: String,
@@ -56,20 +56,11 @@ impl Watermarks {
 
     fn total(&self) -> i64 {
         use rdkafka::consumer::Consumer;
-        let md = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
-            .expect("topic metadata");
-        md.topics()[0]
-            .partitions()
+        let client = self.consumer.client();
+        vibemon_runtime::watermarks::watermarks(client, &self.topic, Duration::from_secs(10))
+            .expect("watermarks")
             .iter()
-            .map(|p| {
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))
-                    .expect("watermarks");
-                high - low
-            })
+            .map(|p| p.high - p.low)
             .sum()
     }
 }

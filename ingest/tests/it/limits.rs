@@ -36,18 +36,11 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
 #[tokio::test]
 async fn a_client_address_over_its_rate_gets_429_before_any_key_is_checked() {
     let app = TestApp::spawn_with(|c| c.rate_limit_per_ip = 1).await;
-    let anonymous = || {
-        app.client
-            .post(app.url("/api/v1/deployments/webhook"))
-            .header("Content-Type", "application/json")
-            .header("X-Workspace-Key", vibemon_store::keys::generate().plaintext)
-            .body(MINIMAL)
-            .send()
-    };
+    let anonymous = || app.post_as(Some(&vibemon_store::keys::generate().plaintext), MINIMAL);
 
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses.push(anonymous().await.unwrap().status().as_u16());
+        statuses.push(anonymous().await.status().as_u16());
     }
     let metrics = app.metrics_text().await;
 
@@ -94,6 +87,17 @@ async fn idle_connections(app: &TestApp, n: usize) -> Vec<tokio::net::TcpStream>
     idle
 }
 
+/// Closes the idle connections, then posts until a 201 comes back (within
+/// 5 s): the raw answer, or `None`.
+async fn served_once_closed(app: &TestApp, idle: Vec<tokio::net::TcpStream>) -> Option<String> {
+    drop(idle);
+    vibemon_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        let answer = post_raw(app).await;
+        answer.starts_with("HTTP/1.1 201").then_some(answer)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_room() {
     let app = TestApp::spawn_with(|c| {
@@ -105,12 +109,7 @@ async fn one_client_holding_its_share_of_connections_gets_503_while_the_cap_has_
     let idle = idle_connections(&app, 3).await;
 
     let refused = post_raw(&app).await;
-    drop(idle);
-    let served = vibemon_testkit::eventually(std::time::Duration::from_secs(5), || async {
-        let answer = post_raw(&app).await;
-        answer.starts_with("HTTP/1.1 201").then_some(answer)
-    })
-    .await;
+    let served = served_once_closed(&app, idle).await;
 
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(
@@ -131,12 +130,7 @@ async fn a_connection_over_the_cap_gets_an_immediate_503_and_a_freed_slot_serves
     let started = std::time::Instant::now();
     let refused = post_raw(&app).await;
     let refused_in = started.elapsed();
-    drop(idle);
-    let served = vibemon_testkit::eventually(std::time::Duration::from_secs(5), || async {
-        let answer = post_raw(&app).await;
-        answer.starts_with("HTTP/1.1 201").then_some(answer)
-    })
-    .await;
+    let served = served_once_closed(&app, idle).await;
 
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("Retry-After: 1"), "{refused}");
@@ -157,13 +151,8 @@ async fn the_read_api_is_behind_the_per_ip_limit_too() {
 
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let resp = app
-            .client
-            .get(app.url("/api/v1/deployments"))
-            .header("X-Workspace-Key", vibemon_store::keys::generate().plaintext)
-            .send()
-            .await
-            .unwrap();
+        let random = vibemon_store::keys::generate().plaintext;
+        let resp = app.get_as(&random, "/api/v1/deployments").await.unwrap();
         statuses.push(resp.status().as_u16());
     }
 

@@ -56,19 +56,16 @@ async fn metrics_count_requests_by_route_and_status_and_rejections_by_reason() {
     }
 }
 
+async fn openapi(app: &TestApp) -> Value {
+    let resp = app.client.get(app.url("/openapi.json")).send().await;
+    resp.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_the_webhook() {
     let app = TestApp::spawn().await;
 
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&app).await;
 
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let webhook = &doc["paths"]["/api/v1/deployments/webhook"]["post"];
@@ -93,15 +90,7 @@ async fn sigterm_style_shutdown_finishes_in_flight_requests_and_stops() {
 #[tokio::test]
 async fn every_route_of_the_router_is_in_the_openapi_document() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&app).await;
     let paths = doc["paths"].as_object().unwrap();
     let source =
         include_str!("../../src/app.rs").to_owned() + include_str!("../../src/read_api.rs");

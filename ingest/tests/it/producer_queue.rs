@@ -46,22 +46,8 @@ async fn full_queue_case(fill: impl FnOnce(&mut vibemon_ingest::config::Config))
     })
     .await;
     let first = {
-        let (client, url, key) = (
-            app.client.clone(),
-            app.url("/api/v1/deployments/webhook"),
-            app.tenant.key.clone(),
-        );
-        tokio::spawn(async move {
-            let resp = client
-                .post(url)
-                .header("X-Workspace-Key", key)
-                .header("Content-Type", "application/json")
-                .body(MINIMAL)
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        })
+        let sent = app.post_as(Some(&app.tenant.key), MINIMAL);
+        tokio::spawn(async move { sent.await.status().as_u16() })
     };
     until_one_record_is_queued(&app).await;
 
@@ -104,20 +90,9 @@ async fn with_the_broker_unreachable_a_full_queue_answers_503_at_once_and_the_qu
     .await;
     let started = Instant::now();
     let first = {
-        let (client, url, key) = (
-            app.client.clone(),
-            app.url("/api/v1/deployments/webhook"),
-            app.tenant.key.clone(),
-        );
+        let sent = app.post_as(Some(&app.tenant.key), MINIMAL);
         tokio::spawn(async move {
-            let resp = client
-                .post(url)
-                .header("X-Workspace-Key", key)
-                .header("Content-Type", "application/json")
-                .body(MINIMAL)
-                .send()
-                .await
-                .unwrap();
+            let resp = sent.await;
             (
                 resp.status().as_u16(),
                 resp.headers().contains_key("retry-after"),

@@ -33,13 +33,7 @@ async fn project(app: &TestApp, events: &[DeploymentReported]) {
 }
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
-    let resp = app
-        .client
-        .get(app.url(path))
-        .header("X-Workspace-Key", &app.tenant.key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_as(&app.tenant.key, path).await.unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 

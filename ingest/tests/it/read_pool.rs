@@ -14,6 +14,17 @@ use vibemon_store::keys;
 
 use crate::helpers::{TestApp, MINIMAL};
 
+/// A transaction holding an ACCESS EXCLUSIVE lock on `deployments`: every
+/// history query blocks behind it until it is rolled back.
+async fn lock_deployments(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut lock = app.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE deployments IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
 #[tokio::test]
 async fn a_webhook_with_an_uncached_key_gets_201_while_slow_reads_fill_the_read_pool() {
     let app = TestApp::spawn_with(|c| {
@@ -29,34 +40,22 @@ async fn a_webhook_with_an_uncached_key_gets_201_while_slow_reads_fill_the_read_
     .await
     .unwrap();
     let read = || {
-        app.client
-            .get(app.url("/api/v1/deployments?repository=acme/nowhere"))
-            .header("X-Workspace-Key", &app.tenant.key)
-            .send()
+        app.get_as(
+            &app.tenant.key,
+            "/api/v1/deployments?repository=acme/nowhere",
+        )
     };
     assert_eq!(
         read().await.unwrap().status(),
         200,
         "the reading key is warm"
     );
-    let mut lock = app.db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE deployments IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = lock_deployments(&app).await;
 
     let reads: Vec<_> = (0..24).map(|_| tokio::spawn(read())).collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    let webhook = app
-        .client
-        .post(app.url("/api/v1/deployments/webhook"))
-        .header("X-Workspace-Key", &fresh_key)
-        .header("Content-Type", "application/json")
-        .body(MINIMAL)
-        .send()
-        .await
-        .unwrap();
+    let webhook = app.post_as(Some(&fresh_key), MINIMAL).await;
     let took = started.elapsed();
     let webhook_status = webhook.status().as_u16();
     let webhook_body = webhook.text().await.unwrap();
@@ -77,22 +76,13 @@ async fn a_webhook_with_an_uncached_key_gets_201_while_slow_reads_fill_the_read_
 #[tokio::test]
 async fn a_read_stuck_in_postgres_is_cancelled_at_the_statement_timeout_with_a_503() {
     let app = TestApp::spawn_with(|c| c.read_statement_timeout_ms = 300).await;
-    let read = || {
-        app.client
-            .get(app.url("/api/v1/deployments"))
-            .header("X-Workspace-Key", &app.tenant.key)
-            .send()
-    };
+    let read = || app.get_as(&app.tenant.key, "/api/v1/deployments");
     assert_eq!(
         read().await.unwrap().status(),
         200,
         "the reading key is warm"
     );
-    let mut lock = app.db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE deployments IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = lock_deployments(&app).await;
 
     let started = Instant::now();
     // Bounded, so that without the statement timeout this fails rather than
