@@ -3,8 +3,7 @@
 //!
 //! [`app`] builds the whole `Router` from an [`AppState`], so tests drive it
 //! with `tower::ServiceExt::oneshot` and no socket. The handlers live
-//! elsewhere: [`webhook`](crate::webhook), [`read_api`](crate::read_api) and
-//! [`ops`](crate::ops).
+//! elsewhere: `webhook`, `read_api` and `ops`.
 
 use std::sync::Arc;
 use std::time::Instant;

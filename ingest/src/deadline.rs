@@ -3,11 +3,9 @@
 //! the body, the environment lookup). Once the event is handed over, only
 //! the producer's `message.timeout.ms` bounds the answer.
 //!
-//! It rides in the request's extensions, so the [`Authenticated`] extractor
+//! It rides in the request's extensions, so the `Authenticated` extractor
 //! can keep to it too; a request without one (the read API, which has a
 //! blanket timeout instead) is not cut off here.
-//!
-//! [`Authenticated`]: crate::authenticated::Authenticated
 
 use std::future::Future;
 use std::time::Duration;
