@@ -7,8 +7,9 @@
 //! cannot be applied, [`topic_check`] checks the checkpoints against the topic
 //! on assignment. [`serve`] wires them to the health and metrics endpoints.
 //!
-//! Modules depend one way only: `consumer` on `dead_letters`, `topic_check`
-//! and `writer`; those on `batch` (and `metrics`); `batch` on none.
+//! Modules depend one way only: `config` on `consumer`; `consumer` on
+//! `dead_letters`, `topic_check` and `writer`; those on `batch`, `metrics`
+//! and `retry`, which depend on no other module of the crate.
 
 pub mod batch;
 pub mod config;
