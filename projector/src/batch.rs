@@ -189,3 +189,76 @@ fn decode(record: &Record) -> Result<DeploymentReported, RejectReason> {
     };
     DeploymentReported::decode(bytes).map_err(|e| RejectReason::Decode(Arc::new(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: i64, payload: Option<&[u8]>) -> Record {
+        Record {
+            topic: "t".to_owned(),
+            partition: 0,
+            offset,
+            payload: payload.map(<[u8]>::to_vec),
+            key: None,
+            fingerprint: None,
+        }
+    }
+
+    /// The reason's text and class as the DLQ headers carry them.
+    fn reasons(records: Vec<Record>) -> Vec<(String, &'static str)> {
+        Prepared::from_records(records, None)
+            .rejected
+            .iter()
+            .map(|r| (r.reason.to_string(), r.reason.class()))
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_undecodable_record_keeps_its_reason_text_and_class() {
+        let future = br#"{"schema_version":2}"#;
+        let got = reasons(vec![
+            record(0, None),
+            record(1, Some(b"{not json")),
+            record(2, Some(future)),
+        ]);
+
+        assert_eq!(
+            got[0],
+            ("record has no value (tombstone)".to_owned(), "invalid")
+        );
+        assert!(
+            got[1].0.starts_with("invalid DeploymentReported v1: "),
+            "{}",
+            got[1].0
+        );
+        assert_eq!(got[1].1, "invalid");
+        assert_eq!(
+            got[2],
+            (
+                "unsupported schema_version 2 (this build reads version 1)".to_owned(),
+                "unsupported_version"
+            )
+        );
+    }
+
+    #[test]
+    fn a_record_postgres_refused_says_so_in_its_reason_and_class() {
+        let reason = RejectReason::Postgres {
+            message: "value too long".to_owned(),
+        };
+
+        assert_eq!(reason.to_string(), "rejected by Postgres: value too long");
+        assert_eq!(reason.class(), "rejected_by_postgres");
+    }
+
+    #[test]
+    fn the_checkpoint_follows_the_furthest_record_of_each_partition_whatever_its_validity() {
+        let prepared = Prepared::from_records(vec![record(7, Some(b"x")), record(3, None)], None);
+
+        let position = &prepared.next_offsets[&("t".to_owned(), 0)];
+        assert_eq!(position.next, 8);
+        assert_eq!(position.last_record, Some(record_digest(Some(b"x"))));
+        assert_eq!(prepared.validity, [false, false]);
+    }
+}
