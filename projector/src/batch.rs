@@ -5,6 +5,7 @@
 //! same records give the same rows whatever the batch boundaries.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use vibemon_schemas::{DecodeError, DeploymentReported};
 use vibemon_store::checkpoints::Position;
@@ -47,14 +48,16 @@ impl Located {
     }
 }
 
-/// Why a record is not applied but dead-lettered.
+/// Why a record is not applied but dead-lettered. The reason keeps its type
+/// from decoding to the DLQ headers, so its class is never recovered from
+/// its text.
 #[derive(Debug, Clone)]
 pub enum RejectReason {
-    /// The record is not a usable event; `class` is `DecodeError::class`.
-    Decode {
-        class: &'static str,
-        message: String,
-    },
+    /// The record has no value (a tombstone): there is nothing to decode.
+    Tombstone,
+    /// The record's value is not a usable event. `DecodeError` holds a
+    /// `serde_json::Error`, which is not `Clone`, hence the `Arc`.
+    Decode(Arc<DecodeError>),
     /// The record decoded, but Postgres refused it for a reason retrying
     /// cannot fix (found by bisecting its batch).
     Postgres { message: String },
@@ -64,7 +67,8 @@ impl RejectReason {
     /// A stable label for metrics and the `dlq_reason_class` header.
     pub fn class(&self) -> &'static str {
         match self {
-            RejectReason::Decode { class, .. } => class,
+            RejectReason::Tombstone => "invalid",
+            RejectReason::Decode(e) => e.class(),
             RejectReason::Postgres { .. } => "rejected_by_postgres",
         }
     }
@@ -73,7 +77,8 @@ impl RejectReason {
 impl std::fmt::Display for RejectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RejectReason::Decode { message, .. } => f.write_str(message),
+            RejectReason::Tombstone => f.write_str("record has no value (tombstone)"),
+            RejectReason::Decode(e) => write!(f, "{e}"),
             RejectReason::Postgres { message } => write!(f, "rejected by Postgres: {message}"),
         }
     }
@@ -127,41 +132,12 @@ impl Prepared {
     /// Splits records; with `only_workspace`, valid events of other
     /// workspaces are checkpointed but not applied (replays of one workspace).
     pub fn from_records(records: Vec<Record>, only_workspace: Option<uuid::Uuid>) -> Self {
-        let mut out = Prepared::default();
-        // Per partition, the furthest record sets the position; only its
-        // digest is computed.
-        let mut furthest: BTreeMap<(&str, i32), &Record> = BTreeMap::new();
-        for record in &records {
-            let slot = furthest
-                .entry((record.topic.as_str(), record.partition))
-                .or_insert(record);
-            if record.offset > slot.offset {
-                *slot = record;
-            }
-        }
-        out.next_offsets = furthest
-            .into_iter()
-            .map(|((topic, partition), record)| {
-                let position = Position {
-                    next: record.offset + 1,
-                    last_record: Some(record_digest(record.payload.as_deref())),
-                };
-                ((topic.to_owned(), partition), position)
-            })
-            .collect();
+        let mut out = Prepared {
+            next_offsets: next_offsets(&records),
+            ..Prepared::default()
+        };
         for record in records {
-            let decoded = match &record.payload {
-                None => Err(RejectReason::Decode {
-                    class: "invalid",
-                    message: "record has no value (tombstone)".to_owned(),
-                }),
-                Some(bytes) => DeploymentReported::decode(bytes).map_err(|e: DecodeError| {
-                    RejectReason::Decode {
-                        class: e.class(),
-                        message: e.to_string(),
-                    }
-                }),
-            };
+            let decoded = decode(&record);
             out.validity.push(decoded.is_ok());
             match decoded {
                 Ok(event) if only_workspace.is_some_and(|w| w != event.workspace_id) => {}
@@ -179,5 +155,110 @@ impl Prepared {
             }
         }
         out
+    }
+}
+
+/// The position after the furthest record of each partition. Only the
+/// furthest record's digest is computed.
+fn next_offsets(records: &[Record]) -> BTreeMap<(String, i32), Position> {
+    let mut furthest: BTreeMap<(&str, i32), &Record> = BTreeMap::new();
+    for record in records {
+        let slot = furthest
+            .entry((record.topic.as_str(), record.partition))
+            .or_insert(record);
+        if record.offset > slot.offset {
+            *slot = record;
+        }
+    }
+    furthest
+        .into_iter()
+        .map(|((topic, partition), record)| {
+            let position = Position {
+                next: record.offset + 1,
+                last_record: Some(record_digest(record.payload.as_deref())),
+            };
+            ((topic.to_owned(), partition), position)
+        })
+        .collect()
+}
+
+/// The record's event, or why it has none.
+fn decode(record: &Record) -> Result<DeploymentReported, RejectReason> {
+    let Some(bytes) = &record.payload else {
+        return Err(RejectReason::Tombstone);
+    };
+    DeploymentReported::decode(bytes).map_err(|e| RejectReason::Decode(Arc::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: i64, payload: Option<&[u8]>) -> Record {
+        Record {
+            topic: "t".to_owned(),
+            partition: 0,
+            offset,
+            payload: payload.map(<[u8]>::to_vec),
+            key: None,
+            fingerprint: None,
+        }
+    }
+
+    /// The reason's text and class as the DLQ headers carry them.
+    fn reasons(records: Vec<Record>) -> Vec<(String, &'static str)> {
+        Prepared::from_records(records, None)
+            .rejected
+            .iter()
+            .map(|r| (r.reason.to_string(), r.reason.class()))
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_undecodable_record_keeps_its_reason_text_and_class() {
+        let future = br#"{"schema_version":2}"#;
+        let got = reasons(vec![
+            record(0, None),
+            record(1, Some(b"{not json")),
+            record(2, Some(future)),
+        ]);
+
+        assert_eq!(
+            got[0],
+            ("record has no value (tombstone)".to_owned(), "invalid")
+        );
+        assert!(
+            got[1].0.starts_with("invalid DeploymentReported v1: "),
+            "{}",
+            got[1].0
+        );
+        assert_eq!(got[1].1, "invalid");
+        assert_eq!(
+            got[2],
+            (
+                "unsupported schema_version 2 (this build reads version 1)".to_owned(),
+                "unsupported_version"
+            )
+        );
+    }
+
+    #[test]
+    fn a_record_postgres_refused_says_so_in_its_reason_and_class() {
+        let reason = RejectReason::Postgres {
+            message: "value too long".to_owned(),
+        };
+
+        assert_eq!(reason.to_string(), "rejected by Postgres: value too long");
+        assert_eq!(reason.class(), "rejected_by_postgres");
+    }
+
+    #[test]
+    fn the_checkpoint_follows_the_furthest_record_of_each_partition_whatever_its_validity() {
+        let prepared = Prepared::from_records(vec![record(7, Some(b"x")), record(3, None)], None);
+
+        let position = &prepared.next_offsets[&("t".to_owned(), 0)];
+        assert_eq!(position.next, 8);
+        assert_eq!(position.last_record, Some(record_digest(Some(b"x"))));
+        assert_eq!(prepared.validity, [false, false]);
     }
 }

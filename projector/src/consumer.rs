@@ -2,34 +2,40 @@
 //! each batch and its checkpoints in one transaction, and hands partitions
 //! over cleanly.
 //!
-//! It runs on a dedicated thread with a `BaseConsumer`, because librdkafka's
-//! rebalance callback runs inside `poll` and must do blocking work there:
-//! - on assignment, it reads the checkpoints from Postgres and starts each
-//!   partition at its stored next offset (the beginning when there is none);
+//! It runs on a dedicated, named thread with a `BaseConsumer`, because
+//! librdkafka's rebalance callback runs inside `poll` and must do blocking
+//! work there:
+//! - on assignment, it reads the checkpoints from Postgres, checks them
+//!   against the topic ([`crate::topic_check`]) and starts each partition at
+//!   its stored next offset (the beginning when there is none);
 //! - on revocation, it writes the in-flight batch before letting go.
 //!
-//! Postgres, not Kafka, holds the truth. Kafka's committed offsets are also
-//! updated after each batch, for lag tooling only.
+//! Records that cannot be applied go to [`crate::dead_letters`]. Postgres,
+//! not Kafka, holds the truth. Kafka's committed offsets are also updated
+//! after each batch, for lag tooling only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaResult;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::ClientContext;
+use rdkafka::{ClientConfig, ClientContext};
 use sqlx::PgPool;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
-use crate::batch::{record_digest, Prepared, Record, RejectReason, Rejected};
+use crate::batch::{Prepared, Record, RejectReason, Rejected};
+use crate::dead_letters::{DeadLetters, Limit, LimitExceeded};
 use crate::metrics::Metrics;
+use crate::retry::backoff;
+use crate::topic_check::{self, Mismatch, Refusal};
 use crate::writer;
 use vibemon_runtime::watermarks::{watermarks, TopicError};
 use vibemon_store::checkpoints::{self, Position};
@@ -64,79 +70,112 @@ pub struct LoopConfig {
 /// Why the loop stopped other than by request.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
-    #[error("{0} invalid records in a row (limit {1}): refusing to drain a bad producer into the DLQ; fix the producer or raise --dlq-max-consecutive")]
-    DlqLimit(u64, u64),
+    /// Too many records for the dead-letter topic in a row.
+    #[error(transparent)]
+    DlqLimit(#[from] LimitExceeded),
     #[error("Kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(#[from] KafkaError),
     #[error("stopped before the batch could be written: {0}")]
     Interrupted(String),
-    #[error("{0} records were refused by Postgres with no event applied in between (limit {1}): that looks like a schema or migration problem, not bad records; fix it or raise --dlq-max-consecutive")]
-    TooManyRejected(u64, u64),
     #[error("Postgres refuses the batch ({0}) but no single record of it on its own: stopping rather than skipping records")]
     Unresolvable(String),
     #[error("the consumer's position went out of range ({0}): records were deleted or the topic was recreated while the projector ran. Rebuild the read model into an empty database with `vibemon replay`, then start the projector again")]
     OffsetReset(String),
-    #[error("{topic}[{partition}]: the checkpoint is at offset {checkpoint}, {problem}. The topic was recreated, truncated or restored from elsewhere, so its offsets no longer match what this database applied. Rebuild the read model into an empty database with `vibemon replay`, or, if you are sure, delete this group's rows from projector_checkpoints; then start the projector again")]
-    CheckpointMismatch {
-        topic: String,
-        partition: i32,
-        checkpoint: i64,
-        problem: String,
-    },
+    /// The topic is not the one the checkpoints were taken on.
+    #[error(transparent)]
+    CheckpointMismatch(#[from] Mismatch),
 }
 
-/// State shared by the loop and the rebalance callback.
-pub struct Shared {
-    pub rt: Handle,
+impl From<Refusal> for Fatal {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Mismatch(m) => Fatal::CheckpointMismatch(m),
+            Refusal::Unverifiable(e) => Fatal::Kafka(e),
+        }
+    }
+}
+
+/// What the consume loop works with, from its caller.
+pub struct Wiring {
     pub pool: PgPool,
     pub config: LoopConfig,
     pub metrics: Metrics,
-    pub dlq: FutureProducer,
+    pub dead_letters: DeadLetters,
     /// Set by a signal: finish the batch, commit, leave the group.
     pub stop: Arc<AtomicBool>,
     /// False while Postgres writes fail; `/readyz` reports it.
     pub healthy: Arc<AtomicBool>,
+}
+
+/// The consume loop, running on its own thread.
+pub struct ConsumeLoop {
+    done: oneshot::Receiver<Result<(), Fatal>>,
+}
+
+impl ConsumeLoop {
+    /// Creates the group member from `client` and starts the loop on a
+    /// thread named `projector-consume`. Call it from within the Tokio
+    /// runtime that is to run the loop's Postgres and Kafka futures.
+    pub fn start(client: &ClientConfig, wiring: Wiring) -> anyhow::Result<Self> {
+        let shared = Arc::new(Shared::new(Handle::current(), wiring));
+        let consumer: BaseConsumer<ProjectorContext> = client
+            .create_with_context(ProjectorContext { shared })
+            .context("creating the Kafka consumer")?;
+        let (sender, done) = oneshot::channel();
+        // The thread ends when the loop does: when `stop` is set, or when
+        // it is caught up or fails. Nothing joins it; its result (sent
+        // after the consumer has left the group) is what callers wait for.
+        std::thread::Builder::new()
+            .name("projector-consume".into())
+            .spawn(move || {
+                let _ = sender.send(run(consumer));
+            })
+            .context("starting the consume loop's thread")?;
+        Ok(Self { done })
+    }
+
+    /// Waits for the loop to end, and returns why it did.
+    pub async fn finished(self) -> anyhow::Result<()> {
+        match self.done.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(anyhow::anyhow!(
+                "the consume loop's thread panicked before it could report"
+            )),
+        }
+    }
+}
+
+/// State shared by the loop and the rebalance callback.
+struct Shared {
+    rt: Handle,
+    pool: PgPool,
+    config: LoopConfig,
+    metrics: Metrics,
+    dead_letters: DeadLetters,
+    stop: Arc<AtomicBool>,
+    healthy: Arc<AtomicBool>,
     pending: Mutex<Vec<Record>>,
-    consecutive_invalid: Mutex<u64>,
-    /// Records Postgres refused since a batch last applied an event: a
-    /// schema or migration problem refuses every record, one batch after
-    /// another, and must stop the projector rather than empty the read model
-    /// into the DLQ.
-    consecutive_refused: Mutex<u64>,
+    limit: Mutex<Limit>,
     /// Next offset per partition we own: records below it were applied.
     positions: Mutex<HashMap<i32, i64>>,
     fatal: Mutex<Option<Fatal>>,
 }
 
 impl Shared {
-    pub fn new(
-        rt: Handle,
-        pool: PgPool,
-        config: LoopConfig,
-        metrics: Metrics,
-        dlq: FutureProducer,
-        stop: Arc<AtomicBool>,
-        healthy: Arc<AtomicBool>,
-    ) -> Self {
+    fn new(rt: Handle, w: Wiring) -> Self {
         Self {
             rt,
-            pool,
-            config,
-            metrics,
-            dlq,
-            stop,
-            healthy,
+            limit: Mutex::new(Limit::new(w.config.dlq_max_consecutive)),
+            pool: w.pool,
+            config: w.config,
+            metrics: w.metrics,
+            dead_letters: w.dead_letters,
+            stop: w.stop,
+            healthy: w.healthy,
             pending: Mutex::default(),
-            consecutive_invalid: Mutex::default(),
-            consecutive_refused: Mutex::default(),
             positions: Mutex::default(),
             fatal: Mutex::default(),
         }
-    }
-
-    fn backoff(attempt: u32) -> Duration {
-        let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
-        Duration::from_millis(base + rand::rng().random_range(0..=base / 2))
     }
 
     /// Checkpoints of our group, retried until Postgres answers (we cannot
@@ -157,7 +196,7 @@ impl Shared {
                     if self.stop.load(Ordering::Relaxed) {
                         return None;
                     }
-                    std::thread::sleep(Self::backoff(attempt));
+                    std::thread::sleep(backoff(attempt));
                     attempt += 1;
                 }
             }
@@ -173,7 +212,10 @@ impl Shared {
         let started = Instant::now();
         let count = records.len();
         let mut prepared = Prepared::from_records(records, self.config.only_workspace);
-        self.check_dlq_limit(&prepared)?;
+        self.limit
+            .lock()
+            .expect("not poisoned")
+            .check_invalid(&prepared.validity)?;
         for rejected in &prepared.rejected {
             self.dead_letter(rejected)?;
         }
@@ -187,25 +229,26 @@ impl Shared {
                 .with_label_values(&[topic, &partition.to_string()])
                 .set(position.next);
         }
-        self.metrics.records.inc_by(count as u64);
-        self.metrics
-            .events_projected
-            .inc_by(applied.new_events as u64);
-        self.metrics.duplicates.inc_by(applied.duplicates as u64);
-        self.metrics
-            .idempotency_conflicts
-            .inc_by(applied.conflicts as u64);
-        self.metrics.batch_size.observe(count as f64);
-        self.metrics
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
+        drop(positions);
+        self.observe(count, applied, started);
+        Ok(prepared.next_offsets)
+    }
+
+    /// Counts a committed batch of `count` records in the metrics and logs.
+    fn observe(&self, count: usize, applied: writer::Applied, started: Instant) {
+        let m = &self.metrics;
+        m.records.inc_by(count as u64);
+        m.events_projected.inc_by(applied.new_events as u64);
+        m.duplicates.inc_by(applied.duplicates as u64);
+        m.idempotency_conflicts.inc_by(applied.conflicts as u64);
+        m.batch_size.observe(count as f64);
+        m.batch_seconds.observe(started.elapsed().as_secs_f64());
         tracing::debug!(
             records = count,
             new = applied.new_events,
             dup = applied.duplicates,
             "batch committed"
         );
-        Ok(prepared.next_offsets)
     }
 
     /// Writes the batch and its checkpoints, retrying what may pass on a
@@ -224,26 +267,15 @@ impl Shared {
             )) {
                 Ok(applied) => {
                     if applied.new_events > 0 {
-                        *self.consecutive_refused.lock().expect("not poisoned") = 0;
+                        self.limit.lock().expect("not poisoned").applied();
                     }
                     return Ok(applied);
                 }
                 Err(e) if writer::is_permanent(&e) => {
                     tracing::warn!(error = %e, records = count, "Postgres refused the batch for a reason a retry cannot fix; bisecting it");
-                    match self
-                        .rt
-                        .block_on(writer::find_rejected(&self.pool, &prepared.events))
-                    {
-                        Ok(found) if !found.is_empty() => {
-                            self.dead_letter_refused(prepared, found)?;
-                            continue;
-                        }
-                        // Every part passes on its own now: whatever refused
-                        // the batch went away (or needs all of it). Retry the
-                        // whole a few times, then stop rather than skip.
-                        Ok(_) if attempt >= 3 => return Err(Fatal::Unresolvable(e.to_string())),
-                        Ok(_) => e,
-                        Err(e) => e,
+                    match self.bisect(prepared, attempt, e)? {
+                        Some(error) => error,
+                        None => continue,
                     }
                 }
                 Err(e) => e,
@@ -254,8 +286,34 @@ impl Shared {
             if self.stop.load(Ordering::Relaxed) && attempt >= 3 {
                 return Err(Fatal::Interrupted(error.to_string()));
             }
-            std::thread::sleep(Self::backoff(attempt));
+            std::thread::sleep(backoff(attempt));
             attempt += 1;
+        }
+    }
+
+    /// After Postgres refused the batch with `refusal`, dead-letters the
+    /// records it refuses on their own: `None` when some were, for the rest
+    /// to be written at once; otherwise the error to retry the whole on.
+    fn bisect(
+        &self,
+        prepared: &mut Prepared,
+        attempt: u32,
+        refusal: sqlx::Error,
+    ) -> Result<Option<sqlx::Error>, Fatal> {
+        match self
+            .rt
+            .block_on(writer::find_rejected(&self.pool, &prepared.events))
+        {
+            Ok(found) if !found.is_empty() => {
+                self.dead_letter_refused(prepared, found)?;
+                Ok(None)
+            }
+            // Every part passes on its own now: whatever refused the batch
+            // went away (or needs all of it). Retry the whole a few times,
+            // then stop rather than skip.
+            Ok(_) if attempt >= 3 => Err(Fatal::Unresolvable(refusal.to_string())),
+            Ok(_) => Ok(Some(refusal)),
+            Err(e) => Ok(Some(e)),
         }
     }
 
@@ -266,15 +324,10 @@ impl Shared {
         prepared: &mut Prepared,
         found: Vec<(usize, String)>,
     ) -> Result<(), Fatal> {
-        let mut refused = self.consecutive_refused.lock().expect("not poisoned");
-        *refused += found.len() as u64;
-        if *refused > self.config.dlq_max_consecutive {
-            return Err(Fatal::TooManyRejected(
-                *refused,
-                self.config.dlq_max_consecutive,
-            ));
-        }
-        drop(refused);
+        self.limit
+            .lock()
+            .expect("not poisoned")
+            .refused(found.len() as u64)?;
         let indexes: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
         let records = prepared.remove_events(&indexes);
         for (record, (_, message)) in records.into_iter().zip(found) {
@@ -286,228 +339,26 @@ impl Shared {
         Ok(())
     }
 
-    fn check_dlq_limit(&self, prepared: &Prepared) -> Result<(), Fatal> {
-        let mut run = self.consecutive_invalid.lock().expect("not poisoned");
-        let mut longest = *run;
-        for valid in &prepared.validity {
-            *run = if *valid { 0 } else { *run + 1 };
-            longest = longest.max(*run);
-        }
-        if longest > self.config.dlq_max_consecutive {
-            return Err(Fatal::DlqLimit(longest, self.config.dlq_max_consecutive));
-        }
-        Ok(())
-    }
-
-    /// Sends one record to the DLQ and waits for the acknowledgement, so the
-    /// checkpoint never moves past a record that is neither applied nor
-    /// dead-lettered.
-    fn dead_letter(&self, r: &Rejected) -> Result<(), Fatal> {
-        let rec = &r.record;
-        let reason = r.reason.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "dlq_reason",
-                value: Some(reason.as_bytes()),
-            })
-            .insert(Header {
-                key: "dlq_reason_class",
-                value: Some(r.reason.class().as_bytes()),
-            })
-            .insert(Header {
-                key: "dlq_original_topic",
-                value: Some(rec.topic.as_bytes()),
-            })
-            .insert(Header {
-                key: "dlq_original_partition",
-                value: Some(rec.partition.to_string().as_bytes()),
-            })
-            .insert(Header {
-                key: "dlq_original_offset",
-                value: Some(rec.offset.to_string().as_bytes()),
-            })
-            .insert(Header {
-                key: "dlq_time",
-                value: Some(chrono::Utc::now().to_rfc3339().as_bytes()),
-            })
-            .insert(Header {
-                key: "dlq_consumer_group",
-                value: Some(self.config.group.as_bytes()),
-            });
-        let mut record = FutureRecord::to(&self.config.dlq_topic).headers(headers);
-        if let Some(p) = &rec.payload {
-            record = record.payload(p);
-        }
-        if let Some(k) = &rec.key {
-            record = record.key(k);
-        }
-        let sent = self
-            .rt
-            .block_on(self.dlq.send(record, Duration::from_secs(30)));
-        match sent {
-            Ok(_) => {
-                self.metrics
-                    .dlq
-                    .with_label_values(&[r.reason.class()])
-                    .inc();
-                tracing::warn!(partition = rec.partition, offset = rec.offset, reason = %reason, "record sent to the dead-letter topic");
-                Ok(())
-            }
-            Err((e, _)) => Err(Fatal::Kafka(e)),
-        }
-    }
-
-    /// A checkpoint beyond the partition's end, or before its start, means
-    /// the topic is not the one this database was projected from (recreated,
-    /// truncated, restored). So does a record before the checkpoint that is
-    /// not the one this database applied last (a topic recreated and filled
-    /// again past the checkpoint). Consuming on would silently skip records;
-    /// stop and say what to do. A check that cannot be made (Kafka does not
-    /// answer) is retried, then stops the projector too: it fails closed.
-    fn check_checkpoints(
-        &self,
-        tpl: &TopicPartitionList,
-        checkpoints: &HashMap<i32, Position>,
-    ) -> Result<(), Fatal> {
-        let mut attempt = 0;
-        loop {
-            match self.try_check_checkpoints(tpl, checkpoints) {
-                Ok(()) => return Ok(()),
-                Err(Err(mismatch)) => return Err(mismatch),
-                Err(Ok(unverifiable)) if attempt >= 3 => {
-                    return Err(Fatal::Kafka(unverifiable));
-                }
-                Err(Ok(unverifiable)) => {
-                    tracing::warn!(error = %unverifiable, attempt, "cannot check the checkpoints against the topic yet; retrying");
-                    std::thread::sleep(Self::backoff(attempt));
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    /// One try: `Err(Ok(_))` when Kafka could not answer, `Err(Err(_))`
-    /// when the topic does not match.
-    fn try_check_checkpoints(
-        &self,
-        tpl: &TopicPartitionList,
-        checkpoints: &HashMap<i32, Position>,
-    ) -> Result<(), Result<rdkafka::error::KafkaError, Fatal>> {
-        let mut to_read = Vec::new();
-        for elem in tpl.elements() {
-            let Some(position) = checkpoints.get(&elem.partition()) else {
-                continue;
-            };
-            let (topic, partition, checkpoint) = (elem.topic(), elem.partition(), position.next);
-            let mismatch = |problem: String| {
-                Err(Fatal::CheckpointMismatch {
-                    topic: topic.to_owned(),
-                    partition,
-                    checkpoint,
-                    problem,
-                })
-            };
-            let (low, high) = self
-                .dlq
-                .client()
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .map_err(Ok)?;
-            if checkpoint > high {
-                return Err(mismatch(format!(
-                    "beyond the end of the partition (high watermark {high})"
-                )));
-            }
-            if checkpoint < low {
-                return Err(mismatch(format!("before the first record still in the partition (low watermark {low}): records {checkpoint}..{low} were deleted before they were applied")));
-            }
-            // Checkpoints saved before digests existed, or seeded by
-            // `vibemon replay --since`, have none to compare.
-            if let Some(expected) = &position.last_record {
-                if checkpoint > low {
-                    to_read.push((
-                        topic.to_owned(),
-                        partition,
-                        checkpoint - 1,
-                        expected.clone(),
-                    ));
-                }
-            }
-        }
-        if to_read.is_empty() {
-            return Ok(());
-        }
-        let found = self.read_digests(&to_read).map_err(Ok)?;
-        for (topic, partition, offset, expected) in to_read {
-            let got = found
-                .get(&partition)
-                .expect("read_digests returns every partition");
-            if *got != expected {
-                return Err(Err(Fatal::CheckpointMismatch {
-                    topic,
-                    partition,
-                    checkpoint: offset + 1,
-                    problem: format!("but the record at offset {offset} is not the one this database applied there (its value is {got}, the applied one was {expected})"),
-                }));
-            }
-        }
-        Ok(())
-    }
-
-    /// `record_digest` of the record at each (partition, offset), read by one
-    /// short-lived consumer outside the group.
-    fn read_digests(
-        &self,
-        wanted: &[(String, i32, i64, String)],
-    ) -> Result<HashMap<i32, String>, rdkafka::error::KafkaError> {
-        let mut config = self.config.probe.clone();
-        config
-            .set("group.id", "vibemon-projector-probe")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "error");
-        let probe: BaseConsumer = config.create()?;
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition, offset, _) in wanted {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
-        }
-        probe.assign(&tpl)?;
-        let mut found = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while found.len() < wanted.len() {
-            if Instant::now() >= deadline {
-                return Err(rdkafka::error::KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::RequestTimedOut,
-                ));
-            }
-            match probe.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    let want = wanted.iter().find(|w| w.1 == m.partition());
-                    if want.is_some_and(|w| w.2 == m.offset()) {
-                        found.insert(m.partition(), record_digest(m.payload()));
-                    } else {
-                        // Another offset first: the record is gone
-                        // (compacted, or a control record); report it as
-                        // "no such record" by its digest of nothing.
-                        found.entry(m.partition()).or_insert_with(|| {
-                            format!("(no record at the offset; read {})", m.offset())
-                        });
-                    }
-                }
-                Some(Err(e)) => return Err(e),
-                None => {}
-            }
-        }
-        Ok(found)
+    fn dead_letter(&self, rejected: &Rejected) -> Result<(), Fatal> {
+        Ok(self.dead_letters.send(&self.rt, rejected)?)
     }
 
     fn record_fatal(&self, f: Fatal) {
         self.fatal.lock().expect("not poisoned").get_or_insert(f);
         self.stop.store(true, Ordering::Relaxed);
     }
+
+    fn take_fatal(&self) -> Result<(), Fatal> {
+        match self.fatal.lock().expect("not poisoned").take() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The consumer context: rebalance handling and statistics.
-pub struct ProjectorContext {
-    pub shared: Arc<Shared>,
+struct ProjectorContext {
+    shared: Arc<Shared>,
 }
 
 impl ClientContext for ProjectorContext {
@@ -537,33 +388,11 @@ impl ConsumerContext for ProjectorContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
-        let result: KafkaResult<()> = match err {
+        let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let Some(checkpoints) = self.shared.load_checkpoints() else {
+                let Some(()) = self.assigned(tpl) else {
                     return;
                 };
-                if let Err(f) = self.shared.check_checkpoints(tpl, &checkpoints) {
-                    tracing::error!(error = %f, "refusing to consume from a topic that does not match the checkpoints");
-                    self.shared.record_fatal(f);
-                }
-                let mut positions = self.shared.positions.lock().expect("not poisoned");
-                for elem in tpl.elements() {
-                    let start = checkpoints.get(&elem.partition()).map(|p| p.next);
-                    positions.insert(elem.partition(), start.unwrap_or(0));
-                }
-                drop(positions);
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                for p in &partitions {
-                    let offset = checkpoints
-                        .get(p)
-                        .map_or(Offset::Beginning, |o| Offset::Offset(o.next));
-                    let _ = tpl.set_partition_offset(&self.shared.config.topic, *p, offset);
-                }
-                tracing::info!(
-                    ?partitions,
-                    ?checkpoints,
-                    "partitions assigned; starting at the stored checkpoints"
-                );
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -571,33 +400,7 @@ impl ConsumerContext for ProjectorContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                if consumer.assignment_lost() {
-                    // Another member may already own these partitions and be
-                    // writing them: writing our batch now could only race it.
-                    // The records stay below the checkpoint for the new owner.
-                    let dropped =
-                        std::mem::take(&mut *self.shared.pending.lock().expect("not poisoned"));
-                    tracing::warn!(
-                        ?partitions,
-                        dropped = dropped.len(),
-                        "partitions lost (session timed out); dropping the in-flight batch unwritten"
-                    );
-                } else {
-                    tracing::info!(
-                        ?partitions,
-                        "partitions revoked; committing the in-flight batch first"
-                    );
-                    match self.shared.flush() {
-                        Ok(offsets) => commit_to_kafka(consumer, &offsets),
-                        Err(f) => self.shared.record_fatal(f),
-                    }
-                }
-                let mut positions = self.shared.positions.lock().expect("not poisoned");
-                for p in &partitions {
-                    positions.remove(p);
-                }
-                drop(positions);
+                self.revoked(consumer, tpl);
                 if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -619,8 +422,78 @@ impl ConsumerContext for ProjectorContext {
     }
 }
 
+impl ProjectorContext {
+    /// Sets each assigned partition's start at its checkpoint, after
+    /// checking the checkpoints against the topic. `None` when told to stop
+    /// before the checkpoints could be read: the assignment is not applied.
+    fn assigned(&self, tpl: &mut TopicPartitionList) -> Option<()> {
+        let shared = &self.shared;
+        let checkpoints = shared.load_checkpoints()?;
+        let client = shared.dead_letters.client();
+        if let Err(refusal) = topic_check::check(client, &shared.config.probe, tpl, &checkpoints) {
+            let f = Fatal::from(refusal);
+            tracing::error!(error = %f, "refusing to consume from a topic that does not match the checkpoints");
+            shared.record_fatal(f);
+        }
+        let mut positions = shared.positions.lock().expect("not poisoned");
+        for elem in tpl.elements() {
+            let start = checkpoints.get(&elem.partition()).map(|p| p.next);
+            positions.insert(elem.partition(), start.unwrap_or(0));
+        }
+        drop(positions);
+        let partitions = partitions_of(tpl);
+        for p in &partitions {
+            let offset = checkpoints
+                .get(p)
+                .map_or(Offset::Beginning, |o| Offset::Offset(o.next));
+            let _ = tpl.set_partition_offset(&shared.config.topic, *p, offset);
+        }
+        tracing::info!(
+            ?partitions,
+            ?checkpoints,
+            "partitions assigned; starting at the stored checkpoints"
+        );
+        Some(())
+    }
+
+    /// Writes the in-flight batch before the partitions go, unless they are
+    /// already lost, and forgets their positions.
+    fn revoked(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let shared = &self.shared;
+        let partitions = partitions_of(tpl);
+        if consumer.assignment_lost() {
+            // Another member may already own these partitions and be
+            // writing them: writing our batch now could only race it.
+            // The records stay below the checkpoint for the new owner.
+            let dropped = std::mem::take(&mut *shared.pending.lock().expect("not poisoned"));
+            tracing::warn!(
+                ?partitions,
+                dropped = dropped.len(),
+                "partitions lost (session timed out); dropping the in-flight batch unwritten"
+            );
+        } else {
+            tracing::info!(
+                ?partitions,
+                "partitions revoked; committing the in-flight batch first"
+            );
+            match shared.flush() {
+                Ok(offsets) => commit_to_kafka(consumer, &offsets),
+                Err(f) => shared.record_fatal(f),
+            }
+        }
+        let mut positions = shared.positions.lock().expect("not poisoned");
+        for p in &partitions {
+            positions.remove(p);
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
 /// The request fingerprint ingest put on a record, if any.
-fn request_fingerprint(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
+fn request_fingerprint(m: &BorrowedMessage<'_>) -> Option<String> {
     let headers = m.headers()?;
     headers
         .iter()
@@ -647,11 +520,11 @@ fn commit_to_kafka(
     }
 }
 
-/// Runs the loop until stopped (or caught up); blocking, so call it on a
-/// dedicated thread.
-pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
+/// Runs the loop until stopped (or caught up); blocking, hence its own
+/// thread.
+fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
     let shared = consumer.context().shared.clone();
-    let config = shared.config.clone();
+    let config = &shared.config;
     consumer.subscribe(&[&config.topic])?;
     let targets = if config.until_caught_up {
         Some(high_watermarks(&consumer, &config.topic)?)
@@ -660,61 +533,8 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
     };
     let mut oldest: Option<Instant> = None;
     while !shared.stop.load(Ordering::Relaxed) {
-        // With a batch pending, wait only briefly for more: once the queue
-        // stays dry for `batch_idle`, the batch is written. Under load,
-        // records queue up while a batch is written, so batches grow by
-        // themselves (to --batch-max while catching up); when live and quiet,
-        // a record waits `batch_idle`, not a whole linger.
-        let wait = match oldest {
-            Some(t) => config
-                .batch_idle
-                .min(config.batch_linger.saturating_sub(t.elapsed())),
-            None => Duration::from_millis(100),
-        };
-        let polled = consumer.poll(wait);
-        if polled.is_none() && oldest.is_some() {
-            flush_and_commit(&consumer, &shared)?;
-            oldest = None;
-        }
-        if let Some(msg) = polled {
-            match msg {
-                Ok(m) => {
-                    let applied_below = shared
-                        .positions
-                        .lock()
-                        .expect("not poisoned")
-                        .get(&m.partition())
-                        .copied();
-                    if applied_below.is_some_and(|next| m.offset() < next) {
-                        continue;
-                    }
-                    let record = Record {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        key: m.key().map(<[u8]>::to_vec),
-                        fingerprint: request_fingerprint(&m),
-                    };
-                    let len = {
-                        let mut pending = shared.pending.lock().expect("not poisoned");
-                        pending.push(record);
-                        pending.len()
-                    };
-                    oldest.get_or_insert_with(Instant::now);
-                    if len >= config.batch_max {
-                        flush_and_commit(&consumer, &shared)?;
-                        oldest = None;
-                    }
-                }
-                Err(rdkafka::error::KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::AutoOffsetReset,
-                )) => {
-                    let reason = "auto offset reset".to_owned();
-                    shared.record_fatal(Fatal::OffsetReset(reason));
-                }
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
-            }
+        if !poll_once(&consumer, &shared, &mut oldest)? {
+            continue;
         }
         if oldest.is_some_and(|t| t.elapsed() >= config.batch_linger) {
             flush_and_commit(&consumer, &shared)?;
@@ -728,24 +548,92 @@ pub fn run(consumer: BaseConsumer<ProjectorContext>) -> Result<(), Fatal> {
         }
     }
     flush_and_commit(&consumer, &shared)?;
-    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
-        return Err(f);
-    }
+    shared.take_fatal()?;
     // Leaving the group triggers a final revoke, which flushes nothing more.
     consumer.unsubscribe();
-    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
-        return Err(f);
+    shared.take_fatal()
+}
+
+/// Polls once and adds what came to the pending batch, writing the batch
+/// when it is full or the queue ran dry. `oldest` is when the pending
+/// batch's first record came. False when the record was one already applied
+/// (below its partition's checkpoint) and was skipped.
+fn poll_once(
+    consumer: &BaseConsumer<ProjectorContext>,
+    shared: &Shared,
+    oldest: &mut Option<Instant>,
+) -> Result<bool, Fatal> {
+    let config = &shared.config;
+    // With a batch pending, wait only briefly for more: once the queue
+    // stays dry for `batch_idle`, the batch is written. Under load, records
+    // queue up while a batch is written, so batches grow by themselves (to
+    // --batch-max while catching up); when live and quiet, a record waits
+    // `batch_idle`, not a whole linger.
+    let wait = match oldest {
+        Some(t) => config
+            .batch_idle
+            .min(config.batch_linger.saturating_sub(t.elapsed())),
+        None => Duration::from_millis(100),
+    };
+    let polled = consumer.poll(wait);
+    if polled.is_none() && oldest.is_some() {
+        flush_and_commit(consumer, shared)?;
+        *oldest = None;
     }
-    Ok(())
+    match polled {
+        None => {}
+        Some(Ok(m)) => {
+            let Some(len) = shared.add(&m) else {
+                return Ok(false);
+            };
+            oldest.get_or_insert_with(Instant::now);
+            if len >= config.batch_max {
+                flush_and_commit(consumer, shared)?;
+                *oldest = None;
+            }
+        }
+        Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+            let reason = "auto offset reset".to_owned();
+            shared.record_fatal(Fatal::OffsetReset(reason));
+        }
+        Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+    }
+    Ok(true)
+}
+
+impl Shared {
+    /// Adds a polled record to the pending batch and returns the batch's
+    /// size; `None` when the record was applied before (below its
+    /// partition's position) and is skipped.
+    fn add(&self, m: &BorrowedMessage<'_>) -> Option<usize> {
+        let applied_below = self
+            .positions
+            .lock()
+            .expect("not poisoned")
+            .get(&m.partition())
+            .copied();
+        if applied_below.is_some_and(|next| m.offset() < next) {
+            return None;
+        }
+        let record = Record {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            payload: m.payload().map(<[u8]>::to_vec),
+            key: m.key().map(<[u8]>::to_vec),
+            fingerprint: request_fingerprint(m),
+        };
+        let mut pending = self.pending.lock().expect("not poisoned");
+        pending.push(record);
+        Some(pending.len())
+    }
 }
 
 fn flush_and_commit(
     consumer: &BaseConsumer<ProjectorContext>,
     shared: &Shared,
 ) -> Result<(), Fatal> {
-    if let Some(f) = shared.fatal.lock().expect("not poisoned").take() {
-        return Err(f);
-    }
+    shared.take_fatal()?;
     let offsets = shared.flush()?;
     commit_to_kafka(consumer, &offsets);
     Ok(())

@@ -3,13 +3,21 @@
 //!
 //! [`consumer`] is the consume loop and rebalance handling, [`batch`] turns
 //! records into rows (and rejects what cannot be applied), [`writer`] writes a
-//! batch and its checkpoints in one transaction. [`serve`] wires them to the
-//! health and metrics endpoints.
+//! batch and its checkpoints in one transaction, [`dead_letters`] takes what
+//! cannot be applied, [`topic_check`] checks the checkpoints against the topic
+//! on assignment. [`serve`] wires them to the health and metrics endpoints.
+//!
+//! Modules depend one way only: `config` on `consumer`; `consumer` on
+//! `dead_letters`, `topic_check` and `writer`; those on `batch`, `metrics`
+//! and `retry`, which depend on no other module of the crate.
 
 pub mod batch;
 pub mod config;
 pub mod consumer;
+pub mod dead_letters;
 pub mod metrics;
+mod retry;
+pub mod topic_check;
 pub mod writer;
 
 use std::future::Future;
@@ -23,13 +31,14 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
 use serde_json::json;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::consumer::{LoopConfig, ProjectorContext, Shared};
+use crate::consumer::{ConsumeLoop, LoopConfig, Wiring};
+use crate::dead_letters::DeadLetters;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -116,57 +125,25 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics: Metrics,
 ) -> anyhow::Result<()> {
-    // Timeouts enforced by Postgres itself: a cancelled statement leaves the
-    // connection in step and releases its locks at once, where dropping a
-    // client-side future would not.
-    let timeout = format!("{}s", config.write_timeout_secs);
-    let options = config
-        .database_url
-        .parse::<sqlx::postgres::PgConnectOptions>()
-        .context("DATABASE_URL is not a valid Postgres URL")?
-        .options([
-            ("statement_timeout", timeout.as_str()),
-            ("lock_timeout", timeout.as_str()),
-        ]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(config.db_pool_size)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = Arc::new(AtomicBool::new(true));
     let running = Arc::new(AtomicBool::new(true));
-    let dlq: FutureProducer = config
-        .kafka
-        .client_config("vibemon-projector-dlq")
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()
-        .context("creating the DLQ producer")?;
-    let shared = Arc::new(Shared::new(
-        tokio::runtime::Handle::current(),
-        pool,
-        loop_config,
+    let dead_letters = DeadLetters::new(
+        config.kafka.client_config("vibemon-projector-dlq"),
+        loop_config.dlq_topic.clone(),
+        loop_config.group.clone(),
         metrics.clone(),
-        dlq,
-        stop.clone(),
-        healthy.clone(),
-    ));
-    let consumer: BaseConsumer<ProjectorContext> = config
-        .kafka
-        .client_config_tuned("vibemon-projector", CONSUMER_TUNING)
-        .set("group.id", &config.group)
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        // Never reset silently: every partition starts at its checkpoint or
-        // explicitly at the beginning, so a reset means the offsets vanished
-        // under us (records deleted, topic recreated); the loop stops on it.
-        .set("auto.offset.reset", "error")
-        .create_with_context(ProjectorContext {
-            shared: shared.clone(),
-        })
-        .context("creating the Kafka consumer")?;
-
+    )
+    .context("creating the DLQ producer")?;
+    let wiring = Wiring {
+        pool: pool(&config)?,
+        config: loop_config,
+        metrics: metrics.clone(),
+        dead_letters,
+        stop: stop.clone(),
+        healthy: healthy.clone(),
+    };
+    let consume = ConsumeLoop::start(&consumer_config(&config), wiring)?;
     let http = axum::serve(
         listener,
         http_app(HttpState {
@@ -176,19 +153,53 @@ pub async fn serve_with(
         }),
     );
     let http = tokio::spawn(async move { http.await });
-    let stopper = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        stop.store(true, Ordering::Relaxed);
+    });
     tracing::info!(group = %config.group, topic = %config.kafka.topic, "projector consuming");
-    let result = tokio::task::spawn_blocking(move || consumer::run(consumer)).await?;
+    let result = consume.finished().await;
     running.store(false, Ordering::Relaxed);
     stopper.abort();
     http.abort();
-    result.map_err(anyhow::Error::from)?;
+    result?;
     tracing::info!("projector stopped cleanly");
     Ok(())
+}
+
+/// The Postgres pool, connecting lazily. Timeouts are enforced by Postgres
+/// itself: a cancelled statement leaves the connection in step and releases
+/// its locks at once, where dropping a client-side future would not.
+fn pool(config: &Config) -> anyhow::Result<PgPool> {
+    let timeout = format!("{}s", config.write_timeout_secs);
+    let options = config
+        .database_url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .context("DATABASE_URL is not a valid Postgres URL")?
+        .options([
+            ("statement_timeout", timeout.as_str()),
+            ("lock_timeout", timeout.as_str()),
+        ]);
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// The group member's Kafka settings: offsets are stored in Postgres, so
+/// Kafka's are neither stored nor committed automatically.
+fn consumer_config(config: &Config) -> ClientConfig {
+    let mut client = config
+        .kafka
+        .client_config_tuned("vibemon-projector", CONSUMER_TUNING);
+    client
+        .set("group.id", &config.group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // Never reset silently: every partition starts at its checkpoint or
+        // explicitly at the beginning, so a reset means the offsets vanished
+        // under us (records deleted, topic recreated); the loop stops on it.
+        .set("auto.offset.reset", "error");
+    client
 }

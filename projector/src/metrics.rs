@@ -1,5 +1,6 @@
 //! The projector's Prometheus metrics, served on `PROJECTOR_ADDR/metrics`.
 
+use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
@@ -34,110 +35,96 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Creates and registers every metric. It stays whole (53 lines): it is
+    /// the table of exported names, one entry per field.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let events_projected = IntCounter::new(
-            "vibemon_projector_events_projected_total",
-            "Events applied to the read model",
-        )
-        .unwrap();
-        let records = IntCounter::new(
-            "vibemon_projector_records_total",
-            "Records checkpointed (applied, duplicate, filtered or dead-lettered)",
-        )
-        .unwrap();
-        let duplicates = IntCounter::new(
-            "vibemon_projector_duplicate_events_total",
-            "Events skipped because they were already applied",
-        )
-        .unwrap();
-        let idempotency_conflicts = IntCounter::new(
-            "vibemon_projector_idempotency_conflicts_total",
-            "Events not applied because their Idempotency-Key was already used for a different request body",
-        )
-        .unwrap();
-        let dlq = IntCounterVec::new(
-            Opts::new(
+        let mut r = Registrar::default();
+        let metrics = Self {
+            events_projected: r.counter(
+                "vibemon_projector_events_projected_total",
+                "Events applied to the read model",
+            ),
+            records: r.counter(
+                "vibemon_projector_records_total",
+                "Records checkpointed (applied, duplicate, filtered or dead-lettered)",
+            ),
+            duplicates: r.counter(
+                "vibemon_projector_duplicate_events_total",
+                "Events skipped because they were already applied",
+            ),
+            idempotency_conflicts: r.counter(
+                "vibemon_projector_idempotency_conflicts_total",
+                "Events not applied because their Idempotency-Key was already used for a different request body",
+            ),
+            dlq: r.counter_vec(
                 "vibemon_projector_dlq_total",
                 "Records sent to the dead-letter topic",
+                &["reason"],
             ),
-            &["reason"],
-        )
-        .unwrap();
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new(
+            batch_size: r.histogram(
                 "vibemon_projector_batch_size",
                 "Records per committed batch",
-            )
-            .buckets(vec![
-                1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
-            ]),
-        )
-        .unwrap();
-        let batch_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+                &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
+            ),
+            batch_seconds: r.histogram(
                 "vibemon_projector_batch_duration_seconds",
                 "Time to write and commit one batch",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .unwrap();
-        let pg_retries = IntCounter::new(
-            "vibemon_projector_pg_retries_total",
-            "Failed Postgres batch writes that were retried",
-        )
-        .unwrap();
-        let checkpoint = IntGaugeVec::new(
-            Opts::new(
+                &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            pg_retries: r.counter(
+                "vibemon_projector_pg_retries_total",
+                "Failed Postgres batch writes that were retried",
+            ),
+            checkpoint: r.gauge_vec(
                 "vibemon_projector_checkpoint_offset",
                 "Last committed next offset per partition",
+                &["topic", "partition"],
             ),
-            &["topic", "partition"],
-        )
-        .unwrap();
-        let lag = IntGaugeVec::new(
-            Opts::new(
+            lag: r.gauge_vec(
                 "vibemon_projector_consumer_lag",
                 "Records behind the high watermark per partition",
+                &["topic", "partition"],
             ),
-            &["topic", "partition"],
-        )
-        .unwrap();
-        vibemon_runtime::register_all(
-            &registry,
-            vec![
-                Box::new(events_projected.clone()),
-                Box::new(records.clone()),
-                Box::new(duplicates.clone()),
-                Box::new(idempotency_conflicts.clone()),
-                Box::new(dlq.clone()),
-                Box::new(batch_size.clone()),
-                Box::new(batch_seconds.clone()),
-                Box::new(pg_retries.clone()),
-                Box::new(checkpoint.clone()),
-                Box::new(lag.clone()),
-            ],
-        );
-        Self {
-            registry,
-            events_projected,
-            records,
-            duplicates,
-            idempotency_conflicts,
-            dlq,
-            batch_size,
-            batch_seconds,
-            pg_retries,
-            checkpoint,
-            lag,
-        }
+            registry: Registry::new(),
+        };
+        vibemon_runtime::register_all(&metrics.registry, r.collectors);
+        metrics
     }
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         vibemon_runtime::render_metrics(&self.registry)
+    }
+}
+
+/// Creates metrics and keeps a handle on each, for the registry. The names
+/// and help texts are fixed, so creating one cannot fail.
+#[derive(Default)]
+struct Registrar {
+    collectors: Vec<Box<dyn Collector>>,
+}
+
+impl Registrar {
+    fn keep<M: Collector + Clone + 'static>(&mut self, metric: M) -> M {
+        self.collectors.push(Box::new(metric.clone()));
+        metric
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.keep(IntCounter::new(name, help).expect("a valid metric"))
+    }
+
+    fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.keep(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric"))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.keep(IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric"))
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.keep(Histogram::with_opts(opts).expect("a valid metric"))
     }
 }
 

@@ -397,30 +397,7 @@ async fn record_conflicts(
     tx: &mut Transaction<'_, Postgres>,
     again: &[&Located],
 ) -> Result<usize, sqlx::Error> {
-    let candidates: Vec<&Located> = again
-        .iter()
-        .copied()
-        .filter(|l| l.fingerprint.is_some())
-        .collect();
-    if candidates.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<Uuid> = candidates.iter().map(|l| l.event.event_id).collect();
-    let kept: HashMap<Uuid, Option<String>> = sqlx::query_as::<_, (Uuid, Option<String>)>(
-        "SELECT event_id, request_fingerprint FROM deployment_audit WHERE event_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
-    let conflicting: Vec<(&Located, &String)> = candidates
-        .into_iter()
-        .filter_map(|l| {
-            let kept = kept.get(&l.event.event_id)?.as_ref()?;
-            (Some(kept) != l.fingerprint.as_ref()).then_some((l, kept))
-        })
-        .collect();
+    let conflicting = find_conflicts(tx, again).await?;
     if conflicting.is_empty() {
         return Ok(0);
     }
@@ -437,22 +414,39 @@ async fn record_conflicts(
         );
         rows.push(l, kept);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_conflicts (event_id, kept_fingerprint, rejected_fingerprint,
-             rejected_payload, kafka_topic, kafka_partition, kafka_offset)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int4[], $7::int8[])
-         ON CONFLICT DO NOTHING",
+    rows.insert(tx).await
+}
+
+/// The events of `again` with a request fingerprint other than the one the
+/// ledger holds for their id, each with the ledger's.
+async fn find_conflicts<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    again: &[&'a Located],
+) -> Result<Vec<(&'a Located, String)>, sqlx::Error> {
+    let candidates: Vec<&Located> = again
+        .iter()
+        .copied()
+        .filter(|l| l.fingerprint.is_some())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = candidates.iter().map(|l| l.event.event_id).collect();
+    let kept: HashMap<Uuid, Option<String>> = sqlx::query_as::<_, (Uuid, Option<String>)>(
+        "SELECT event_id, request_fingerprint FROM deployment_audit WHERE event_id = ANY($1)",
     )
-    .bind(rows.event_id)
-    .bind(rows.kept)
-    .bind(rows.rejected)
-    .bind(rows.payload)
-    .bind(rows.topic)
-    .bind(rows.partition)
-    .bind(rows.offset)
-    .execute(&mut **tx)
-    .await?;
-    Ok(inserted.rows_affected() as usize)
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(candidates
+        .into_iter()
+        .filter_map(|l| {
+            let kept = kept.get(&l.event.event_id)?.as_ref()?;
+            (Some(kept) != l.fingerprint.as_ref()).then(|| (l, kept.clone()))
+        })
+        .collect())
 }
 
 /// Column arrays for `idempotency_conflicts`.
@@ -477,6 +471,26 @@ impl ConflictRows {
         self.topic.push(l.topic.clone());
         self.partition.push(l.partition);
         self.offset.push(l.offset);
+    }
+
+    /// Inserts the rows; returns how many were new.
+    async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<usize, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_conflicts (event_id, kept_fingerprint, rejected_fingerprint,
+                 rejected_payload, kafka_topic, kafka_partition, kafka_offset)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int4[], $7::int8[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.event_id)
+        .bind(self.kept)
+        .bind(self.rejected)
+        .bind(self.payload)
+        .bind(self.topic)
+        .bind(self.partition)
+        .bind(self.offset)
+        .execute(&mut **tx)
+        .await?;
+        Ok(inserted.rows_affected() as usize)
     }
 }
 
@@ -662,44 +676,61 @@ async fn refresh_current(
     if keys.is_empty() {
         return Ok(());
     }
-    let (mut ws, mut env, mut repo) = (Vec::new(), Vec::new(), Vec::new());
-    for (w, e, r) in keys {
-        ws.push(w);
-        env.push(e);
-        repo.push(r);
+    let mut columns = KeyColumns::default();
+    for key in keys {
+        columns.push(key);
     }
-    sqlx::query(
-        "WITH keys AS (
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(ws, env, repo)
-         ), best AS (
-             SELECT k.ws, k.env, k.repo, b.id, b.commit_sha, b.branch, b.deployed_at
-             FROM keys k LEFT JOIN LATERAL (
-                 SELECT d.id, d.commit_sha, d.branch, d.deployed_at FROM deployments d
-                 WHERE d.workspace_id = k.ws AND d.environment_id = k.env
-                   AND d.repo_full_name = k.repo AND d.status = 'success'
-                 ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
-             ) b ON true
-         ), gone AS (
-             DELETE FROM current_deployments c USING best
-             WHERE best.id IS NULL AND c.workspace_id = best.ws
-               AND c.environment_id = best.env AND c.repo_full_name = best.repo
-         )
-         INSERT INTO current_deployments AS c
-             (workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at)
-         SELECT ws, env, repo, id, commit_sha, branch, deployed_at FROM best WHERE id IS NOT NULL
-         ON CONFLICT (workspace_id, environment_id, repo_full_name) DO UPDATE SET
-             deployment_id = excluded.deployment_id, commit_sha = excluded.commit_sha,
-             branch = excluded.branch, deployed_at = excluded.deployed_at, projected_at = now()
-         WHERE (c.deployment_id, c.commit_sha, c.branch, c.deployed_at)
-               IS DISTINCT FROM (excluded.deployment_id, excluded.commit_sha, excluded.branch, excluded.deployed_at)",
-    )
-    .bind(ws)
-    .bind(env)
-    .bind(repo)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(REFRESH_CURRENT)
+        .bind(columns.workspace)
+        .bind(columns.environment)
+        .bind(columns.repository)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
+
+/// Column arrays of `CurrentKey`s, for `UNNEST`.
+#[derive(Default)]
+struct KeyColumns {
+    workspace: Vec<Uuid>,
+    environment: Vec<Uuid>,
+    repository: Vec<String>,
+}
+
+impl KeyColumns {
+    fn push(&mut self, (workspace, environment, repository): CurrentKey) {
+        self.workspace.push(workspace);
+        self.environment.push(environment);
+        self.repository.push(repository);
+    }
+}
+
+/// Per (workspace, environment, repository) of `$1`, `$2`, `$3`: the latest
+/// success becomes the current row, or the row goes when there is none.
+/// A row that would not change is not rewritten.
+const REFRESH_CURRENT: &str = "WITH keys AS (
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(ws, env, repo)
+     ), best AS (
+         SELECT k.ws, k.env, k.repo, b.id, b.commit_sha, b.branch, b.deployed_at
+         FROM keys k LEFT JOIN LATERAL (
+             SELECT d.id, d.commit_sha, d.branch, d.deployed_at FROM deployments d
+             WHERE d.workspace_id = k.ws AND d.environment_id = k.env
+               AND d.repo_full_name = k.repo AND d.status = 'success'
+             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+         ) b ON true
+     ), gone AS (
+         DELETE FROM current_deployments c USING best
+         WHERE best.id IS NULL AND c.workspace_id = best.ws
+           AND c.environment_id = best.env AND c.repo_full_name = best.repo
+     )
+     INSERT INTO current_deployments AS c
+         (workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at)
+     SELECT ws, env, repo, id, commit_sha, branch, deployed_at FROM best WHERE id IS NOT NULL
+     ON CONFLICT (workspace_id, environment_id, repo_full_name) DO UPDATE SET
+         deployment_id = excluded.deployment_id, commit_sha = excluded.commit_sha,
+         branch = excluded.branch, deployed_at = excluded.deployed_at, projected_at = now()
+     WHERE (c.deployment_id, c.commit_sha, c.branch, c.deployed_at)
+           IS DISTINCT FROM (excluded.deployment_id, excluded.commit_sha, excluded.branch, excluded.deployed_at)";
 
 /// Whether Postgres refused a write because of the data itself, so that
 /// retrying the same rows can never succeed: a data exception (class 22,

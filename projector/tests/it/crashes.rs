@@ -142,7 +142,7 @@ async fn assert_exact(live: &sqlx::PgPool, topic: &TestTopic, events: usize) {
     let rebuilt = TestDb::new().await;
     let mut cfg = config(&rebuilt.url, topic, &group());
     cfg.until_caught_up = true;
-    spawn(cfg).await.handle.await.unwrap().unwrap();
+    spawn(cfg).await.finished().await.unwrap();
     assert_eq!(
         digest(&rebuilt.pool).await.unwrap(),
         digest(live).await.unwrap()

@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use vibemon_projector::batch::Located;
 use vibemon_projector::writer::write_batch;
-use vibemon_schemas::{DeploymentStatus, ExternalId};
+use vibemon_schemas::{DeploymentReported, DeploymentStatus, ExternalId};
 use vibemon_store::checkpoints::digest;
 use vibemon_store::checkpoints::Position;
 use vibemon_testkit::events::publish_fingerprinted;
@@ -18,16 +18,34 @@ use vibemon_testkit::{count_records, read_topic, TestDb, TestTopic};
 
 use crate::helpers::*;
 
-/// Runs a projector until it has read everything on the topic; fails the
-/// test if it does not finish in time (a stalled projector never does).
+/// Runs a projector until it has read everything on the topic.
 async fn project_all(db_url: &str, topic: &TestTopic, group: &str) -> anyhow::Result<()> {
-    let mut cfg = config(db_url, topic, group);
-    cfg.until_caught_up = true;
-    spawn(cfg)
-        .await
-        .stopped_by_itself(Duration::from_secs(60))
-        .await
-        .expect("the projector finishes instead of stalling")
+    run_until_caught_up(config(db_url, topic, group)).await
+}
+
+/// One deployment reported first for acme/api, then for acme/web, both
+/// successes: as events written before external ids included the
+/// repository could say.
+fn moving_deployment(
+    world: &World,
+    external_id: &str,
+    first_at: &str,
+    second_at: &str,
+) -> (DeploymentReported, DeploymentReported) {
+    let first = world.external(
+        "acme/api",
+        external_id,
+        DeploymentStatus::Success,
+        at(first_at),
+    );
+    let mut second = world.external(
+        "acme/web",
+        external_id,
+        DeploymentStatus::Success,
+        at(second_at),
+    );
+    second.deployment_id = first.deployment_id;
+    (first, second)
 }
 
 async fn rebuilt_digest(topic: &TestTopic) -> String {
@@ -52,19 +70,8 @@ async fn a_deployment_that_moves_to_another_repository_in_a_later_batch_leaves_n
     // deployment id, reported first for acme/api and then for acme/web.
     let (db, topic, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
     let p = producer(&topic.brokers);
-    let first = world.external(
-        "acme/api",
-        "42",
-        DeploymentStatus::Success,
-        at("2024-01-15T10:00:00Z"),
-    );
-    let mut second = world.external(
-        "acme/web",
-        "42",
-        DeploymentStatus::Success,
-        at("2024-01-15T10:05:00Z"),
-    );
-    second.deployment_id = first.deployment_id;
+    let (first, second) =
+        moving_deployment(&world, "42", "2024-01-15T10:00:00Z", "2024-01-15T10:05:00Z");
     let group = group();
 
     publish(&p, &topic.name, std::slice::from_ref(&first)).await;
@@ -72,14 +79,8 @@ async fn a_deployment_that_moves_to_another_repository_in_a_later_batch_leaves_n
     publish(&p, &topic.name, std::slice::from_ref(&second)).await;
     project_all(&db.url, &topic, &group).await.unwrap();
 
-    let current: Vec<(String, Uuid)> = sqlx::query_as(
-        "SELECT repo_full_name, deployment_id FROM current_deployments ORDER BY repo_full_name",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
     assert_eq!(
-        current,
+        current_by_repository(&db.pool).await,
         vec![("acme/web".to_owned(), first.deployment_id)],
         "acme/api no longer has a successful deployment"
     );
@@ -136,17 +137,11 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
 
     // Act: one batch holds every record, so the whole batch is refused first.
     let mut cfg = config(&db.url, &topic, &group());
-    cfg.until_caught_up = true;
     cfg.batch_max = 2000;
     cfg.batch_linger_ms = 1000;
     cfg.batch_idle_ms = 1000;
     let started = std::time::Instant::now();
-    spawn(cfg)
-        .await
-        .stopped_by_itself(Duration::from_secs(60))
-        .await
-        .expect("the projector finishes instead of stalling")
-        .unwrap();
+    run_until_caught_up(cfg).await.unwrap();
     let with_poison = started.elapsed();
 
     // Assert
@@ -251,13 +246,9 @@ async fn an_idempotency_key_reused_for_another_body_keeps_the_first_report_and_r
 
     let projector = spawn(config(&db.url, &topic, &group)).await;
     // Wait for the checkpoint to pass all three, then stop before asserting,
-    // so a failure fails the test instead of hanging it on the consume thread.
+    // so a failed assertion does not leave the projector running.
     vibemon_testkit::eventually(Duration::from_secs(30), || async {
-        let next: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
-            .fetch_optional(&db.pool)
-            .await
-            .unwrap();
-        (next == Some(3)).then_some(())
+        (next_offset(&db.pool).await == Some(3)).then_some(())
     })
     .await;
     let metrics = reqwest::get(format!("http://{}/metrics", projector.addr))
@@ -320,25 +311,14 @@ async fn a_checkpoint_beyond_the_end_of_the_topic_stops_the_projector_and_says_t
     ];
     publish(&producer(&topic.brokers), &topic.name, &events).await;
 
-    let running = spawn(config(&db.url, &topic, &group)).await;
-    let result = running
-        .stopped_by_itself(Duration::from_secs(30))
-        .await
-        .expect("the projector stops by itself");
+    let err = format!("{:#}", failure(config(&db.url, &topic, &group)).await);
 
-    let err = format!(
-        "{:#}",
-        result.expect_err("a mismatched checkpoint is fatal")
-    );
     assert!(err.contains("beyond the end"), "{err}");
     assert!(err.contains("vibemon replay"), "{err}");
     assert_eq!(count(&db.pool, "deployment_audit").await, 0);
-    let next: i64 = sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
     assert_eq!(
-        next, 100,
+        next_offset(&db.pool).await,
+        Some(100),
         "the checkpoint is left for the operator to judge"
     );
     assert_eq!(count_records(&topic.brokers, &topic.name), 2);
@@ -364,16 +344,8 @@ async fn a_topic_recreated_and_filled_past_the_checkpoint_stops_the_projector() 
         .await
         .unwrap();
 
-    let result = spawn(config(&db.url, &new, &group))
-        .await
-        .stopped_by_itself(Duration::from_secs(30))
-        .await
-        .expect("the projector stops by itself");
+    let err = format!("{:#}", failure(config(&db.url, &new, &group)).await);
 
-    let err = format!(
-        "{:#}",
-        result.expect_err("another topic's records are fatal")
-    );
     assert!(
         err.contains("is not the one this database applied"),
         "{err}"
@@ -481,12 +453,9 @@ async fn concurrent_writers_on_one_environment_never_leave_current_state_behind_
             .iter()
             .max_by_key(|l| (l.event.deployed_at, l.event.deployment_id))
             .unwrap();
-        let current: Uuid = sqlx::query_scalar("SELECT deployment_id FROM current_deployments")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
         assert_eq!(
-            current, newest.event.deployment_id,
+            current_deployment(&db.pool).await,
+            newest.event.deployment_id,
             "round {round}: current state is the newest success"
         );
     }
@@ -500,30 +469,14 @@ async fn a_checkpoint_never_moves_backwards() {
     write_batch(&db.pool, "g", &[], &offsets(10)).await.unwrap();
     write_batch(&db.pool, "g", &[], &offsets(5)).await.unwrap();
 
-    let next: i64 = sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(next, 10);
+    assert_eq!(next_offset(&db.pool).await, Some(10));
 }
 
 #[tokio::test]
 async fn an_external_deployment_moving_repository_inside_one_batch_updates_both_keys() {
     let db = TestDb::new().await;
     let world = World::new();
-    let a = world.external(
-        "acme/api",
-        "7",
-        DeploymentStatus::Success,
-        at("2024-01-15T10:00:00Z"),
-    );
-    let mut b = world.external(
-        "acme/web",
-        "7",
-        DeploymentStatus::Success,
-        at("2024-01-15T10:01:00Z"),
-    );
-    b.deployment_id = a.deployment_id;
+    let (a, mut b) = moving_deployment(&world, "7", "2024-01-15T10:00:00Z", "2024-01-15T10:01:00Z");
     b.external_id = Some(ExternalId::parse("7").unwrap());
     let batch = [Located::new(a, "t", 0, 0), Located::new(b, "t", 0, 1)];
 

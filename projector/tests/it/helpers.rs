@@ -4,20 +4,18 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 use vibemon_projector::config::Config;
 use vibemon_runtime::KafkaArgs;
 pub use vibemon_testkit::events::{at, producer, publish, publish_raw, World};
-use vibemon_testkit::{eventually, TestTopic};
+use vibemon_testkit::spawned::Spawned;
+use vibemon_testkit::{eventually, TestDb, TestTopic};
 
-/// A projector running in this process.
-pub struct Running {
-    /// Where /healthz, /readyz and /metrics are served.
-    pub addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+/// A projector running in this process: stop it, wait for it to stop by
+/// itself, or let it finish. The consume loop runs on a thread of its own,
+/// which the test's runtime does not wait for; a projector left running is
+/// stopped when its `Running` is dropped.
+pub type Running = Spawned;
 
 pub fn config(db_url: &str, topic: &TestTopic, group: &str) -> Config {
     let mut c = Config::new(db_url, KafkaArgs::local(&topic.brokers, &topic.name), group);
@@ -26,43 +24,64 @@ pub fn config(db_url: &str, topic: &TestTopic, group: &str) -> Config {
 }
 
 pub async fn spawn(config: Config) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(vibemon_projector::serve(config, listener, async {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        stop: Some(tx),
-        handle,
-    }
+    Spawned::start(|listener, shutdown| vibemon_projector::serve(config, listener, shutdown)).await
 }
 
-impl Running {
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("stops in time")
-            .unwrap()
-    }
+/// Runs a projector with `config` until it has read everything on the
+/// topic; fails the test if it does not finish in time (a stalled projector
+/// never does).
+pub async fn run_until_caught_up(mut config: Config) -> anyhow::Result<()> {
+    config.until_caught_up = true;
+    spawn(config)
+        .await
+        .stopped_by_itself(Duration::from_secs(60))
+        .await
+        .expect("the projector finishes instead of stalling")
+}
 
-    /// Waits up to `timeout` for the projector to stop by itself and returns
-    /// how it ended. If it does not stop, stops it and returns `None`: the
-    /// consume loop runs on a blocking thread the test's runtime waits for at
-    /// shutdown, so a projector left running would hang the test instead of
-    /// failing it.
-    pub async fn stopped_by_itself(mut self, timeout: Duration) -> Option<anyhow::Result<()>> {
-        match tokio::time::timeout(timeout, &mut self.handle).await {
-            Ok(ended) => Some(ended.unwrap()),
-            Err(_) => {
-                let _ = self.stop.take().unwrap().send(());
-                let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.handle).await;
-                None
-            }
-        }
-    }
+/// Runs a projector that must stop by itself, and with an error, within
+/// 30 s; returns the error.
+pub async fn failure(config: Config) -> anyhow::Error {
+    spawn(config)
+        .await
+        .stopped_by_itself(Duration::from_secs(30))
+        .await
+        .expect("the projector stops by itself")
+        .expect_err("the projector must stop with an error")
+}
+
+/// Runs a projector until `table` holds `n` rows (30 s at most), then
+/// stops it.
+pub async fn project_until(db: &TestDb, topic: &TestTopic, group: &str, table: &str, n: i64) {
+    let projector = spawn(config(&db.url, topic, group)).await;
+    wait_rows(&db.pool, table, n, 30).await;
+    projector.stop().await.unwrap();
+}
+
+/// The one current deployment's id; panics unless there is exactly one row.
+pub async fn current_deployment(pool: &PgPool) -> Uuid {
+    sqlx::query_scalar("SELECT deployment_id FROM current_deployments")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Every current deployment's id by repository, in repository order.
+pub async fn current_by_repository(pool: &PgPool) -> Vec<(String, Uuid)> {
+    sqlx::query_as(
+        "SELECT repo_full_name, deployment_id FROM current_deployments ORDER BY repo_full_name",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The one checkpoint's next offset, if there is a checkpoint.
+pub async fn next_offset(pool: &PgPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
+        .fetch_optional(pool)
+        .await
+        .unwrap()
 }
 
 /// The projector binary, configured for `topic` and `group`, quiet, with

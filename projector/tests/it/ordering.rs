@@ -54,11 +54,7 @@ async fn a_late_older_success_does_not_replace_the_current_deployment() {
     wait_rows(&db.pool, "deployment_audit", 2, 30).await;
     projector.stop().await.unwrap();
 
-    let current: uuid::Uuid = sqlx::query_scalar("SELECT deployment_id FROM current_deployments")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(current, newer.deployment_id);
+    assert_eq!(current_deployment(&db.pool).await, newer.deployment_id);
     assert_eq!(
         count(&db.pool, "deployments").await,
         2,
@@ -79,13 +75,7 @@ async fn a_failed_deployment_after_a_success_leaves_the_success_current() {
     )
     .await;
 
-    let projector = spawn(config(&db.url, &topic, &group())).await;
-    wait_rows(&db.pool, "deployment_audit", 2, 30).await;
-    projector.stop().await.unwrap();
+    project_until(&db, &topic, &group(), "deployment_audit", 2).await;
 
-    let current: uuid::Uuid = sqlx::query_scalar("SELECT deployment_id FROM current_deployments")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(current, ok.deployment_id);
+    assert_eq!(current_deployment(&db.pool).await, ok.deployment_id);
 }

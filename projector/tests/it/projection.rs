@@ -18,19 +18,11 @@ async fn events_on_the_topic_become_history_audit_current_state_and_checkpoints(
     ];
     publish(&producer(&topic.brokers), &topic.name, &events).await;
 
-    let projector = spawn(config(&db.url, &topic, &group())).await;
-    wait_rows(&db.pool, "deployment_audit", 3, 30).await;
-    projector.stop().await.unwrap();
+    project_until(&db, &topic, &group(), "deployment_audit", 3).await;
 
     assert_eq!(count(&db.pool, "deployments").await, 3);
-    let current: Vec<(String, uuid::Uuid)> = sqlx::query_as(
-        "SELECT repo_full_name, deployment_id FROM current_deployments ORDER BY repo_full_name",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
     assert_eq!(
-        current,
+        current_by_repository(&db.pool).await,
         vec![
             ("acme/api".into(), events[1].deployment_id),
             ("acme/web".into(), events[2].deployment_id)
@@ -62,11 +54,7 @@ async fn the_same_event_delivered_twice_is_one_row_everywhere() {
     let projector = spawn(config(&db.url, &topic, &group())).await;
     wait_rows(&db.pool, "projector_checkpoints", 1, 30).await;
     let caught_up = vibemon_testkit::eventually(Duration::from_secs(20), || async {
-        let n: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM projector_checkpoints")
-            .fetch_optional(&db.pool)
-            .await
-            .unwrap();
-        (n == Some(2)).then_some(())
+        (next_offset(&db.pool).await == Some(2)).then_some(())
     })
     .await;
     projector.stop().await.unwrap();
@@ -92,9 +80,7 @@ async fn a_restarted_projector_resumes_from_its_postgres_checkpoint() {
         &[world.report("acme/api", at("2024-01-15T10:00:00Z"))],
     )
     .await;
-    let first = spawn(config(&db.url, &topic, &group)).await;
-    wait_rows(&db.pool, "deployment_audit", 1, 30).await;
-    first.stop().await.unwrap();
+    project_until(&db, &topic, &group, "deployment_audit", 1).await;
 
     publish(
         &p,
@@ -102,9 +88,7 @@ async fn a_restarted_projector_resumes_from_its_postgres_checkpoint() {
         &[world.report("acme/api", at("2024-01-15T11:00:00Z"))],
     )
     .await;
-    let second = spawn(config(&db.url, &topic, &group)).await;
-    wait_rows(&db.pool, "deployment_audit", 2, 30).await;
-    second.stop().await.unwrap();
+    project_until(&db, &topic, &group, "deployment_audit", 2).await;
 
     assert_eq!(count(&db.pool, "deployments").await, 2);
     let dup: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE reports <> 1")
@@ -140,10 +124,10 @@ async fn replaying_the_topic_into_an_empty_database_gives_identical_tables_and_o
     let rebuilt = TestDb::new().await;
     let mut cfg = config(&rebuilt.url, &topic, &group());
     cfg.until_caught_up = true;
-    spawn(cfg).await.handle.await.unwrap().unwrap();
+    spawn(cfg).await.finished().await.unwrap();
     let mut again = config(&live.url, &topic, &group());
     again.until_caught_up = true;
-    spawn(again).await.handle.await.unwrap().unwrap();
+    spawn(again).await.finished().await.unwrap();
 
     assert_eq!(
         digest(&rebuilt.pool).await.unwrap(),
@@ -182,7 +166,7 @@ async fn batches_written_by_several_writers_at_once_give_the_same_tables_as_one_
         let mut cfg = config(&db.url, &topic, &group());
         cfg.until_caught_up = true;
         cfg.writers = writers;
-        spawn(cfg).await.handle.await.unwrap().unwrap();
+        spawn(cfg).await.finished().await.unwrap();
         assert_eq!(
             count(&db.pool, "deployment_audit").await,
             events.len() as i64
