@@ -107,9 +107,18 @@ pub struct Wiring {
     pub healthy: Arc<AtomicBool>,
 }
 
-/// The consume loop, running on its own thread.
+/// The consume loop, running on its own thread. Dropping it (its caller's
+/// future was dropped) asks the loop to stop, so the thread never outlives
+/// the runtime it borrows.
 pub struct ConsumeLoop {
     done: oneshot::Receiver<Result<(), Fatal>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for ConsumeLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl ConsumeLoop {
@@ -117,6 +126,7 @@ impl ConsumeLoop {
     /// thread named `projector-consume`. Call it from within the Tokio
     /// runtime that is to run the loop's Postgres and Kafka futures.
     pub fn start(client: &ClientConfig, wiring: Wiring) -> anyhow::Result<Self> {
+        let stop = wiring.stop.clone();
         let shared = Arc::new(Shared::new(Handle::current(), wiring));
         let consumer: BaseConsumer<ProjectorContext> = client
             .create_with_context(ProjectorContext { shared })
@@ -131,12 +141,12 @@ impl ConsumeLoop {
                 let _ = sender.send(run(consumer));
             })
             .context("starting the consume loop's thread")?;
-        Ok(Self { done })
+        Ok(Self { done, stop })
     }
 
     /// Waits for the loop to end, and returns why it did.
-    pub async fn finished(self) -> anyhow::Result<()> {
-        match self.done.await {
+    pub async fn finished(mut self) -> anyhow::Result<()> {
+        match (&mut self.done).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(anyhow::anyhow!(
                 "the consume loop's thread panicked before it could report"
