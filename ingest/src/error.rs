@@ -198,7 +198,8 @@ impl ApiError {
         }
     }
 
-    /// 5xx at `error` (ours to fix), 4xx at `debug` (the client's).
+    /// Failures that are ours to fix at `error`; the client's (4xx) and the
+    /// 503s that only say "busy, retry" (`AuthBusy`, `Overloaded`) at `debug`.
     fn log(&self) {
         match self {
             ApiError::ReferenceUnavailable(_)

@@ -159,6 +159,9 @@ pub fn parse(
     let (Some(environment), Some(repository), Some(extra_data), true) =
         (environment, repository, extra_data, c.issues.is_empty())
     else {
+        // Every `None` above recorded an issue; the fuzz targets and tests
+        // run with debug assertions and would catch a field that did not.
+        debug_assert!(!c.issues.is_empty(), "a field was dropped without an issue");
         return Err(c.issues);
     };
     Ok(WebhookRequest {

@@ -13,13 +13,14 @@ use vibemon_testkit::spawned::Spawned;
 use vibemon_testkit::{read_topic, ReadRecord, Tenant, TestDb, TestTopic};
 
 pub struct TestApp {
+    /// The running ingest; dropping it aborts it. Declared first so that it
+    /// is dropped first: ingest stops before its database and topic go.
+    service: Spawned,
     pub addr: SocketAddr,
     pub db: TestDb,
     pub topic: TestTopic,
     pub tenant: Tenant,
     pub client: reqwest::Client,
-    /// The running ingest; dropping it aborts it.
-    service: Spawned,
 }
 
 impl TestApp {
