@@ -15,6 +15,7 @@
 //! after each batch, for lag tooling only.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -108,10 +109,13 @@ pub struct Wiring {
 }
 
 /// The consume loop, running on its own thread. Dropping it (its caller's
-/// future was dropped) asks the loop to stop, so the thread never outlives
-/// the runtime it borrows.
+/// future was dropped) asks the loop to stop: it finishes its batch and
+/// leaves the group. The thread is not joined, so a runtime shut down at
+/// that moment can fail the final write; the checkpoint then stays where it
+/// was and the batch is read again.
 pub struct ConsumeLoop {
-    done: oneshot::Receiver<Result<(), Fatal>>,
+    /// The loop's result, or the message it panicked with.
+    done: oneshot::Receiver<Result<Result<(), Fatal>, String>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -138,7 +142,8 @@ impl ConsumeLoop {
         std::thread::Builder::new()
             .name("projector-consume".into())
             .spawn(move || {
-                let _ = sender.send(run(consumer));
+                let ended = std::panic::catch_unwind(AssertUnwindSafe(|| run(consumer)));
+                let _ = sender.send(ended.map_err(panic_message));
             })
             .context("starting the consume loop's thread")?;
         Ok(Self { done, stop })
@@ -147,12 +152,22 @@ impl ConsumeLoop {
     /// Waits for the loop to end, and returns why it did.
     pub async fn finished(mut self) -> anyhow::Result<()> {
         match (&mut self.done).await {
-            Ok(result) => Ok(result?),
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(panic)) => Err(anyhow::anyhow!("the consume loop panicked: {panic}")),
             Err(_) => Err(anyhow::anyhow!(
-                "the consume loop's thread panicked before it could report"
+                "the consume loop's thread ended without reporting"
             )),
         }
     }
+}
+
+/// The text a panic was raised with, when it was a string.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
 }
 
 /// State shared by the loop and the rebalance callback.

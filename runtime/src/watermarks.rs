@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 /// One partition's range of offsets still held by the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,24 +31,47 @@ pub enum TopicError {
 }
 
 /// The partition ids of `topic`, in order. A topic the brokers do not know,
-/// or know with no partitions, is [`TopicError::Missing`].
+/// or know with no partitions, is [`TopicError::Missing`]; any other error
+/// the brokers report for it (no leader yet, say) is [`TopicError::Kafka`].
 pub fn partitions<C: ClientContext>(
     client: &Client<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<i32>, TopicError> {
     let metadata = client.fetch_metadata(Some(topic), timeout)?;
-    let mut ids: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(TopicError::Missing(topic.to_owned()));
+    };
+    match found.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            return Err(TopicError::Missing(topic.to_owned()))
+        }
+        Some(code) => return Err(KafkaError::MetadataFetch(code).into()),
+    }
+    let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
     if ids.is_empty() {
         return Err(TopicError::Missing(topic.to_owned()));
     }
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// One partition's watermarks: a single offsets request, for callers that
+/// know which partitions they need (an assignment) and must not depend on
+/// the others answering.
+pub fn range<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<PartitionRange, KafkaError> {
+    let (low, high) = client.fetch_watermarks(topic, partition, timeout)?;
+    Ok(PartitionRange {
+        partition,
+        low,
+        high,
+    })
 }
 
 /// Every partition of `topic` with its low and high watermarks, in partition
@@ -59,13 +83,6 @@ pub fn watermarks<C: ClientContext>(
 ) -> Result<Vec<PartitionRange>, TopicError> {
     partitions(client, topic, timeout)?
         .into_iter()
-        .map(|partition| {
-            let (low, high) = client.fetch_watermarks(topic, partition, timeout)?;
-            Ok(PartitionRange {
-                partition,
-                low,
-                high,
-            })
-        })
+        .map(|partition| Ok(range(client, topic, partition, timeout)?))
         .collect()
 }
