@@ -107,10 +107,12 @@ impl Ensure<'_> {
                 self.apply_config(name, &config).await?;
                 "exists, configuration applied"
             }
-            Err((_, code)) => return Err(CliError::Other(anyhow::anyhow!(
+            Err((_, code)) => {
+                return Err(CliError::Other(anyhow::anyhow!(
                 "creating topic {name}: {code} (is --replication-factor {} more than the brokers?)",
                 self.replication_factor
-            ))),
+            )))
+            }
         };
         Ok((parts, state))
     }
