@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use vibemon_projector::config::Config;
 use vibemon_projector::consumer::LoopConfig;
 use vibemon_projector::metrics::Metrics;
-use vibemon_runtime::watermarks::{watermarks, PartitionRange, TopicError};
+use vibemon_runtime::watermarks::{watermarks, PartitionRange};
 use vibemon_store::checkpoints::{self, Position};
 
 use crate::cli::{Db, ReplayArgs};
@@ -59,15 +59,6 @@ fn consumer(args: &ReplayArgs) -> CliResult<BaseConsumer> {
         .set("group.id", format!("{}-planner", args.group))
         .create()
         .map_err(|e| CliError::Unavailable(format!("creating a Kafka consumer: {e}")))
-}
-
-impl From<TopicError> for CliError {
-    fn from(e: TopicError) -> Self {
-        match e {
-            TopicError::Missing(_) => CliError::NotFound(e.to_string()),
-            TopicError::Kafka(_) => CliError::Unavailable(e.to_string()),
-        }
-    }
 }
 
 /// What replay needs of Kafka before it starts: the partitions' ranges and,

@@ -78,10 +78,10 @@ async fn topic_partitions(
     .await
     .map_err(|e| CliError::Other(e.into()))?;
     let ids = found.map_err(|e| match e {
-        TopicError::Missing(_) => CliError::NotFound(e.to_string()),
         TopicError::Kafka(e) => {
             CliError::Unavailable(format!("cannot reach Kafka at {}: {e}", args.kafka.brokers))
         }
+        missing => missing.into(),
     })?;
     Ok((consumer, ids))
 }
