@@ -39,63 +39,14 @@ async fn explain(
 async fn main() -> anyhow::Result<()> {
     let admin_url = std::env::var("DATABASE_URL")?;
     let admin = PgPool::connect(&admin_url).await?;
-    sqlx::query("DROP DATABASE IF EXISTS explain_read_api WITH (FORCE)")
-        .execute(&admin)
-        .await?;
-    sqlx::query("CREATE DATABASE explain_read_api")
-        .execute(&admin)
-        .await?;
-    let pool = PgPool::connect(&vibemon_store::url_with_database(
-        &admin_url,
-        "explain_read_api",
-    ))
-    .await?;
-    vibemon_store::migrate(&pool).await?;
-
-    let workspaces: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
-    let environments: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    let pool = fresh_database(&admin, &admin_url).await?;
     let started = Instant::now();
-    sqlx::query(
-        "INSERT INTO deployments (id, workspace_id, environment_id, environment, repo_full_name, branch, commit_sha,
-             status, source, deployed_at, extra_data, external_id, created_at, updated_at, status_rank, last_event_id, reports)
-         SELECT gen_random_uuid(), ($1::uuid[])[1 + g % 10], ($2::uuid[])[1 + g % 50], 'env-' || (g % 5),
-                'org/repo-' || (g % 997), 'main', md5(g::text) || substr(md5((g + 1)::text), 1, 8),
-                CASE WHEN g % 7 = 3 THEN 'failed' ELSE 'success' END, 'webhook',
-                timestamptz '2024-01-01' + g * interval '30 seconds', '{}'::jsonb, NULL,
-                timestamptz '2024-01-01' + g * interval '30 seconds', timestamptz '2024-01-01' + g * interval '30 seconds',
-                2, gen_random_uuid(), 1
-         FROM generate_series(1, $3) AS g",
-    )
-    .bind(&workspaces)
-    .bind(&environments)
-    .bind(ROWS)
-    .execute(&pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name,
-             source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset)
-         SELECT last_event_id, id, workspace_id, environment_id, workspace_id, 'ci', source, status, created_at, '{}'::jsonb,
-                'deployments.v1', 0, row_number() OVER ()
-         FROM deployments",
-    )
-    .execute(&pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO current_deployments (workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at)
-         SELECT DISTINCT ON (workspace_id, environment_id, repo_full_name)
-                workspace_id, environment_id, repo_full_name, id, commit_sha, branch, deployed_at
-         FROM deployments WHERE status = 'success'
-         ORDER BY workspace_id, environment_id, repo_full_name, deployed_at DESC, id DESC",
-    )
-    .execute(&pool)
-    .await?;
-    sqlx::query("ANALYZE").execute(&pool).await?;
-    let (ws, env) = (workspaces[3], environments[3]);
+    let seeded = seed(&pool).await?;
+    let (ws, env) = (seeded.workspaces[3], seeded.environments[3]);
     let sample: (Uuid, DateTime<Utc>) = sqlx::query_as("SELECT id, deployed_at FROM deployments WHERE workspace_id = $1 ORDER BY deployed_at DESC LIMIT 1 OFFSET 5000")
         .bind(ws)
         .fetch_one(&pool)
         .await?;
-    let at: DateTime<Utc> = "2024-04-01T00:00:00Z".parse()?;
 
     println!("# Read API query plans on {ROWS} deployments\n");
     println!(
@@ -104,9 +55,92 @@ async fn main() -> anyhow::Result<()> {
          Each block is `EXPLAIN (ANALYZE, BUFFERS)` of the SQL in `store/src/read.rs` (for the single-row lookups, the same predicates and order).\n",
         started.elapsed().as_secs_f64()
     );
+    explain_history(&pool, ws, env, sample).await?;
+    explain_one_deployment(&pool, ws, sample.0).await?;
+    explain_deployed_at(&pool, ws, env).await?;
+    pool.close().await;
+    sqlx::query("DROP DATABASE explain_read_api WITH (FORCE)")
+        .execute(&admin)
+        .await?;
+    Ok(())
+}
+
+/// The database `explain_read_api`, dropped first if a previous run left it,
+/// and migrated.
+async fn fresh_database(admin: &PgPool, admin_url: &str) -> anyhow::Result<PgPool> {
+    sqlx::query("DROP DATABASE IF EXISTS explain_read_api WITH (FORCE)")
+        .execute(admin)
+        .await?;
+    sqlx::query("CREATE DATABASE explain_read_api")
+        .execute(admin)
+        .await?;
+    let pool = PgPool::connect(&vibemon_store::url_with_database(
+        admin_url,
+        "explain_read_api",
+    ))
+    .await?;
+    vibemon_store::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// The ids the seeded rows are spread over.
+struct Seeded {
+    workspaces: Vec<Uuid>,
+    environments: Vec<Uuid>,
+}
+
+/// [`ROWS`] deployments, an audit row for each, the current deployments
+/// they imply, and fresh statistics.
+async fn seed(pool: &PgPool) -> anyhow::Result<Seeded> {
+    let workspaces: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    let environments: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    sqlx::query(SEED_DEPLOYMENTS)
+        .bind(&workspaces)
+        .bind(&environments)
+        .bind(ROWS)
+        .execute(pool)
+        .await?;
+    sqlx::query(SEED_AUDIT).execute(pool).await?;
+    sqlx::query(SEED_CURRENT).execute(pool).await?;
+    sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(Seeded {
+        workspaces,
+        environments,
+    })
+}
+
+const SEED_DEPLOYMENTS: &str = "INSERT INTO deployments (id, workspace_id, environment_id, environment, repo_full_name, branch, commit_sha,
+             status, source, deployed_at, extra_data, external_id, created_at, updated_at, status_rank, last_event_id, reports)
+         SELECT gen_random_uuid(), ($1::uuid[])[1 + g % 10], ($2::uuid[])[1 + g % 50], 'env-' || (g % 5),
+                'org/repo-' || (g % 997), 'main', md5(g::text) || substr(md5((g + 1)::text), 1, 8),
+                CASE WHEN g % 7 = 3 THEN 'failed' ELSE 'success' END, 'webhook',
+                timestamptz '2024-01-01' + g * interval '30 seconds', '{}'::jsonb, NULL,
+                timestamptz '2024-01-01' + g * interval '30 seconds', timestamptz '2024-01-01' + g * interval '30 seconds',
+                2, gen_random_uuid(), 1
+         FROM generate_series(1, $3) AS g";
+
+const SEED_AUDIT: &str = "INSERT INTO deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name,
+             source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset)
+         SELECT last_event_id, id, workspace_id, environment_id, workspace_id, 'ci', source, status, created_at, '{}'::jsonb,
+                'deployments.v1', 0, row_number() OVER ()
+         FROM deployments";
+
+const SEED_CURRENT: &str = "INSERT INTO current_deployments (workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at)
+         SELECT DISTINCT ON (workspace_id, environment_id, repo_full_name)
+                workspace_id, environment_id, repo_full_name, id, commit_sha, branch, deployed_at
+         FROM deployments WHERE status = 'success'
+         ORDER BY workspace_id, environment_id, repo_full_name, deployed_at DESC, id DESC";
+
+/// The history list, unfiltered and on a later filtered page.
+async fn explain_history(
+    pool: &PgPool,
+    ws: Uuid,
+    env: Uuid,
+    sample: (Uuid, DateTime<Utc>),
+) -> anyhow::Result<()> {
     let list = read::list_sql();
     explain(
-        &pool,
+        pool,
         "History, first page (GET /api/v1/deployments)",
         &list,
         |q| {
@@ -123,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     explain(
-        &pool,
+        pool,
         "History, filtered by environment and repository, a later page",
         &list,
         |q| {
@@ -139,29 +173,40 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+/// One deployment and its reports.
+async fn explain_one_deployment(pool: &PgPool, ws: Uuid, id: Uuid) -> anyhow::Result<()> {
     explain(
-        &pool,
+        pool,
         "One deployment (GET /api/v1/deployments/{id})",
         "SELECT * FROM deployments WHERE workspace_id = $1 AND id = $2",
-        |q| q.bind(ws).bind(sample.0),
+        |q| q.bind(ws).bind(id),
     )
     .await?;
     explain(
-        &pool,
+        pool,
         "Its reports",
         "SELECT * FROM deployment_audit WHERE deployment_id = $1 AND workspace_id = $2 ORDER BY received_at, event_id",
-        |q| q.bind(sample.0).bind(ws),
+        |q| q.bind(id).bind(ws),
     )
     .await?;
+    Ok(())
+}
+
+/// What was running at a time, and the environments now.
+async fn explain_deployed_at(pool: &PgPool, ws: Uuid, env: Uuid) -> anyhow::Result<()> {
+    let at: DateTime<Utc> = "2024-04-01T00:00:00Z".parse()?;
     explain(
-        &pool,
+        pool,
         "What was running at T (GET /api/v1/environments/{name}/deployed)",
         read::DEPLOYED_AT_SQL,
         |q| q.bind(ws).bind(env).bind(at).bind(None::<String>),
     )
     .await?;
     explain(
-        &pool,
+        pool,
         "What was running at T, one repository",
         read::DEPLOYED_AT_SQL,
         |q| {
@@ -173,15 +218,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     explain(
-        &pool,
+        pool,
         "Environments now (GET /api/v1/environments)",
         "SELECT environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at FROM current_deployments WHERE workspace_id = $1 ORDER BY repo_full_name",
         |q| q.bind(ws),
     )
     .await?;
-    pool.close().await;
-    sqlx::query("DROP DATABASE explain_read_api WITH (FORCE)")
-        .execute(&admin)
-        .await?;
     Ok(())
 }

@@ -10,38 +10,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use uuid::Uuid;
 
-use crate::ReadRecord;
+use crate::topics::{admin_client, partition_ranges, reader, ReadRecord};
 
-/// Per partition: (low watermark, high watermark).
+/// Per partition: (low watermark, high watermark). Blocks on the network.
 pub fn watermarks(brokers: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("test-ledger-{}", Uuid::new_v4().simple()),
-        )
-        .create()
-        .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            let marks = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            (p.id(), marks)
-        })
+    partition_ranges(brokers, topic)
+        .into_iter()
+        .map(|r| (r.partition, (r.low, r.high)))
         .collect()
 }
 
@@ -57,7 +38,10 @@ pub fn records_on(brokers: &str, topic: &str) -> i64 {
 /// by offset. Panics if the end is not reached within `timeout`, so a short
 /// read is a failure, never a smaller count.
 pub async fn read_to_end(brokers: &str, topic: &str, timeout: Duration) -> Vec<ReadRecord> {
-    let ends = watermarks(brokers, topic);
+    let (b, t) = (brokers.to_owned(), topic.to_owned());
+    let ends = tokio::task::spawn_blocking(move || watermarks(&b, &t))
+        .await
+        .expect("the watermark requests did not panic");
     let mut missing: BTreeMap<i32, (i64, i64)> = ends
         .iter()
         .filter(|(_, (low, high))| high > low)
@@ -68,15 +52,7 @@ pub async fn read_to_end(brokers: &str, topic: &str, timeout: Duration) -> Vec<R
     if missing.is_empty() {
         return out;
     }
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("test-ledger-{}", Uuid::new_v4().simple()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = reader(brokers, "test-ledger");
     let mut tpl = TopicPartitionList::new();
     for (p, (low, _)) in &missing {
         tpl.add_partition_offset(topic, *p, Offset::Offset(*low))
@@ -101,18 +77,31 @@ pub async fn read_to_end(brokers: &str, topic: &str, timeout: Duration) -> Vec<R
                 continue;
             }
         };
-        let Some((_, high)) = missing.get(&m.partition()).copied() else {
-            continue;
-        };
-        if m.offset() >= high {
-            continue;
+        if below_high_watermark(&mut missing, m.partition(), m.offset()) {
+            out.push(ReadRecord::of(&m));
         }
-        if m.offset() + 1 >= high {
-            missing.remove(&m.partition());
-        }
-        out.push(ReadRecord::of(&m));
     }
     out
+}
+
+/// Whether the record at `offset` of `partition` is one to count: below the
+/// high watermark still `missing` for its partition. The partition is no
+/// longer missing once its last record before the watermark is read.
+fn below_high_watermark(
+    missing: &mut BTreeMap<i32, (i64, i64)>,
+    partition: i32,
+    offset: i64,
+) -> bool {
+    let Some((_, high)) = missing.get(&partition).copied() else {
+        return false;
+    };
+    if offset >= high {
+        return false;
+    }
+    if offset + 1 >= high {
+        missing.remove(&partition);
+    }
+    true
 }
 
 /// The record's payload as JSON (every event on our topics is JSON).
@@ -166,10 +155,7 @@ pub async fn reports_beyond_audit(pool: &sqlx::PgPool) -> i64 {
 
 /// Sets one topic configuration (e.g. `max.message.bytes`) on a real broker.
 pub async fn set_topic_config(brokers: &str, topic: &str, key: &str, value: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
+    let admin = admin_client(brokers);
     let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     for result in admin

@@ -249,47 +249,55 @@ pub enum DeploymentsCommand {
     #[command(
         after_help = "Example:\n  vibemon deployments list --workspace \"$WS\" --environment production --since 2024-01-15T00:00:00Z"
     )]
-    List {
-        #[command(flatten)]
-        db: Db,
-        #[arg(long)]
-        workspace: Uuid,
-        #[arg(long)]
-        environment: Option<String>,
-        #[arg(long)]
-        repository: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
-        /// Only deployments at or after this time (RFC 3339).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only deployments at or before this time (RFC 3339).
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        /// The `next_cursor` of a previous page.
-        #[arg(long)]
-        cursor: Option<String>,
-    },
+    List(ListArgs),
     /// What was running in an environment at a time: per repository, the
     /// latest successful deployment at or before it.
     #[command(
         after_help = "Example:\n  vibemon deployments at --workspace \"$WS\" --environment production --at 2024-01-15T10:30:00+01:00"
     )]
-    At {
-        #[command(flatten)]
-        db: Db,
-        #[arg(long)]
-        workspace: Uuid,
-        #[arg(long)]
-        environment: String,
-        /// RFC 3339, any offset; default now.
-        #[arg(long)]
-        at: Option<String>,
-        #[arg(long)]
-        repository: Option<String>,
-    },
+    At(AtArgs),
+}
+
+// The flags of `deployments list` (its help text is on the variant).
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub db: Db,
+    #[arg(long)]
+    pub workspace: Uuid,
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub repository: Option<String>,
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only deployments at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only deployments at or before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// The `next_cursor` of a previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+// The flags of `deployments at` (its help text is on the variant).
+#[derive(Debug, Args)]
+pub struct AtArgs {
+    #[command(flatten)]
+    pub db: Db,
+    #[arg(long)]
+    pub workspace: Uuid,
+    #[arg(long)]
+    pub environment: String,
+    /// RFC 3339, any offset; default now.
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long)]
+    pub repository: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use vibemon_runtime::watermarks::TopicError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Bad input the user can correct (exit 2, like a usage error).
@@ -45,3 +47,14 @@ impl CliError {
 }
 
 pub type CliResult<T> = Result<T, CliError>;
+
+/// A topic the brokers do not know is not found (exit 3); a Kafka error is
+/// unavailability (exit 5).
+impl From<TopicError> for CliError {
+    fn from(e: TopicError) -> Self {
+        match e {
+            TopicError::Missing(_) => CliError::NotFound(e.to_string()),
+            TopicError::Kafka(_) => CliError::Unavailable(e.to_string()),
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! `vibemon workspace|environment|key`: the reference data in Postgres.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vibemon_schemas::{DisplayName, EnvironmentName};
@@ -35,42 +37,52 @@ fn check_label(what: &str, name: &str) -> CliResult<DisplayName> {
     DisplayName::parse(name).map_err(|e| CliError::Invalid(format!("{what} {e}")))
 }
 
+/// One row of a table of named things.
+fn named_row(id: Uuid, name: &str, created: DateTime<Utc>) -> Vec<String> {
+    vec![id.to_string(), name.to_owned(), output::when(Some(created))]
+}
+
+/// What a command that makes or changes one thing prints: the thing as JSON
+/// with `--json`, else its id alone (for `$(…)` in scripts).
+fn print_one(json: bool, value: &impl Serialize, id: Uuid) {
+    if json {
+        output::json(value)
+    } else {
+        println!("{id}")
+    }
+}
+
 pub async fn workspace(cmd: WorkspaceCommand, json: bool) -> CliResult<()> {
     match cmd {
-        WorkspaceCommand::Create { db, name } => {
-            let name = check_label("workspace", &name)?;
-            let pool = connect(&db).await?;
-            let ws = reference::create_workspace(&pool, &name)
-                .await
-                .map_err(|e| CliError::db("creating the workspace", e))?;
-            if json {
-                output::json(&ws)
-            } else {
-                println!("{}", ws.id)
-            }
-        }
-        WorkspaceCommand::List { db } => {
-            let pool = connect(&db).await?;
-            let all = reference::list_workspaces(&pool)
-                .await
-                .map_err(|e| CliError::db("listing workspaces", e))?;
-            if json {
-                output::json(&all)
-            } else {
-                output::table(
-                    &["id", "name", "created"],
-                    all.iter()
-                        .map(|w| {
-                            vec![
-                                w.id.to_string(),
-                                w.name.clone(),
-                                output::when(Some(w.created_at)),
-                            ]
-                        })
-                        .collect(),
-                )
-            }
-        }
+        WorkspaceCommand::Create { db, name } => create_workspace(&db, &name, json).await,
+        WorkspaceCommand::List { db } => list_workspaces(&db, json).await,
+    }
+}
+
+async fn create_workspace(db: &Db, name: &str, json: bool) -> CliResult<()> {
+    let name = check_label("workspace", name)?;
+    let pool = connect(db).await?;
+    let ws = reference::create_workspace(&pool, &name)
+        .await
+        .map_err(|e| CliError::db("creating the workspace", e))?;
+    print_one(json, &ws, ws.id);
+    Ok(())
+}
+
+async fn list_workspaces(db: &Db, json: bool) -> CliResult<()> {
+    let pool = connect(db).await?;
+    let all = reference::list_workspaces(&pool)
+        .await
+        .map_err(|e| CliError::db("listing workspaces", e))?;
+    if json {
+        output::json(&all)
+    } else {
+        output::table(
+            &["id", "name", "created"],
+            all.iter()
+                .map(|w| named_row(w.id, &w.name, w.created_at))
+                .collect(),
+        )
     }
     Ok(())
 }
@@ -81,107 +93,108 @@ pub async fn environment(cmd: EnvironmentCommand, json: bool) -> CliResult<()> {
             db,
             workspace,
             name,
-        } => {
-            let name = EnvironmentName::parse(name).map_err(|e| CliError::Invalid(e.msg))?;
-            let pool = connect(&db).await?;
-            require_workspace(&pool, workspace).await?;
-            let env = match reference::create_environment(&pool, workspace, name.as_str()).await {
-                Ok(env) => env,
-                Err(e) if vibemon_store::is_unique_violation(&e) => {
-                    return Err(CliError::Conflict(format!(
-                        "environment {name:?} already exists in workspace {workspace}: list them with `vibemon environment list --workspace {workspace}`"
-                    )))
-                }
-                Err(e) => return Err(CliError::db("creating the environment", e)),
-            };
-            if json {
-                output::json(&env)
-            } else {
-                println!("{}", env.id)
-            }
-        }
-        EnvironmentCommand::List { db, workspace } => {
-            let pool = connect(&db).await?;
-            require_workspace(&pool, workspace).await?;
-            let all = reference::list_environments(&pool, workspace)
-                .await
-                .map_err(|e| CliError::db("listing environments", e))?;
-            if json {
-                output::json(&all)
-            } else {
-                output::table(
-                    &["id", "name", "created"],
-                    all.iter()
-                        .map(|e| {
-                            vec![
-                                e.id.to_string(),
-                                e.name.clone(),
-                                output::when(Some(e.created_at)),
-                            ]
-                        })
-                        .collect(),
-                )
-            }
-        }
+        } => create_environment(&db, workspace, name, json).await,
+        EnvironmentCommand::List { db, workspace } => list_environments(&db, workspace, json).await,
         EnvironmentCommand::Rename {
             db,
             workspace,
             name,
             new_name,
-        } => {
-            let new_name =
-                EnvironmentName::parse(new_name).map_err(|e| CliError::Invalid(e.msg))?;
-            let pool = connect(&db).await?;
-            require_workspace(&pool, workspace).await?;
-            let env =
-                match reference::rename_environment(&pool, workspace, &name, new_name.as_str())
-                    .await
-                {
-                    Ok(Some(env)) => env,
-                    Ok(None) => return Err(env_not_found(&name, workspace)),
-                    Err(e) if vibemon_store::is_unique_violation(&e) => {
-                        return Err(CliError::Conflict(format!(
-                            "environment {new_name:?} already exists in workspace {workspace}"
-                        )))
-                    }
-                    Err(e) => return Err(CliError::db("renaming the environment", e)),
-                };
-            if json {
-                output::json(&env)
-            } else {
-                println!("{}", env.id)
-            }
-        }
+        } => rename_environment(&db, workspace, &name, new_name, json).await,
         EnvironmentCommand::Delete {
             db,
             workspace,
             name,
             force,
-        } => {
-            let pool = connect(&db).await?;
-            require_workspace(&pool, workspace).await?;
-            let env = reference::find_environment(&pool, workspace, &name)
-                .await
-                .map_err(|e| CliError::db("looking up the environment", e))?
-                .ok_or_else(|| env_not_found(&name, workspace))?;
-            let used = reference::count_deployments(&pool, env.id)
-                .await
-                .map_err(|e| CliError::db("counting deployments", e))?;
-            if used > 0 && !force {
-                return Err(CliError::Conflict(format!(
-                    "environment {name:?} has {used} deployments; ingest would then refuse its reports. Add --force to delete it anyway (its history is kept)"
-                )));
-            }
-            reference::delete_environment(&pool, env.id)
-                .await
-                .map_err(|e| CliError::db("deleting the environment", e))?;
-            if json {
-                output::json(&env)
-            } else {
-                println!("{}", env.id)
-            }
-        }
+        } => delete_environment(&db, workspace, &name, force, json).await,
     }
+}
+
+async fn create_environment(db: &Db, workspace: Uuid, name: String, json: bool) -> CliResult<()> {
+    let name = EnvironmentName::parse(name).map_err(|e| CliError::Invalid(e.msg))?;
+    let pool = connect(db).await?;
+    require_workspace(&pool, workspace).await?;
+    let env = match reference::create_environment(&pool, workspace, name.as_str()).await {
+        Ok(env) => env,
+        Err(e) if vibemon_store::is_unique_violation(&e) => {
+            return Err(CliError::Conflict(format!(
+                "environment {name:?} already exists in workspace {workspace}: list them with `vibemon environment list --workspace {workspace}`"
+            )))
+        }
+        Err(e) => return Err(CliError::db("creating the environment", e)),
+    };
+    print_one(json, &env, env.id);
+    Ok(())
+}
+
+async fn list_environments(db: &Db, workspace: Uuid, json: bool) -> CliResult<()> {
+    let pool = connect(db).await?;
+    require_workspace(&pool, workspace).await?;
+    let all = reference::list_environments(&pool, workspace)
+        .await
+        .map_err(|e| CliError::db("listing environments", e))?;
+    if json {
+        output::json(&all)
+    } else {
+        output::table(
+            &["id", "name", "created"],
+            all.iter()
+                .map(|e| named_row(e.id, &e.name, e.created_at))
+                .collect(),
+        )
+    }
+    Ok(())
+}
+
+async fn rename_environment(
+    db: &Db,
+    workspace: Uuid,
+    name: &str,
+    new_name: String,
+    json: bool,
+) -> CliResult<()> {
+    let new_name = EnvironmentName::parse(new_name).map_err(|e| CliError::Invalid(e.msg))?;
+    let pool = connect(db).await?;
+    require_workspace(&pool, workspace).await?;
+    let env = match reference::rename_environment(&pool, workspace, name, new_name.as_str()).await {
+        Ok(Some(env)) => env,
+        Ok(None) => return Err(env_not_found(name, workspace)),
+        Err(e) if vibemon_store::is_unique_violation(&e) => {
+            return Err(CliError::Conflict(format!(
+                "environment {new_name:?} already exists in workspace {workspace}"
+            )))
+        }
+        Err(e) => return Err(CliError::db("renaming the environment", e)),
+    };
+    print_one(json, &env, env.id);
+    Ok(())
+}
+
+async fn delete_environment(
+    db: &Db,
+    workspace: Uuid,
+    name: &str,
+    force: bool,
+    json: bool,
+) -> CliResult<()> {
+    let pool = connect(db).await?;
+    require_workspace(&pool, workspace).await?;
+    let env = reference::find_environment(&pool, workspace, name)
+        .await
+        .map_err(|e| CliError::db("looking up the environment", e))?
+        .ok_or_else(|| env_not_found(name, workspace))?;
+    let used = reference::count_deployments(&pool, env.id)
+        .await
+        .map_err(|e| CliError::db("counting deployments", e))?;
+    if used > 0 && !force {
+        return Err(CliError::Conflict(format!(
+            "environment {name:?} has {used} deployments; ingest would then refuse its reports. Add --force to delete it anyway (its history is kept)"
+        )));
+    }
+    reference::delete_environment(&pool, env.id)
+        .await
+        .map_err(|e| CliError::db("deleting the environment", e))?;
+    print_one(json, &env, env.id);
     Ok(())
 }
 
@@ -197,64 +210,71 @@ pub async fn key(cmd: KeyCommand, json: bool) -> CliResult<()> {
             db,
             workspace,
             name,
-        } => {
-            let name = check_label("key", &name)?;
-            let pool = connect(&db).await?;
-            require_workspace(&pool, workspace).await?;
-            let (info, plaintext) = keys::create(&pool, workspace, &name)
-                .await
-                .map_err(|e| CliError::db("creating the key", e))?;
-            if json {
-                let mut v = serde_json::to_value(&info).expect("serializable");
-                v["key"] = serde_json::Value::from(plaintext);
-                output::json(&v)
-            } else {
-                println!("{plaintext}");
-                eprintln!("key {} created; this is the only time it is shown: store it as a CI secret now", info.id);
-            }
-        }
-        KeyCommand::Revoke { db, key_id } => {
-            let pool = connect(&db).await?;
-            let info = keys::revoke(&pool, key_id)
-                .await
-                .map_err(|e| CliError::db("revoking the key", e))?
-                .ok_or_else(|| {
-                    CliError::NotFound(format!(
-                    "key {key_id} not found: list keys with `vibemon key list --workspace <id>`"
-                ))
-                })?;
-            if json {
-                output::json(&info)
-            } else {
-                println!("{}", info.id)
-            }
-        }
-        KeyCommand::List { db, workspace } => {
-            let pool = connect(&db).await?;
-            require_workspace(&pool, workspace).await?;
-            let all = keys::list(&pool, workspace)
-                .await
-                .map_err(|e| CliError::db("listing keys", e))?;
-            if json {
-                output::json(&all)
-            } else {
-                output::table(
-                    &["id", "name", "prefix", "created", "last used", "revoked"],
-                    all.iter()
-                        .map(|k| {
-                            vec![
-                                k.id.to_string(),
-                                k.name.clone(),
-                                format!("{}{}", keys::KEY_PREFIX, k.prefix),
-                                output::when(Some(k.created_at)),
-                                output::when(k.last_used_at),
-                                output::when(k.revoked_at),
-                            ]
-                        })
-                        .collect(),
-                )
-            }
-        }
+        } => create_key(&db, workspace, &name, json).await,
+        KeyCommand::Revoke { db, key_id } => revoke_key(&db, key_id, json).await,
+        KeyCommand::List { db, workspace } => list_keys(&db, workspace, json).await,
+    }
+}
+
+async fn create_key(db: &Db, workspace: Uuid, name: &str, json: bool) -> CliResult<()> {
+    let name = check_label("key", name)?;
+    let pool = connect(db).await?;
+    require_workspace(&pool, workspace).await?;
+    let (info, plaintext) = keys::create(&pool, workspace, &name)
+        .await
+        .map_err(|e| CliError::db("creating the key", e))?;
+    if json {
+        let mut v = serde_json::to_value(&info).expect("serializable");
+        v["key"] = serde_json::Value::from(plaintext);
+        output::json(&v)
+    } else {
+        println!("{plaintext}");
+        eprintln!(
+            "key {} created; this is the only time it is shown: store it as a CI secret now",
+            info.id
+        );
     }
     Ok(())
+}
+
+async fn revoke_key(db: &Db, key_id: Uuid, json: bool) -> CliResult<()> {
+    let pool = connect(db).await?;
+    let info = keys::revoke(&pool, key_id)
+        .await
+        .map_err(|e| CliError::db("revoking the key", e))?
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "key {key_id} not found: list keys with `vibemon key list --workspace <id>`"
+            ))
+        })?;
+    print_one(json, &info, info.id);
+    Ok(())
+}
+
+async fn list_keys(db: &Db, workspace: Uuid, json: bool) -> CliResult<()> {
+    let pool = connect(db).await?;
+    require_workspace(&pool, workspace).await?;
+    let all = keys::list(&pool, workspace)
+        .await
+        .map_err(|e| CliError::db("listing keys", e))?;
+    if json {
+        output::json(&all)
+    } else {
+        output::table(
+            &["id", "name", "prefix", "created", "last used", "revoked"],
+            all.iter().map(key_row).collect(),
+        )
+    }
+    Ok(())
+}
+
+fn key_row(k: &keys::KeyInfo) -> Vec<String> {
+    vec![
+        k.id.to_string(),
+        k.name.clone(),
+        format!("{}{}", keys::KEY_PREFIX, k.prefix),
+        output::when(Some(k.created_at)),
+        output::when(k.last_used_at),
+        output::when(k.revoked_at),
+    ]
 }

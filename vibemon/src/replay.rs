@@ -13,8 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use vibemon_projector::config::Config;
+use vibemon_projector::consumer::LoopConfig;
 use vibemon_projector::metrics::Metrics;
-use vibemon_runtime::watermarks::{watermarks, PartitionRange, TopicError};
+use vibemon_runtime::watermarks::{watermarks, PartitionRange};
 use vibemon_store::checkpoints::{self, Position};
 
 use crate::cli::{Db, ReplayArgs};
@@ -58,15 +59,6 @@ fn consumer(args: &ReplayArgs) -> CliResult<BaseConsumer> {
         .set("group.id", format!("{}-planner", args.group))
         .create()
         .map_err(|e| CliError::Unavailable(format!("creating a Kafka consumer: {e}")))
-}
-
-impl From<TopicError> for CliError {
-    fn from(e: TopicError) -> Self {
-        match e {
-            TopicError::Missing(_) => CliError::NotFound(e.to_string()),
-            TopicError::Kafka(_) => CliError::Unavailable(e.to_string()),
-        }
-    }
 }
 
 /// What replay needs of Kafka before it starts: the partitions' ranges and,
@@ -155,8 +147,26 @@ fn since_millis(since: &str) -> CliResult<i64> {
 
 pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
     let url = target(&args).await?;
+    let pool = prepare(&url, &args).await?;
+    let since = args.since.as_deref().map(since_millis).transpose()?;
+    let plan = ask_kafka(&args, since).await?;
+    if let Some(starts) = &plan.since {
+        seed_since(&pool, &args, starts).await?;
+    }
+    let total = remaining(&pool, &args, &plan.ranges).await?;
+    let (metrics, started) = project(&url, &args, total).await?;
+    let digest = checkpoints::digest(&pool)
+        .await
+        .map_err(|e| CliError::db("computing the digest", e))?;
+    summary(&metrics, started, &digest, json);
+    Ok(())
+}
+
+/// Connects to the target, migrates it, and with `--restart` forgets the
+/// group's checkpoints.
+async fn prepare(url: &str, args: &ReplayArgs) -> CliResult<PgPool> {
     let pool = connect(&Db {
-        database_url: url.clone(),
+        database_url: url.to_owned(),
     })
     .await?;
     vibemon_store::migrate(&pool)
@@ -167,20 +177,25 @@ pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
             .await
             .map_err(|e| CliError::db("forgetting checkpoints", e))?;
     }
-    let since = args.since.as_deref().map(since_millis).transpose()?;
-    let c = consumer(&args)?;
+    Ok(pool)
+}
+
+/// The [`Plan`], asked of Kafka on a blocking thread.
+async fn ask_kafka(args: &ReplayArgs, since: Option<i64>) -> CliResult<Plan> {
+    let c = consumer(args)?;
     let topic = args.kafka.topic.clone();
-    let plan = tokio::task::spawn_blocking(move || plan(&c, &topic, since))
+    tokio::task::spawn_blocking(move || plan(&c, &topic, since))
         .await
-        .map_err(|e| CliError::Other(e.into()))??;
-    if let Some(starts) = &plan.since {
-        seed_since(&pool, &args, starts).await?;
-    }
-    let checkpoints = checkpoints::load(&pool, &args.group, &args.kafka.topic)
+        .map_err(|e| CliError::Other(e.into()))?
+}
+
+/// Records still to replay: per partition, from the group's checkpoint (or
+/// the low watermark) to the high watermark.
+async fn remaining(pool: &PgPool, args: &ReplayArgs, ranges: &[PartitionRange]) -> CliResult<i64> {
+    let checkpoints = checkpoints::load(pool, &args.group, &args.kafka.topic)
         .await
         .map_err(|e| CliError::db("reading checkpoints", e))?;
-    let total: i64 = plan
-        .ranges
+    Ok(ranges
         .iter()
         .map(|r| {
             r.high
@@ -189,18 +204,28 @@ pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
                     .map_or(r.low, |c| c.next)
                     .max(r.low)
         })
-        .sum();
+        .sum())
+}
 
+/// The projector's configuration for this replay.
+fn projector_config(url: &str, args: &ReplayArgs) -> (Config, LoopConfig) {
     // Checkpoints are kept under the stable --group name; the Kafka group id
     // is unique per run so that concurrent replays never share partitions.
     let kafka_group = format!("{}-{}", args.group, uuid::Uuid::new_v4().simple());
-    let mut config = Config::new(&url, args.kafka.clone(), &kafka_group);
+    let mut config = Config::new(url, args.kafka.clone(), &kafka_group);
     config.batch_max = args.batch_max;
     config.batch_linger_ms = 200;
     config.until_caught_up = true;
     let mut loop_config = config.loop_config();
     loop_config.group = args.group.clone();
     loop_config.only_workspace = args.workspace;
+    (config, loop_config)
+}
+
+/// Runs the projector until it has caught up, showing progress towards
+/// `total`; returns its metrics and when it started.
+async fn project(url: &str, args: &ReplayArgs, total: i64) -> CliResult<(Metrics, Instant)> {
+    let (config, loop_config) = projector_config(url, args);
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -226,9 +251,11 @@ pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
         .map_err(|e| {
             CliError::Other(e.context("replay stopped; run the same command again to resume"))
         })?;
-    let digest = checkpoints::digest(&pool)
-        .await
-        .map_err(|e| CliError::db("computing the digest", e))?;
+    Ok((metrics, started))
+}
+
+/// What was replayed, and the read model's digest.
+fn summary(metrics: &Metrics, started: Instant, digest: &str, json: bool) {
     let done = metrics.records.get();
     if json {
         output::json(&serde_json::json!({
@@ -242,7 +269,6 @@ pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(())
 }
 
 /// A progress bar on a terminal, plain periodic lines otherwise.

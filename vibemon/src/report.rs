@@ -50,6 +50,13 @@ enum Outcome {
     NotDelivered(String),
 }
 
+/// One attempt's answer: final, or worth another try.
+enum Attempt {
+    Final(Outcome),
+    /// Why it failed, and how long the server asked us to wait.
+    Retry(String, Option<Duration>),
+}
+
 async fn send(args: &ReportArgs, body: &Value, key: &str) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let url = format!(
@@ -72,29 +79,12 @@ async fn send(args: &ReportArgs, body: &Value, key: &str) -> Outcome {
             .timeout(left.max(Duration::from_millis(100)))
             .send()
             .await;
-        let (retry, why, retry_after) = match result {
-            Ok(resp) if resp.status().is_success() => {
-                return Outcome::Accepted(resp.text().await.unwrap_or_default())
-            }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                let text = resp.text().await.unwrap_or_default();
-                if !(status >= 500 || status == 408 || status == 429) {
-                    return Outcome::Refused(status, text);
-                }
-                (true, format!("HTTP {status}: {text}"), retry_after)
-            }
-            Err(e) => (true, format!("{e}"), None),
+        let (why, retry_after) = match judge(result).await {
+            Attempt::Final(outcome) => return outcome,
+            Attempt::Retry(why, retry_after) => (why, retry_after),
         };
-        let backoff = Duration::from_millis(200 * 2u64.pow(attempt.min(5)))
-            + Duration::from_millis(rand::rng().random_range(0..200));
-        let wait = retry_after.unwrap_or(backoff).min(Duration::from_secs(5));
-        if !retry || Instant::now() + wait >= deadline {
+        let wait = wait_before_retry(attempt, retry_after);
+        if Instant::now() + wait >= deadline {
             return Outcome::NotDelivered(format!("{why} (after {attempt} attempts)"));
         }
         eprintln!(
@@ -103,6 +93,37 @@ async fn send(args: &ReportArgs, body: &Value, key: &str) -> Outcome {
         );
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Success and a 4xx other than 408 and 429 are final; 5xx, 408, 429 and
+/// connection errors are worth another try.
+async fn judge(result: reqwest::Result<reqwest::Response>) -> Attempt {
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => return Attempt::Retry(format!("{e}"), None),
+    };
+    if resp.status().is_success() {
+        return Attempt::Final(Outcome::Accepted(resp.text().await.unwrap_or_default()));
+    }
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = resp.text().await.unwrap_or_default();
+    if !(status >= 500 || status == 408 || status == 429) {
+        return Attempt::Final(Outcome::Refused(status, text));
+    }
+    Attempt::Retry(format!("HTTP {status}: {text}"), retry_after)
+}
+
+/// The server's Retry-After if it gave one, else exponential backoff with
+/// jitter; never more than 5 s.
+fn wait_before_retry(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let backoff = Duration::from_millis(200 * 2u64.pow(attempt.min(5)))
+        + Duration::from_millis(rand::rng().random_range(0..200));
+    retry_after.unwrap_or(backoff).min(Duration::from_secs(5))
 }
 
 pub async fn run(args: ReportArgs, _json: bool) -> CliResult<()> {

@@ -185,6 +185,74 @@ async fn check_topic(brokers: &str, topic: &str, tally: &Tally) -> TopicCheck {
     }
 }
 
+/// An ingest for steady load on `topic`, with a fresh tenant: its Kafka
+/// settings, and the webhook's URL.
+async fn ingest_under_load(
+    db: &TestDb,
+    topic: &TestTopic,
+    message_timeout_ms: u64,
+) -> (Tenant, KafkaArgs, Ingest, String) {
+    let tenant = Tenant::create(&db.pool, "load").await;
+    let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
+    let mut config = vibemon_ingest::config::Config::new(&db.url, kafka.clone());
+    config.kafka_message_timeout_ms = message_timeout_ms;
+    // Steady load from one address with one key: the limits are not under test here.
+    config.rate_limit_per_ip = 0;
+    config.rate_limit_per_key = 0;
+    let ingest = Ingest::spawn_with(config).await;
+    let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
+    (tenant, kafka, ingest, url)
+}
+
+/// Postgres compared with the answers clients got, once the projector ran.
+#[derive(Debug)]
+struct PostgresCheck {
+    /// 201s missing from `deployments`.
+    lost_in_postgres: usize,
+    /// Rows in `deployment_audit`: one per applied event.
+    audit_rows: i64,
+    /// Reports counted into `deployments` beyond the audit rows.
+    reports_beyond_audit: i64,
+}
+
+async fn check_postgres(pool: &sqlx::PgPool, accepted: &[uuid::Uuid]) -> PostgresCheck {
+    let lost_in_postgres = lost_in_postgres(pool, accepted).await;
+    let audit_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM deployment_audit")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let reports_beyond_audit = vibemon_testkit::ledger::reports_beyond_audit(pool).await;
+    PostgresCheck {
+        lost_in_postgres,
+        audit_rows,
+        reports_beyond_audit,
+    }
+}
+
+/// Every 201 is on the topic once and in Postgres once; nothing else is.
+fn assert_every_answer_accounted_for(tally: &Tally, topic_check: &TopicCheck, pg: &PostgresCheck) {
+    assert_eq!(topic_check.lost, 0, "201s whose event is not on the topic");
+    assert_eq!(topic_check.doubled, 0, "records on the topic twice");
+    assert_eq!(topic_check.unexplained, 0, "records no 201 or 503 explains");
+    assert_eq!(
+        topic_check.on_topic,
+        (tally.accepted.len() + topic_check.landed_503) as i64,
+        "the high watermarks add up to the 201s and the 503s that landed"
+    );
+    assert_eq!(
+        pg.lost_in_postgres, 0,
+        "accepted deployments missing from Postgres"
+    );
+    assert_eq!(
+        pg.audit_rows, topic_check.on_topic,
+        "every record applied once"
+    );
+    assert_eq!(
+        pg.reports_beyond_audit, 0,
+        "reports counted beyond the audit rows"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accepted_deployment() {
     let broker = PrivateBroker::start();
@@ -192,15 +260,7 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
         TestDb::new().await,
         TestTopic::on(&broker.brokers(), 3).await,
     );
-    let tenant = Tenant::create(&db.pool, "load").await;
-    let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
-    let mut config = vibemon_ingest::config::Config::new(&db.url, kafka.clone());
-    config.kafka_message_timeout_ms = 3000;
-    // Steady load from one address with one key: the limits are not under test here.
-    config.rate_limit_per_ip = 0;
-    config.rate_limit_per_key = 0;
-    let ingest = Ingest::spawn_with(config).await;
-    let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
+    let (tenant, kafka, ingest, url) = ingest_under_load(&db, &topic, 3000).await;
 
     let started = Instant::now();
     let load = tokio::spawn(load(
@@ -224,20 +284,10 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
     ingest.stop().await;
 
     let topic_check = check_topic(&topic.brokers, &topic.name, &tally).await;
-    let mut pc = vibemon_projector::config::Config::new(&db.url, kafka, "fault-load");
-    pc.until_caught_up = true;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    vibemon_projector::serve(pc, listener, std::future::pending())
-        .await
-        .unwrap();
-    let lost = lost_in_postgres(&db.pool, &tally.accepted).await;
-    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM deployment_audit")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let reports_doubled = vibemon_testkit::ledger::reports_beyond_audit(&db.pool).await;
+    Projector::until_caught_up(&db.url, kafka, "fault-load").await;
+    let pg = check_postgres(&db.pool, &tally.accepted).await;
     println!(
-        "broker SIGKILL under load: sent {}, 201 {}, 503 {}, other {}, {topic_check:?}, lost in Postgres {lost}, audit rows {audit}, reports beyond audit {reports_doubled}, slowest answer {:?}",
+        "broker SIGKILL under load: sent {}, 201 {}, 503 {}, other {}, {topic_check:?}, {pg:?}, slowest answer {:?}",
         tally.sent,
         tally.accepted.len(),
         tally.unavailable,
@@ -250,17 +300,7 @@ async fn a_broker_sigkilled_and_restarted_under_load_loses_and_doubles_no_accept
         "answers other than 201/503+Retry-After: {:?}",
         tally.other
     );
-    assert_eq!(topic_check.lost, 0, "201s whose event is not on the topic");
-    assert_eq!(topic_check.doubled, 0, "records on the topic twice");
-    assert_eq!(topic_check.unexplained, 0, "records no 201 or 503 explains");
-    assert_eq!(
-        topic_check.on_topic,
-        (tally.accepted.len() + topic_check.landed_503) as i64,
-        "the high watermarks add up to the 201s and the 503s that landed"
-    );
-    assert_eq!(lost, 0, "accepted deployments missing from Postgres");
-    assert_eq!(audit, topic_check.on_topic, "every record applied once");
-    assert_eq!(reports_doubled, 0, "reports counted beyond the audit rows");
+    assert_every_answer_accounted_for(&tally, &topic_check, &pg);
     assert!(tally.unavailable > 0, "the kill was not felt");
     assert!(tally.accepted.len() > 20, "too little load got through");
     assert!(
@@ -278,15 +318,8 @@ async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_not
         TestDb::new().await,
         TestTopic::replicated(&cluster.brokers(), 3, 3).await,
     );
-    let tenant = Tenant::create(&db.pool, "load").await;
-    let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
-    let mut config = vibemon_ingest::config::Config::new(&db.url, kafka.clone());
-    config.kafka_message_timeout_ms = 5000;
-    config.rate_limit_per_ip = 0;
-    config.rate_limit_per_key = 0;
-    let ingest = Ingest::spawn_with(config).await;
+    let (tenant, kafka, ingest, url) = ingest_under_load(&db, &topic, 5000).await;
     let projector = Projector::spawn(&db.url, kafka, "cluster-load").await;
-    let url = format!("http://{}/api/v1/deployments/webhook", ingest.addr);
 
     let started = Instant::now();
     let load = tokio::spawn(load(
@@ -318,15 +351,10 @@ async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_not
     .await;
     projector.stop().await;
 
-    let lost = lost_in_postgres(&db.pool, &tally.accepted).await;
-    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM deployment_audit")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let reports_doubled = vibemon_testkit::ledger::reports_beyond_audit(&db.pool).await;
+    let pg = check_postgres(&db.pool, &tally.accepted).await;
     let fraction = tally.accepted.len() as f64 / tally.sent as f64;
     println!(
-        "3 brokers, one SIGKILLed under load: sent {}, 201 {} ({:.1}%), 503 {}, other {}, {topic_check:?}, lost in Postgres {lost}, audit rows {audit}, reports beyond audit {reports_doubled}, slowest {:?}",
+        "3 brokers, one SIGKILLed under load: sent {}, 201 {} ({:.1}%), 503 {}, other {}, {topic_check:?}, {pg:?}, slowest {:?}",
         tally.sent,
         tally.accepted.len(),
         100.0 * fraction,
@@ -362,15 +390,5 @@ async fn with_three_brokers_one_killed_under_load_ingest_keeps_accepting_and_not
         projected.is_some(),
         "the projector did not carry on after the kill"
     );
-    assert_eq!(topic_check.lost, 0, "201s whose event is not on the topic");
-    assert_eq!(topic_check.doubled, 0, "records on the topic twice");
-    assert_eq!(topic_check.unexplained, 0, "records no 201 or 503 explains");
-    assert_eq!(
-        topic_check.on_topic,
-        (tally.accepted.len() + topic_check.landed_503) as i64,
-        "the high watermarks add up to the 201s and the 503s that landed"
-    );
-    assert_eq!(lost, 0, "accepted deployments missing from Postgres");
-    assert_eq!(audit, on_topic, "every record applied once");
-    assert_eq!(reports_doubled, 0, "reports counted beyond the audit rows");
+    assert_every_answer_accounted_for(&tally, &topic_check, &pg);
 }

@@ -24,18 +24,16 @@ async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
     let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
 
     let ingest = Ingest::spawn(&db.url, kafka.clone()).await;
-    let ingest_addr = ingest.addr;
     let group = format!("e2e-{}", uuid::Uuid::new_v4().simple());
     let projector = Projector::spawn(&db.url, kafka, &group).await;
 
-    let resp = reqwest::Client::new()
-        .post(format!("http://{ingest_addr}/api/v1/deployments/webhook"))
-        .header("X-Workspace-Key", &key)
-        .header("Content-Type", "application/json")
-        .body(r#"{"environment": "production", "repository": "owner/repo"}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = ingest
+        .post_webhook(
+            &reqwest::Client::new(),
+            &key,
+            r#"{"environment": "production", "repository": "owner/repo"}"#,
+        )
+        .await;
     assert_eq!(resp.status(), 201);
     let body: serde_json::Value = resp.json().await.unwrap();
     let id = uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();

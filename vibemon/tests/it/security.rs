@@ -9,6 +9,9 @@ use vibemon_testkit::{eventually, SaslBroker, Tenant, TestDb, TestTopic};
 
 use crate::stack::{Ingest, Projector};
 
+/// The seed's minimal report.
+const BODY: &str = r#"{"environment": "production", "repository": "acme/api"}"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused() {
     let broker = SaslBroker::start();
@@ -26,14 +29,7 @@ async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused
     let projector = Projector::spawn(&db.url, kafka.clone(), "sasl").await;
     let client = reqwest::Client::new();
 
-    let resp = client
-        .post(format!("http://{}/api/v1/deployments/webhook", ingest.addr))
-        .header("X-Workspace-Key", &tenant.key)
-        .header("Content-Type", "application/json")
-        .body(r#"{"environment": "production", "repository": "acme/api"}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = ingest.post_webhook(&client, &tenant.key, BODY).await;
     assert_eq!(resp.status(), 201);
     let row = eventually(Duration::from_secs(30), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments")
@@ -57,17 +53,7 @@ async fn ingest_and_projector_work_over_sasl_ssl_and_a_wrong_password_is_refused
         .send()
         .await
         .unwrap();
-    let post = client
-        .post(format!(
-            "http://{}/api/v1/deployments/webhook",
-            refused.addr
-        ))
-        .header("X-Workspace-Key", &tenant.key)
-        .header("Content-Type", "application/json")
-        .body(r#"{"environment": "production", "repository": "acme/api"}"#)
-        .send()
-        .await
-        .unwrap();
+    let post = refused.post_webhook(&client, &tenant.key, BODY).await;
     assert_eq!(
         ready.status(),
         503,

@@ -1,14 +1,15 @@
-//! A real ingest on port 0 for CLI tests that talk to it.
+//! A real ingest and a real projector in the test's own process, on port 0,
+//! stopped the way SIGTERM stops them (through `vibemon_testkit::spawned`).
 
 use std::net::SocketAddr;
 
-use tokio::sync::oneshot;
 use vibemon_runtime::KafkaArgs;
+use vibemon_testkit::spawned::Spawned;
 
+/// A real ingest on port 0 for CLI tests that talk to it.
 pub struct Ingest {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    service: Spawned,
 }
 
 impl Ingest {
@@ -17,67 +18,56 @@ impl Ingest {
     }
 
     pub async fn spawn_with(config: vibemon_ingest::config::Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(vibemon_ingest::serve(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let service = Spawned::start(|l, s| vibemon_ingest::serve(config, l, s)).await;
         Self {
-            addr,
-            stop: Some(stop),
-            handle: Some(handle),
+            addr: service.addr,
+            service,
         }
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.handle.take().unwrap().await.unwrap().unwrap();
+    /// Posts `body` (JSON) to the webhook with the workspace key `key`.
+    pub async fn post_webhook(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        body: &'static str,
+    ) -> reqwest::Response {
+        client
+            .post(self.service.url("/api/v1/deployments/webhook"))
+            .header("X-Workspace-Key", key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
-}
 
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        if let Some(h) = &self.handle {
-            h.abort();
-        }
+    /// Drains and stops; panics if it failed.
+    pub async fn stop(self) {
+        self.service.stop().await.unwrap();
     }
 }
 
 /// A real projector in this process, stopped like SIGTERM would.
-pub struct Projector {
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
+pub struct Projector(Spawned);
 
 impl Projector {
     pub async fn spawn(db_url: &str, kafka: KafkaArgs, group: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(vibemon_projector::serve(
-            vibemon_projector::config::Config::new(db_url, kafka, group),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Self {
-            stop: Some(stop),
-            handle: Some(handle),
-        }
+        let config = vibemon_projector::config::Config::new(db_url, kafka, group);
+        Self(Spawned::start(|l, s| vibemon_projector::serve(config, l, s)).await)
+    }
+
+    /// Runs a projector of `group` until it has caught up with the topic's
+    /// end; panics if it failed.
+    pub async fn until_caught_up(db_url: &str, kafka: KafkaArgs, group: &str) {
+        let mut config = vibemon_projector::config::Config::new(db_url, kafka, group);
+        config.until_caught_up = true;
+        let service = Spawned::start(|l, s| vibemon_projector::serve(config, l, s)).await;
+        service.finished().await.unwrap();
     }
 
     /// Finishes the batch, commits, leaves the group; panics if it failed.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.handle.take().unwrap().await.unwrap().unwrap();
-    }
-}
-
-impl Drop for Projector {
-    fn drop(&mut self) {
-        if let Some(h) = &self.handle {
-            h.abort();
-        }
+    pub async fn stop(self) {
+        self.0.stop().await.unwrap();
     }
 }
