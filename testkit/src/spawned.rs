@@ -79,8 +79,8 @@ impl Spawned {
 
     /// Waits up to `timeout` for the service to end by itself, and returns
     /// how it ended. If it does not, stops it and returns `None`: a test must
-    /// not leave a service running (the projector's consume loop is a thread
-    /// the test's runtime would wait for).
+    /// not leave a service running behind its assertions (the projector's
+    /// consume loop, on its own thread, would go on writing).
     pub async fn stopped_by_itself(mut self, timeout: Duration) -> Option<anyhow::Result<()>> {
         if let Some(ended) = self.ended(timeout).await {
             return Some(ended);

@@ -107,20 +107,24 @@ fn plan(c: &BaseConsumer, topic: &str, since: Option<i64>) -> CliResult<Plan> {
     })
 }
 
-/// Seeds the group's checkpoints with the offsets of `--since`, unless the
-/// group already has progress there (a resumed replay).
-async fn seed_since(
-    pool: &PgPool,
-    args: &ReplayArgs,
-    starts: &BTreeMap<i32, i64>,
-) -> CliResult<()> {
+/// Whether the group already has progress in the target: a resumed replay,
+/// which `--since` does not move.
+async fn resuming(pool: &PgPool, args: &ReplayArgs) -> CliResult<bool> {
     let existing = checkpoints::load(pool, &args.group, &args.kafka.topic)
         .await
         .map_err(|e| CliError::db("reading checkpoints", e))?;
     if !existing.is_empty() {
         eprintln!("replay: resuming group {} from its checkpoints", args.group);
-        return Ok(());
     }
+    Ok(!existing.is_empty())
+}
+
+/// Seeds the group's checkpoints with the offsets of `--since`.
+async fn seed_since(
+    pool: &PgPool,
+    args: &ReplayArgs,
+    starts: &BTreeMap<i32, i64>,
+) -> CliResult<()> {
     let positions: BTreeMap<(String, i32), Position> = starts
         .iter()
         .map(|(p, offset)| ((args.kafka.topic.clone(), *p), Position::at(*offset)))
@@ -148,7 +152,10 @@ fn since_millis(since: &str) -> CliResult<i64> {
 pub async fn run(args: ReplayArgs, json: bool) -> CliResult<()> {
     let url = target(&args).await?;
     let pool = prepare(&url, &args).await?;
-    let since = args.since.as_deref().map(since_millis).transpose()?;
+    let mut since = args.since.as_deref().map(since_millis).transpose()?;
+    if since.is_some() && resuming(&pool, &args).await? {
+        since = None;
+    }
     let plan = ask_kafka(&args, since).await?;
     if let Some(starts) = &plan.since {
         seed_since(&pool, &args, starts).await?;

@@ -124,7 +124,7 @@ struct TopicCheck {
 
 /// Reads the topic to its high watermarks and accounts for every record.
 ///
-/// What ingest promises (ingest/src/sink.rs, app.rs): a 201 is sent only
+/// What ingest promises (ingest/src/sink.rs, webhook.rs, idempotency.rs): a 201 is sent only
 /// after the idempotent (`enable.idempotence`, `acks=all`) producer's record
 /// was acknowledged, so a 201's event is on the topic, exactly once. A 503
 /// means "not acknowledged", not "not written": a full queue never sent the

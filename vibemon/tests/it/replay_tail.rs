@@ -266,26 +266,27 @@ async fn tail_prints_decoded_events_as_ndjson_filtered_by_environment() {
     )
     .await;
 
-    let o = tokio::task::spawn_blocking({
-        let name = topic.name.clone();
-        move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
-                .args([
-                    "tail",
-                    "--kafka-topic",
-                    &name,
-                    "--from-beginning",
-                    "--environment",
-                    "production",
-                    "--limit",
-                    "2",
-                ])
-                .env("KAFKA_BROKERS", kafka_brokers())
-                .output()
-                .unwrap()
-        }
-    })
+    // A tail that misses a partition waits forever for its second line:
+    // bounded, so that breaks the test instead of hanging it.
+    let o = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
+            .args([
+                "tail",
+                "--kafka-topic",
+                &topic.name,
+                "--from-beginning",
+                "--environment",
+                "production",
+                "--limit",
+                "2",
+            ])
+            .env("KAFKA_BROKERS", kafka_brokers())
+            .kill_on_drop(true)
+            .output(),
+    )
     .await
+    .expect("tail prints its 2 lines within 60 s")
     .unwrap();
 
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
