@@ -58,21 +58,13 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin, name) = (admin_database_url(), self.name.clone());
-        // Drop runs outside any async context we can borrow; use a thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        crate::clean_up_on_own_thread(move || async move {
+            if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
     }
 }
 

@@ -11,6 +11,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use uuid::Uuid;
 use vibemon_runtime::watermarks::{self, PartitionRange, TopicError};
+use vibemon_schemas::Topic;
 
 /// The local stack's brokers.
 pub fn kafka_brokers() -> String {
@@ -24,7 +25,7 @@ pub(crate) fn admin_client(brokers: &str) -> AdminClient<DefaultClientContext> {
         .expect("admin client")
 }
 
-/// A topic of its own (and its `.dlq`), deleted when this is dropped.
+/// A topic of its own (and its dead-letter topic), deleted when this is dropped.
 pub struct TestTopic {
     pub name: String,
     pub brokers: String,
@@ -45,7 +46,7 @@ impl TestTopic {
     /// The same with `replication` replicas (min ISR comes from the cluster).
     pub async fn replicated(brokers: &str, partitions: i32, replication: i32) -> Self {
         let name = format!("test-{}", Uuid::new_v4().simple());
-        let dlq = format!("{name}.dlq");
+        let dlq = Topic::DeadLetters.name(&name);
         let admin = admin_client(brokers);
         let topics = [
             NewTopic::new(&name, partitions, TopicReplication::Fixed(replication)),
@@ -70,23 +71,16 @@ impl TestTopic {
 impl Drop for TestTopic {
     fn drop(&mut self) {
         let (brokers, name) = (self.brokers.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let admin = admin_client(&brokers);
-                let dlq = format!("{name}.dlq");
-                let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    admin.delete_topics(&[&name, &dlq], &opts),
-                )
-                .await;
-            });
-        })
-        .join();
+        crate::clean_up_on_own_thread(move || async move {
+            let admin = admin_client(&brokers);
+            let dlq = Topic::DeadLetters.name(&name);
+            let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                admin.delete_topics(&[&name, &dlq], &opts),
+            )
+            .await;
+        });
     }
 }
 
