@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use vibemon_testkit::ledger::records_on;
 use vibemon_testkit::{Tenant, TestDb, TestTopic};
 
 use crate::load::Target;
@@ -209,7 +208,10 @@ async fn run_one(
     let (ok, failed) = rounds.totals();
     let acknowledged = ok + rounds.warmup_ok;
     let written = match peer {
-        Peer::Kafka => records_on(&topic)?,
+        Peer::Kafka => {
+            let (brokers, name) = (topic.brokers.clone(), topic.name.clone());
+            tokio::task::spawn_blocking(move || records_on(&brokers, &name)).await? as u64
+        }
         Peer::Postgres => {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM peer_deployments")
                 .fetch_one(&db.pool)
@@ -236,24 +238,6 @@ async fn run_one(
             rounds.failures(),
         ),
     ))
-}
-
-/// Records on a topic: the sum of its partitions' high watermarks.
-fn records_on(topic: &TestTopic) -> anyhow::Result<u64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &topic.brokers)
-        .set("group.id", "vibemon-bench-watermarks")
-        .create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(&topic.name), timeout)?;
-    let mut total = 0;
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(&topic.name, p.id(), timeout)?;
-            total += (high - low).max(0) as u64;
-        }
-    }
-    Ok(total)
 }
 
 #[cfg(test)]

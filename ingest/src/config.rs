@@ -192,8 +192,10 @@ impl Config {
         }
     }
 
-    /// The defaults (what `--help` shows) for everything but the two
-    /// connections: for embedding ingest in-process (tests, examples).
+    /// An ingest for these connections, every other setting as the binary
+    /// would take it (its `INGEST_*` environment variable where set, else the
+    /// default `--help` shows): for embedding ingest in-process (tests,
+    /// examples).
     pub fn new(database_url: &str, kafka: KafkaArgs) -> Self {
         let mut args = vec![
             "ingest".to_owned(),

@@ -1,8 +1,9 @@
 //! The one error type of the HTTP boundary, and the one place it becomes a
 //! status code and a body.
 //!
-//! 5xx are logged at `error` (they are ours to fix), 4xx at `debug` (they are
-//! the client's); no response ever carries internal details.
+//! Failures that are ours to fix are logged at `error`; the client's (4xx)
+//! and the 503s that only mean "busy, retry" (`AuthBusy`, `Overloaded`) at
+//! `debug`. No response ever carries internal details.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -23,7 +23,7 @@ use vibemon_store::read::{self, Cursor, DeploymentFilter};
 use crate::authenticated::Authenticated;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use vibemon_schemas::fields::{check_timestamp_range, forbidden_char, parse_timestamp};
+use vibemon_schemas::fields::{forbidden_char, parse_query_timestamp};
 
 /// Longest query or path value read, in bytes after percent-decoding. The
 /// longest legitimate one is a repository name (255 characters); a larger
@@ -202,13 +202,7 @@ fn issue(name: &str, kind: &str, msg: String) -> ValidationIssue {
 }
 
 fn timestamp(name: &'static str) -> impl Fn(&str) -> Result<DateTime<Utc>, String> {
-    move |s| {
-        let t = parse_timestamp(s).ok_or_else(|| {
-            format!("{name} must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z, got {s:?}")
-        })?;
-        check_timestamp_range(t, name).map_err(|e| e.msg)?;
-        Ok(t)
-    }
+    move |s| parse_query_timestamp(s, name)
 }
 
 /// `GET /api/v1/deployments`'s query, parsed: every filter, the page.

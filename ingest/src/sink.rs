@@ -165,14 +165,8 @@ impl KafkaSink {
 
     /// Can we reach the cluster and see our topic? Blocking: call from a blocking thread.
     fn topic_visible(&self, timeout: Duration) -> bool {
-        self.producer
-            .client()
-            .fetch_metadata(Some(&self.topic), Timeout::After(timeout))
-            .is_ok_and(|md| {
-                md.topics()
-                    .iter()
-                    .any(|t| t.name() == self.topic && t.error().is_none())
-            })
+        vibemon_runtime::watermarks::partitions(self.producer.client(), &self.topic, timeout)
+            .is_ok()
     }
 
     /// Waits for every queued record to be acknowledged (or time out).

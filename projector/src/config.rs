@@ -110,10 +110,13 @@ impl Config {
         }
     }
 
-    /// The defaults (what `--help` shows) for everything but the connections:
-    /// for `vibemon replay`, which runs a projector in-process, and for tests.
-    pub fn new(database_url: &str, kafka: KafkaArgs, group: &str) -> Self {
-        let mut config = Config::parse_from([
+    /// A projector for these connections, every other setting as the binary
+    /// would take it: from its `PROJECTOR_*` environment variable where one
+    /// is set, else the default `--help` shows. For `vibemon replay`, which
+    /// runs a projector in-process, and for tests. An invalid variable is an
+    /// error naming it.
+    pub fn try_new(database_url: &str, kafka: KafkaArgs, group: &str) -> Result<Self, clap::Error> {
+        let mut config = Config::try_parse_from([
             "projector",
             "--database-url",
             database_url,
@@ -121,8 +124,13 @@ impl Config {
             group,
             "--addr",
             "127.0.0.1:0",
-        ]);
+        ])?;
         config.kafka = kafka;
-        config
+        Ok(config)
+    }
+
+    /// [`Config::try_new`], for tests: panics on an invalid variable.
+    pub fn new(database_url: &str, kafka: KafkaArgs, group: &str) -> Self {
+        Self::try_new(database_url, kafka, group).expect("valid PROJECTOR_* variables")
     }
 }

@@ -411,6 +411,17 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     Some(parsed.trunc_subsecs(6))
 }
 
+/// A timestamp a reader asks about (`since`, `until`, `at`, from the read
+/// API or the CLI): [`parse_timestamp`], then [`check_timestamp_range`], with
+/// a message that names `what` and shows an example.
+pub fn parse_query_timestamp(s: &str, what: &str) -> Result<DateTime<Utc>, String> {
+    let t = parse_timestamp(s).ok_or_else(|| {
+        format!("{what} must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z, got {s:?}")
+    })?;
+    check_timestamp_range(t, what).map_err(|e| e.msg)?;
+    Ok(t)
+}
+
 /// Refuses an instant outside [`EARLIEST_TIMESTAMP`]..=[`LATEST_TIMESTAMP`].
 pub fn check_timestamp_range(t: DateTime<Utc>, what: &str) -> Result<(), FieldError> {
     let bound = |s: &str| DateTime::parse_from_rfc3339(s).expect("a valid bound");

@@ -58,7 +58,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin, name) = (admin_database_url(), self.name.clone());
-        crate::clean_up_on_own_thread(move || async move {
+        crate::cleanup::on_own_thread(move || async move {
             if let Ok(mut conn) = PgConnection::connect(&admin).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)

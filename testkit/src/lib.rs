@@ -12,6 +12,7 @@
 
 pub mod brokers;
 mod certs;
+mod cleanup;
 pub mod database;
 pub mod events;
 pub mod ledger;
@@ -24,23 +25,7 @@ use std::time::Duration;
 
 pub use brokers::{PrivateBroker, PrivateCluster, SaslBroker};
 pub use database::{admin_database_url, PrivatePostgres, Tenant, TestDb};
-pub use topics::{count_records, kafka_brokers, read_topic, ReadRecord, TestTopic};
-
-/// Runs `cleanup` to the end on a runtime of its own, on a thread of its
-/// own: what a `Drop` does, since it may run inside or outside a runtime.
-fn clean_up_on_own_thread<F>(cleanup: impl FnOnce() -> F + Send + 'static)
-where
-    F: std::future::Future<Output = ()>,
-{
-    let _ = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime")
-            .block_on(cleanup());
-    })
-    .join();
-}
+pub use topics::{kafka_brokers, read_topic, ReadRecord, TestTopic};
 
 /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>

@@ -1,5 +1,5 @@
 //! Kafka for tests: a fresh topic per test ([`TestTopic`]), and what is on
-//! it, read back ([`read_topic`]) or counted ([`count_records`]).
+//! it and read back ([`read_topic`]); [`crate::ledger`] counts what it holds.
 
 use std::time::Duration;
 
@@ -68,10 +68,17 @@ impl TestTopic {
     }
 }
 
+impl TestTopic {
+    /// This topic's dead-letter topic, named as the projector names it.
+    pub fn dlq(&self) -> String {
+        Topic::DeadLetters.name(&self.name)
+    }
+}
+
 impl Drop for TestTopic {
     fn drop(&mut self) {
         let (brokers, name) = (self.brokers.clone(), self.name.clone());
-        crate::clean_up_on_own_thread(move || async move {
+        crate::cleanup::on_own_thread(move || async move {
             let admin = admin_client(&brokers);
             let dlq = Topic::DeadLetters.name(&name);
             let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
@@ -172,13 +179,21 @@ fn metadata_client(brokers: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
-/// A topic the brokers do not know has no partitions (and so no records);
-/// a broker that cannot be reached fails the test.
-fn or_none<T>(found: Result<Vec<T>, TopicError>, topic: &str) -> Vec<T> {
-    match found {
-        Ok(found) => found,
-        Err(TopicError::Missing(_)) => Vec::new(),
-        Err(e) => panic!("partitions of {topic}: {e}"),
+/// Asks `ask` until the brokers answer for `topic`. A topic they do not know
+/// has no partitions (and so no records); an error they report for it (a
+/// leader not elected yet, just after creation) is asked again for up to
+/// 10 s; a broker that still cannot answer fails the test.
+fn or_none<T>(topic: &str, ask: impl Fn() -> Result<Vec<T>, TopicError>) -> Vec<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match ask() {
+            Ok(found) => return found,
+            Err(TopicError::Missing(_)) => return Vec::new(),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("partitions of {topic}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }
 
@@ -186,27 +201,16 @@ fn or_none<T>(found: Result<Vec<T>, TopicError>, topic: &str) -> Vec<T> {
 /// Blocks on the network.
 pub fn partition_ids(brokers: &str, topic: &str) -> Vec<i32> {
     let client = metadata_client(brokers);
-    or_none(
-        watermarks::partitions(client.client(), topic, Duration::from_secs(10)),
-        topic,
-    )
+    or_none(topic, || {
+        watermarks::partitions(client.client(), topic, Duration::from_secs(10))
+    })
 }
 
 /// Every partition of `topic` with its watermarks, through
 /// [`vibemon_runtime::watermarks`]. Blocks on the network.
 pub fn partition_ranges(brokers: &str, topic: &str) -> Vec<PartitionRange> {
     let client = metadata_client(brokers);
-    or_none(
-        watermarks::watermarks(client.client(), topic, Duration::from_secs(10)),
-        topic,
-    )
-}
-
-/// Counts every record on a topic (sum of high minus low watermarks).
-/// Blocks on the network.
-pub fn count_records(brokers: &str, topic: &str) -> i64 {
-    partition_ranges(brokers, topic)
-        .iter()
-        .map(|r| r.high - r.low)
-        .sum()
+    or_none(topic, || {
+        watermarks::watermarks(client.client(), topic, Duration::from_secs(10))
+    })
 }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+use vibemon_schemas::fields::parse_query_timestamp;
 use vibemon_schemas::{DeploymentStatus, EnvironmentName};
 use vibemon_store::read::{self, Cursor, DeploymentFilter, DeploymentView, Running};
 use vibemon_store::reference;
@@ -11,14 +12,10 @@ use crate::error::{CliError, CliResult};
 use crate::output;
 use crate::reference::connect;
 
+/// The read API's timestamp rules, so the CLI and the API accept the same
+/// instants (and the CLI never sends Postgres one it cannot hold).
 fn time(flag: &str, s: &str) -> CliResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            CliError::Invalid(format!(
-                "--{flag} {s:?} is not an RFC 3339 timestamp such as 2024-01-15T10:30:00Z: {e}"
-            ))
-        })
+    parse_query_timestamp(s, &format!("--{flag}")).map_err(CliError::Invalid)
 }
 
 async fn environment_id(pool: &sqlx::PgPool, workspace: Uuid, name: &str) -> CliResult<Uuid> {

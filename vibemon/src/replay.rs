@@ -215,24 +215,30 @@ async fn remaining(pool: &PgPool, args: &ReplayArgs, ranges: &[PartitionRange]) 
 }
 
 /// The projector's configuration for this replay.
-fn projector_config(url: &str, args: &ReplayArgs) -> (Config, LoopConfig) {
+/// Settings not named here come from the `PROJECTOR_*` environment variables,
+/// as for the projector binary.
+fn projector_config(url: &str, args: &ReplayArgs) -> CliResult<(Config, LoopConfig)> {
     // Checkpoints are kept under the stable --group name; the Kafka group id
     // is unique per run so that concurrent replays never share partitions.
     let kafka_group = format!("{}-{}", args.group, uuid::Uuid::new_v4().simple());
-    let mut config = Config::new(url, args.kafka.clone(), &kafka_group);
+    let mut config = Config::try_new(url, args.kafka.clone(), &kafka_group).map_err(|e| {
+        CliError::Invalid(format!(
+            "a PROJECTOR_* environment variable is invalid: {e}"
+        ))
+    })?;
     config.batch_max = args.batch_max;
     config.batch_linger_ms = 200;
     config.until_caught_up = true;
     let mut loop_config = config.loop_config();
     loop_config.group = args.group.clone();
     loop_config.only_workspace = args.workspace;
-    (config, loop_config)
+    Ok((config, loop_config))
 }
 
 /// Runs the projector until it has caught up, showing progress towards
 /// `total`; returns its metrics and when it started.
 async fn project(url: &str, args: &ReplayArgs, total: i64) -> CliResult<(Metrics, Instant)> {
-    let (config, loop_config) = projector_config(url, args);
+    let (config, loop_config) = projector_config(url, args)?;
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

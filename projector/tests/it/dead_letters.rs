@@ -31,20 +31,11 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
 
     let projector = spawn(config(&db.url, &topic, &group())).await;
     wait_rows(&db.pool, "deployment_audit", 2, 30).await;
-    let dlq = read_topic(
-        &topic.brokers,
-        &format!("{}.dlq", topic.name),
-        2,
-        Duration::from_secs(20),
-    )
-    .await;
+    let dlq = read_topic(&topic.brokers, &topic.dlq(), 2, Duration::from_secs(20)).await;
     projector.stop().await.unwrap();
 
     // read_topic stops at the 2 it wants; the watermarks show there are no more.
-    assert_eq!(
-        records_on(&topic.brokers, &format!("{}.dlq", topic.name)),
-        2
-    );
+    assert_eq!(records_on(&topic.brokers, &topic.dlq()), 2);
     assert_eq!(dlq.len(), 2);
     let header = |i: usize, name: &str| {
         dlq[i]
@@ -111,7 +102,7 @@ async fn too_many_invalid_records_in_a_row_stop_the_projector_before_its_checkpo
         "{err}"
     );
     let next = checkpoint(&db).await;
-    let dead_lettered = records_on(&topic.brokers, &format!("{}.dlq", topic.name));
+    let dead_lettered = records_on(&topic.brokers, &topic.dlq());
     println!("8 bad records, limit 5: checkpoint at {next}, {dead_lettered} on the DLQ");
     assert!(
         next <= 5,
@@ -130,7 +121,7 @@ async fn too_many_invalid_records_in_a_row_stop_the_projector_before_its_checkpo
 #[tokio::test]
 async fn a_dlq_send_that_fails_stops_the_projector_before_its_checkpoint_passes_the_record() {
     let (db, topic, world) = (TestDb::new().await, TestTopic::new(1).await, World::new());
-    let dlq = format!("{}.dlq", topic.name);
+    let dlq = topic.dlq();
     // The broker refuses any record bigger than this on the DLQ; the
     // dead-lettered copy of the bad record (with its dlq_* headers) is bigger.
     set_topic_config(&topic.brokers, &dlq, "max.message.bytes", "64").await;

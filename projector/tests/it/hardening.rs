@@ -14,7 +14,8 @@ use vibemon_schemas::{DeploymentReported, DeploymentStatus, ExternalId};
 use vibemon_store::checkpoints::digest;
 use vibemon_store::checkpoints::Position;
 use vibemon_testkit::events::publish_fingerprinted;
-use vibemon_testkit::{count_records, read_topic, TestDb, TestTopic};
+use vibemon_testkit::ledger::records_on;
+use vibemon_testkit::{read_topic, TestDb, TestTopic};
 
 use crate::helpers::*;
 
@@ -164,13 +165,7 @@ async fn a_record_postgres_refuses_goes_to_the_dlq_with_the_reason_and_the_rest_
         next, total,
         "the checkpoint passed the dead-lettered record"
     );
-    let dlq = read_topic(
-        &topic.brokers,
-        &format!("{}.dlq", topic.name),
-        2,
-        Duration::from_secs(5),
-    )
-    .await;
+    let dlq = read_topic(&topic.brokers, &topic.dlq(), 2, Duration::from_secs(5)).await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(header(&dlq[0], "dlq_original_offset"), poison.to_string());
     assert_eq!(header(&dlq[0], "dlq_reason_class"), "rejected_by_postgres");
@@ -219,7 +214,7 @@ async fn records_ingest_would_have_refused_go_to_the_dlq_instead_of_stalling_the
     assert_eq!(count(&db.pool, "deployment_audit").await, 1);
     let dlq = read_topic(
         &topic.brokers,
-        &format!("{}.dlq", topic.name),
+        &topic.dlq(),
         hostile.len() + 1,
         Duration::from_secs(5),
     )
@@ -321,7 +316,7 @@ async fn a_checkpoint_beyond_the_end_of_the_topic_stops_the_projector_and_says_t
         Some(100),
         "the checkpoint is left for the operator to judge"
     );
-    assert_eq!(count_records(&topic.brokers, &topic.name), 2);
+    assert_eq!(records_on(&topic.brokers, &topic.name), 2);
 }
 
 #[tokio::test]

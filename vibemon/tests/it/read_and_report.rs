@@ -93,6 +93,52 @@ async fn deployments_list_and_at_answer_from_the_read_model() {
 }
 
 #[tokio::test]
+async fn deployments_takes_the_read_apis_timestamps_and_refuses_what_it_refuses() {
+    let db = TestDb::new().await;
+    let t = Tenant::create(&db.pool, "ci").await;
+    let ws = t.workspace_id.to_string();
+    // Without an offset the read API takes UTC; so does the CLI.
+    let naive = vibemon(
+        &db.url,
+        &[
+            "deployments",
+            "list",
+            "--workspace",
+            &ws,
+            "--since",
+            "2024-01-15T10:30:00",
+        ],
+    );
+    assert_eq!(
+        naive.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&naive.stderr)
+    );
+    // Before 1970 the read API answers 422; the CLI exits 2 and says why.
+    let early = vibemon(
+        &db.url,
+        &[
+            "deployments",
+            "at",
+            "--workspace",
+            &ws,
+            "--environment",
+            "production",
+            "--at",
+            "1969-12-31T23:59:59Z",
+        ],
+    );
+    assert_eq!(early.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&early.stderr)
+            .contains("--at 1969-12-31T23:59:59+00:00 is before 1970-01-01T00:00:00Z"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+}
+
+#[tokio::test]
 async fn environments_can_be_renamed_and_deleted_only_with_force_once_used() {
     let db = TestDb::new().await;
     let t = Tenant::create(&db.pool, "ci").await;

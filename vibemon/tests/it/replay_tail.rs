@@ -305,3 +305,21 @@ async fn tail_prints_decoded_events_as_ndjson_filtered_by_environment() {
     assert_eq!(ids, want);
     assert!(lines.iter().all(|l| l["environment"] == "production"));
 }
+
+#[tokio::test]
+async fn replay_names_an_invalid_projector_variable_and_exits_2_instead_of_projecting() {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(1).await);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
+        .args(["replay", "--kafka-topic", &topic.name])
+        .env("DATABASE_URL", &db.url)
+        .env("KAFKA_BROKERS", kafka_brokers())
+        .env("PROJECTOR_WRITE_TIMEOUT_SECS", "soon")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a PROJECTOR_* environment variable is invalid") && err.contains("soon"),
+        "{err}"
+    );
+}
