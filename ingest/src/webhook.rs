@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use uuid::Uuid;
 use vibemon_schemas::api::{DeploymentResponse, LocPart, ValidationIssue};
 use vibemon_schemas::event::{external_deployment_id, idempotent_event_id, request_fingerprint};
-use vibemon_schemas::{DeploymentReported, SCHEMA_VERSION};
+use vibemon_schemas::DeploymentReported;
 
 use crate::auth::Principal;
 use crate::authenticated::Authenticated;
@@ -221,8 +221,8 @@ fn build_event(
         Some(x) => external_deployment_id(principal.workspace_id, environment_id, &r.repository, x),
         None => event_id,
     };
-    DeploymentReported {
-        schema_version: SCHEMA_VERSION,
+    let mut event = DeploymentReported {
+        schema_version: 0,
         event_id,
         deployment_id,
         workspace_id: principal.workspace_id,
@@ -239,7 +239,14 @@ fn build_event(
         received_at,
         api_key_id: principal.key_id,
         api_key_name: principal.key_name.clone(),
-    }
+        previous_commit_sha: r.previous_commit_sha,
+        commits: r.commits,
+    };
+    // The lowest version that carries it: every report without the
+    // version-2 fields stays a version-1 event, byte for byte, so a
+    // consumer written against version 1 keeps reading it.
+    event.schema_version = event.version_needed();
+    event
 }
 /// The contract says `Content-Type: application/json`; `+json` types and
 /// parameters such as `charset=utf-8` are fine.

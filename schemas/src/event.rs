@@ -1,31 +1,47 @@
-//! `DeploymentReported`, schema version 1: the one event on the topic.
+//! `DeploymentReported`, schema versions 1 and 2: the one event on the topic.
 //!
 //! ingest builds it from an accepted webhook; the projector and RCA consumers
-//! decode it. The JSON Schema `deployment-reported.v1.schema.json` beside this
-//! crate's `Cargo.toml` describes the same shape for consumers in other
-//! languages, and the tests hold the two together with golden fixtures. This is
-//! a compatibility promise: change it only by adding a new version.
+//! decode it. The JSON Schemas `deployment-reported.v{1,2}.schema.json` beside
+//! this crate's `Cargo.toml` describe the same shapes for consumers in other
+//! languages, and the tests hold them together with golden fixtures. This is
+//! a compatibility promise: change it only by adding a new version, as
+//! `docs/event-versions.md` says. Version 2 adds two optional fields
+//! (`previous_commit_sha`, `commits`); an event without them is written as
+//! version 1, byte for byte as before, so a v1 consumer reads it.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::commit::{check_commit_list, Commit};
 use crate::fields::{
     check_timestamp_range, BranchName, CommitSha, DeploymentSource, DeploymentStatus, DisplayName,
     EnvironmentName, ExternalId, ExtraData, FieldError, RepoFullName,
 };
 
-/// The only schema version this code writes and reads.
+/// Version 1: what every event without the version-2 fields is written as.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The CloudEvents `type` of this event.
-pub const CE_TYPE: &str = "com.vibemonitor.deployment.reported.v1";
+/// The newest version this code writes and reads; the decoder reads every
+/// version from 1 to this one.
+pub const LATEST_SCHEMA_VERSION: u32 = 2;
+
+/// The CloudEvents `type` of a version: `com.vibemonitor.deployment.reported.v1`, `.v2`.
+pub fn ce_type(version: u32) -> String {
+    format!("com.vibemonitor.deployment.reported.v{version}")
+}
+
+/// The CloudEvents `dataschema` of a version: the `$id` of its JSON Schema.
+pub fn ce_dataschema(version: u32) -> String {
+    format!("https://vibemonitor.dev/schemas/deployment-reported.v{version}.schema.json")
+}
 
 /// One accepted deployment report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentReported {
-    /// Always [`SCHEMA_VERSION`]; decoders refuse any other.
+    /// 1, or 2 when a version-2 field is present
+    /// ([`DeploymentReported::version_needed`]); decoders refuse any other.
     pub schema_version: u32,
     /// UUIDv7, unique per report; derived from the `Idempotency-Key` when one
     /// was sent, so a retried request carries the same id.
@@ -56,6 +72,36 @@ pub struct DeploymentReported {
     /// That key's name when it reported, so the audit trail needs no join
     /// and a rebuild from the topic alone reproduces it.
     pub api_key_name: DisplayName,
+    /// Version 2: the commit the reporter believes was deployed before, so a
+    /// rollback or a skipped deployment can be told from the topic. Never
+    /// written as `null`: absent means not given.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_sha"
+    )]
+    pub previous_commit_sha: Option<CommitSha>,
+    /// Version 2: the commits this deployment ships, at most
+    /// [`crate::commit::MAX_COMMITS`], no SHA twice. Never written empty:
+    /// absent means not given.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "commit_list"
+    )]
+    pub commits: Vec<Commit>,
+}
+
+/// `previous_commit_sha` when the key is present: a SHA, never `null`.
+fn present_sha<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CommitSha>, D::Error> {
+    CommitSha::deserialize(d).map(Some)
+}
+
+/// `commits` when the key is present: a list by [`check_commit_list`].
+fn commit_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Commit>, D::Error> {
+    let commits = Vec::<Commit>::deserialize(d)?;
+    check_commit_list(&commits).map_err(serde::de::Error::custom)?;
+    Ok(commits)
 }
 
 /// Why bytes from the topic are not a usable event; the projector sends such
@@ -63,14 +109,23 @@ pub struct DeploymentReported {
 #[derive(Debug, Error)]
 pub enum DecodeError {
     /// The bytes are not JSON, or not this shape, or a field breaks its rules.
-    #[error("invalid DeploymentReported v1: {0}")]
+    #[error("invalid DeploymentReported: {0}")]
     Invalid(#[from] serde_json::Error),
     /// A timestamp that JSON carries but ingest would never have accepted
     /// and Postgres may not hold.
-    #[error("invalid DeploymentReported v1: {0}")]
+    #[error("invalid DeploymentReported: {0}")]
     OutOfRange(FieldError),
+    /// A field that its declared version does not have: version 1 forbids
+    /// `commits` and `previous_commit_sha`, so a consumer of v1 never meets
+    /// data it would drop unseen.
+    #[error("invalid DeploymentReported v{version}: {field} needs schema_version {needed}")]
+    NotInVersion {
+        version: u32,
+        field: &'static str,
+        needed: u32,
+    },
     /// A producer newer (or older) than this code wrote it; not ours to guess.
-    #[error("unsupported schema_version {0} (this build reads version {SCHEMA_VERSION})")]
+    #[error("unsupported schema_version {0} (this build reads versions {SCHEMA_VERSION} to {LATEST_SCHEMA_VERSION})")]
     UnsupportedVersion(u64),
 }
 
@@ -78,38 +133,80 @@ impl DecodeError {
     /// A stable label for metrics and the DLQ's `dlq_reason_class` header.
     pub fn class(&self) -> &'static str {
         match self {
-            DecodeError::Invalid(_) | DecodeError::OutOfRange(_) => "invalid",
+            DecodeError::Invalid(_)
+            | DecodeError::OutOfRange(_)
+            | DecodeError::NotInVersion { .. } => "invalid",
             DecodeError::UnsupportedVersion(_) => "unsupported_version",
         }
     }
 }
 
 impl DeploymentReported {
-    /// Decodes and validates one record value.
+    /// Decodes and validates one record value, of any version from 1 to
+    /// [`LATEST_SCHEMA_VERSION`].
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Version {
             schema_version: Option<u64>,
         }
+        let readable =
+            |v: u64| (u64::from(SCHEMA_VERSION)..=u64::from(LATEST_SCHEMA_VERSION)).contains(&v);
         match serde_json::from_slice::<DeploymentReported>(payload) {
-            Ok(event) if event.schema_version == SCHEMA_VERSION => {
-                check_timestamp_range(event.deployed_at, "deployed_at")
-                    .and_then(|()| check_timestamp_range(event.received_at, "received_at"))
-                    .map_err(DecodeError::OutOfRange)?;
+            Ok(event) if readable(event.schema_version.into()) => {
+                event.check()?;
                 Ok(event)
             }
             Ok(event) => Err(DecodeError::UnsupportedVersion(event.schema_version.into())),
             Err(err) => match serde_json::from_slice::<Version>(payload) {
                 Ok(Version {
                     schema_version: Some(v),
-                }) if v != u64::from(SCHEMA_VERSION) => Err(DecodeError::UnsupportedVersion(v)),
+                }) if !readable(v) => Err(DecodeError::UnsupportedVersion(v)),
                 _ => Err(DecodeError::Invalid(err)),
             },
         }
     }
 
-    /// The record value: compact JSON.
+    /// What serde cannot say: the timestamps' range, and no field newer
+    /// than the declared version.
+    fn check(&self) -> Result<(), DecodeError> {
+        check_timestamp_range(self.deployed_at, "deployed_at")
+            .and_then(|()| check_timestamp_range(self.received_at, "received_at"))
+            .map_err(DecodeError::OutOfRange)?;
+        let newer = [
+            ("previous_commit_sha", self.previous_commit_sha.is_some()),
+            ("commits", !self.commits.is_empty()),
+        ];
+        match newer.iter().find(|(_, present)| *present) {
+            Some((field, _)) if self.schema_version < 2 => Err(DecodeError::NotInVersion {
+                version: self.schema_version,
+                field,
+                needed: 2,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The lowest version that carries this event: 2 when it has a
+    /// version-2 field, else 1. ingest writes this version, so a consumer of
+    /// version 1 keeps reading every event that has nothing new for it.
+    pub fn version_needed(&self) -> u32 {
+        if self.previous_commit_sha.is_some() || !self.commits.is_empty() {
+            2
+        } else {
+            SCHEMA_VERSION
+        }
+    }
+
+    /// The record value: compact JSON. A version-2 field that is not given
+    /// is not written, so a version-1 event is byte for byte what builds
+    /// before version 2 wrote.
     pub fn encode(&self) -> Vec<u8> {
+        debug_assert!(
+            self.schema_version >= self.version_needed(),
+            "a v{} event carrying v{} fields",
+            self.schema_version,
+            self.version_needed()
+        );
         serde_json::to_vec(self).expect("an event always serializes")
     }
 
@@ -119,12 +216,16 @@ impl DeploymentReported {
         format!("{}:{}", self.workspace_id, self.environment_id)
     }
 
-    /// CloudEvents Kafka binding (binary mode) headers, as (name, value) pairs.
-    pub fn cloudevents_headers(&self) -> [(&'static str, String); 6] {
+    /// CloudEvents Kafka binding (binary mode) headers, as (name, value)
+    /// pairs. `ce_type` and `ce_dataschema` name the schema version, so a
+    /// consumer can skip or dead-letter a version it does not know by its
+    /// headers, without parsing the value.
+    pub fn cloudevents_headers(&self) -> [(&'static str, String); 7] {
         [
             ("ce_specversion", "1.0".to_owned()),
             ("ce_id", self.event_id.to_string()),
-            ("ce_type", CE_TYPE.to_owned()),
+            ("ce_type", ce_type(self.schema_version)),
+            ("ce_dataschema", ce_dataschema(self.schema_version)),
             ("ce_source", format!("/workspaces/{}", self.workspace_id)),
             (
                 "ce_time",
@@ -291,8 +392,8 @@ mod tests {
     #[test]
     fn an_unknown_schema_version_is_named_in_the_error() {
         let err =
-            DeploymentReported::decode(br#"{"schema_version": 2, "whatever": true}"#).unwrap_err();
-        assert!(matches!(err, DecodeError::UnsupportedVersion(2)), "{err}");
+            DeploymentReported::decode(br#"{"schema_version": 3, "whatever": true}"#).unwrap_err();
+        assert!(matches!(err, DecodeError::UnsupportedVersion(3)), "{err}");
     }
 
     #[test]

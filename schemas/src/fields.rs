@@ -65,7 +65,7 @@ pub fn forbidden_char(c: char) -> Option<&'static str> {
 
 /// Refuses a value holding a [`forbidden_char`], naming the first one and
 /// where it is, so the reporter can find it in their CI variables.
-fn check_visible(value: &str, what: &str) -> Result<(), FieldError> {
+pub(crate) fn check_visible(value: &str, what: &str) -> Result<(), FieldError> {
     let found = value
         .chars()
         .enumerate()
@@ -83,7 +83,7 @@ fn check_visible(value: &str, what: &str) -> Result<(), FieldError> {
     }
 }
 
-fn check_len(value: &str, max: usize, what: &str) -> Result<(), FieldError> {
+pub(crate) fn check_len(value: &str, max: usize, what: &str) -> Result<(), FieldError> {
     if value.is_empty() {
         return Err(FieldError::new(
             "string_too_short",
@@ -316,6 +316,37 @@ impl DisplayName {
         Self::parse(cleaned).unwrap_or_else(|_| Self("?".to_owned()))
     }
 }
+
+/// Longest commit author accepted in a v2 event's `commits`. Tighter than a
+/// branch's 255 so that 250 maximal commits fit ingest's 256 KiB body limit
+/// (see `commit::MAX_COMMITS`).
+pub const COMMIT_AUTHOR_MAX_LEN: usize = 64;
+/// Longest commit subject (the first line of the message); git's own advice
+/// is 50 to 72 characters, and the body limit is why it is not 500.
+pub const COMMIT_SUBJECT_MAX_LEN: usize = 100;
+
+validated_string!(
+    /// Who wrote a commit, as the CI reports it (git's author name): 1 to
+    /// [`COMMIT_AUTHOR_MAX_LEN`] characters, none of them a [`forbidden_char`].
+    CommitAuthor,
+    |v| {
+        check_visible(&v, "author")?;
+        check_len(&v, COMMIT_AUTHOR_MAX_LEN, "author")?;
+        Ok(v)
+    }
+);
+
+validated_string!(
+    /// A commit's subject, the first line of its message: 1 to
+    /// [`COMMIT_SUBJECT_MAX_LEN`] characters, none of them a
+    /// [`forbidden_char`], so it holds no line break either.
+    CommitSubject,
+    |v| {
+        check_visible(&v, "subject")?;
+        check_len(&v, COMMIT_SUBJECT_MAX_LEN, "subject")?;
+        Ok(v)
+    }
+);
 
 /// Deepest nesting accepted inside `extra_data`.
 pub const EXTRA_DATA_MAX_DEPTH: usize = 16;

@@ -66,6 +66,8 @@ impl World {
             received_at: deployed_at,
             api_key_id: self.key_id,
             api_key_name: vibemon_schemas::DisplayName::parse("test").unwrap(),
+            previous_commit_sha: None,
+            commits: Vec::new(),
         }
     }
 

@@ -1,0 +1,175 @@
+//! A commit a deployment ships, as schema version 2 of `DeploymentReported`
+//! carries it, and the rules on the list of them.
+//!
+//! ingest parses the webhook's `commits` field by field with these types and the
+//! timestamp rules of `fields`, so its 422 names each problem; the event decoder
+//! reads the same types, so a record ingest would refuse never reaches the
+//! projector.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::fields::{check_timestamp_range, CommitAuthor, CommitSha, CommitSubject, FieldError};
+
+/// Most commits one report may list. A deployment shipping more is a first
+/// deployment or a long-stalled pipeline; the reporter sends the newest 250.
+///
+/// With the per-field caps, 250 commits fit ingest's 256 KiB body limit: a
+/// maximal commit in compact JSON is 181 bytes of keys, SHA, two 35-character
+/// timestamps and punctuation, plus 4 bytes per character of author (64) and
+/// subject (100) in the worst UTF-8 case: 837 bytes, 209,250 for 250, which
+/// leaves 51 KiB for the rest of the body.
+pub const MAX_COMMITS: usize = 250;
+
+/// One commit a deployment ships.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CommitFields")]
+pub struct Commit {
+    /// Full SHA, lower case.
+    pub sha: CommitSha,
+    /// When it was committed (git's committer date): what lead time for
+    /// changes is measured from.
+    pub committed_at: DateTime<Utc>,
+    /// When it was first written (git's author date), when the CI gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authored_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<CommitAuthor>,
+    /// The first line of the commit message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<CommitSubject>,
+}
+
+/// A commit as JSON spells it, before the timestamps' range is checked.
+#[derive(Deserialize)]
+struct CommitFields {
+    sha: CommitSha,
+    committed_at: DateTime<Utc>,
+    #[serde(default)]
+    authored_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    author: Option<CommitAuthor>,
+    #[serde(default)]
+    subject: Option<CommitSubject>,
+}
+
+impl TryFrom<CommitFields> for Commit {
+    type Error = FieldError;
+    fn try_from(c: CommitFields) -> Result<Self, FieldError> {
+        check_timestamp_range(c.committed_at, "committed_at")?;
+        if let Some(t) = c.authored_at {
+            check_timestamp_range(t, "authored_at")?;
+        }
+        Ok(Commit {
+            sha: c.sha,
+            committed_at: c.committed_at,
+            authored_at: c.authored_at,
+            author: c.author,
+            subject: c.subject,
+        })
+    }
+}
+
+/// The rules on a whole list: at most [`MAX_COMMITS`], and no SHA twice.
+/// Returns the index of each commit whose SHA an earlier one already had.
+pub fn repeated_shas(commits: &[Commit]) -> Vec<usize> {
+    let mut seen = HashSet::with_capacity(commits.len());
+    commits
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !seen.insert(c.sha.as_str()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The list rules as the event decoder applies them: what ingest writes is
+/// never empty (an empty list is not written), never over [`MAX_COMMITS`]
+/// and never repeats a SHA.
+pub fn check_commit_list(commits: &[Commit]) -> Result<(), FieldError> {
+    if commits.is_empty() {
+        return Err(FieldError::new(
+            "too_short",
+            "commits, when present, lists at least one commit",
+        ));
+    }
+    if commits.len() > MAX_COMMITS {
+        return Err(FieldError::new(
+            "too_long",
+            format!(
+                "commits must list at most {MAX_COMMITS} commits, got {}",
+                commits.len()
+            ),
+        ));
+    }
+    match repeated_shas(commits).first() {
+        None => Ok(()),
+        Some(&i) => Err(FieldError::new(
+            "value_error",
+            format!("commits[{i}]: sha {} is listed twice", commits[i].sha),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_commit_round_trips_and_omits_what_it_was_not_given() {
+        let c: Commit = serde_json::from_value(json!({
+            "sha": "4F2C1D9E8B7A6F5E4D3C2B1A0F9E8D7C6B5A4F3E",
+            "committed_at": "2024-01-15T09:00:00Z"
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"sha": "4f2c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e", "committed_at": "2024-01-15T09:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn a_commit_outside_the_rules_does_not_decode() {
+        let base = json!({"sha": "a".repeat(40), "committed_at": "2024-01-15T09:00:00Z"});
+        for (field, value) in [
+            ("sha", json!("abc")),
+            ("committed_at", json!("1900-01-01T00:00:00Z")),
+            ("authored_at", json!("yesterday")),
+            ("author", json!("x".repeat(COMMIT_AUTHOR_MAX_LEN_PLUS))),
+            ("author", json!("a\u{202E}b")),
+            ("subject", json!("fix\nmore")),
+            ("subject", json!("")),
+        ] {
+            let mut c = base.clone();
+            c[field] = value;
+            assert!(serde_json::from_value::<Commit>(c).is_err(), "{field}");
+        }
+    }
+
+    const COMMIT_AUTHOR_MAX_LEN_PLUS: usize = crate::fields::COMMIT_AUTHOR_MAX_LEN + 1;
+
+    #[test]
+    fn a_list_may_not_repeat_a_sha_or_be_empty_or_too_long() {
+        let c = |sha: char| Commit {
+            sha: CommitSha::parse(sha.to_string().repeat(40)).unwrap(),
+            committed_at: Utc::now(),
+            authored_at: None,
+            author: None,
+            subject: None,
+        };
+        assert_eq!(repeated_shas(&[c('a'), c('b'), c('a')]), [2]);
+        assert!(check_commit_list(&[c('a'), c('b')]).is_ok());
+        assert!(check_commit_list(&[c('a'), c('a')]).is_err());
+        assert!(check_commit_list(&[]).is_err());
+        let many: Vec<Commit> = (0..=MAX_COMMITS)
+            .map(|i| Commit {
+                sha: CommitSha::parse(format!("{i:040x}")).unwrap(),
+                ..c('a')
+            })
+            .collect();
+        assert!(check_commit_list(&many[..MAX_COMMITS]).is_ok());
+        assert!(check_commit_list(&many).is_err());
+    }
+}
