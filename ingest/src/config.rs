@@ -43,8 +43,18 @@ pub struct Config {
     #[arg(long, env = "INGEST_SINK", value_enum, default_value = "kafka")]
     pub sink: SinkKind,
 
-    /// Largest accepted request body, in bytes (413 above it).
-    #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    /// Largest accepted request body, in bytes (413 above it). 256 KiB holds
+    /// 250 maximal `commits` (about 205 KiB in the worst UTF-8 case) and
+    /// 51 KiB for the rest; with 256 requests in flight, bodies take at most
+    /// 64 MiB.
+    // The numbers: a maximal commit in compact JSON is 181 bytes of keys, SHA,
+    // two 35-character timestamps and punctuation, plus 4 bytes per character
+    // of author (64) and subject (100): 837 bytes, so 250 take 209,250 bytes;
+    // the seed's fields at their maximum take under 3 KiB, which leaves about
+    // 48 KiB for `extra_data`. INGEST_MAX_IN_FLIGHT (256) x 256 KiB = 64 MiB
+    // is the worst-case body memory; a 500-character subject and a
+    // 255-character author would have needed 800 KiB bodies, 200 MiB.
+    #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 
     /// How far in the future `deployed_at` may be, in seconds (CI clock skew).
@@ -138,7 +148,8 @@ pub struct Config {
     /// answered 503 with `Retry-After` before its body is read. Each holds
     /// its body, its event and, until the broker acknowledges, a record in
     /// the producer queue (about 28 KiB for a typical webhook), so this is
-    /// what bounds memory when Kafka is slower than the load. 256 is several
+    /// what bounds memory when Kafka is slower than the load: bodies take at
+    /// most this times `INGEST_MAX_BODY_BYTES` (256 x 256 KiB = 64 MiB). 256 is several
     /// times what full throughput needs (rate × ack latency, about 100).
     #[arg(long, env = "INGEST_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,

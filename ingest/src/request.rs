@@ -4,21 +4,24 @@
 //! 422 shape of the seed's API family. The body is first read as a list of
 //! (key, value) pairs rather than a map so a duplicated key is caught instead
 //! of silently keeping the last one, and unknown fields (`commitSha`) are
-//! refused instead of dropped.
+//! refused instead of dropped. `commits` (beyond the seed, like
+//! `external_id`) is checked item by item, so a 422 names
+//! `["body", "commits", 3, "sha"]`.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use vibemon_schemas::api::{LocPart, ValidationIssue};
+use vibemon_schemas::commit::repeated_shas;
 use vibemon_schemas::fields::{check_timestamp_range, parse_timestamp};
 use vibemon_schemas::{
-    BranchName, CommitSha, DeploymentSource, DeploymentStatus, EnvironmentName, ExternalId,
-    ExtraData, FieldError, RepoFullName,
+    BranchName, Commit, CommitAuthor, CommitSha, CommitSubject, DeploymentSource, DeploymentStatus,
+    EnvironmentName, ExternalId, ExtraData, FieldError, RepoFullName, MAX_COMMITS,
 };
 
 /// Every field the webhook accepts.
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 11] = [
     "environment",
     "repository",
     "branch",
@@ -28,7 +31,12 @@ const FIELDS: [&str; 9] = [
     "deployed_at",
     "extra_data",
     "external_id",
+    "previous_commit_sha",
+    "commits",
 ];
+
+/// Every field of one entry of `commits`.
+const COMMIT_FIELDS: [&str; 5] = ["sha", "committed_at", "authored_at", "author", "subject"];
 
 /// A webhook body that passed every rule, with the seed's defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +50,11 @@ pub struct WebhookRequest {
     pub deployed_at: DateTime<Utc>,
     pub extra_data: ExtraData,
     pub external_id: Option<ExternalId>,
+    /// What the reporter believes was deployed before (event version 2).
+    pub previous_commit_sha: Option<CommitSha>,
+    /// The commits this deployment ships (event version 2); empty when not
+    /// given.
+    pub commits: Vec<Commit>,
 }
 
 /// Top-level JSON object as ordered pairs, duplicates kept.
@@ -68,8 +81,12 @@ impl<'de> Deserialize<'de> for Pairs {
 }
 
 fn issue(loc: &[&str], kind: &str, msg: impl Into<String>) -> ValidationIssue {
+    issue_at(loc.iter().map(|s| LocPart::from(*s)).collect(), kind, msg)
+}
+
+fn issue_at(loc: Vec<LocPart>, kind: &str, msg: impl Into<String>) -> ValidationIssue {
     ValidationIssue {
-        loc: loc.iter().map(|s| LocPart::from(*s)).collect(),
+        loc,
         msg: msg.into(),
         kind: kind.to_owned(),
     }
@@ -77,6 +94,11 @@ fn issue(loc: &[&str], kind: &str, msg: impl Into<String>) -> ValidationIssue {
 
 fn field_issue(field: &str, err: FieldError) -> ValidationIssue {
     issue(&["body", field], err.kind, err.msg)
+}
+
+/// `["body", field]`, the location of a top-level field.
+fn body_loc(field: &str) -> Vec<LocPart> {
+    vec![LocPart::from("body"), LocPart::from(field)]
 }
 
 /// Collects issues while the fields are checked one by one.
@@ -89,18 +111,27 @@ impl Checker {
     /// CI variables that are unset expand to `""` (GitLab's `CI_COMMIT_BRANCH`
     /// on a tag pipeline), so an empty optional string means "not given".
     fn string(&mut self, field: &str, value: Option<&Value>, required: bool) -> Option<String> {
+        self.string_at(body_loc(field), value, required)
+    }
+
+    /// [`Checker::string`] at any location, such as inside `commits`.
+    fn string_at(
+        &mut self,
+        loc: Vec<LocPart>,
+        value: Option<&Value>,
+        required: bool,
+    ) -> Option<String> {
         match value {
             None | Some(Value::Null) if required => {
-                self.issues
-                    .push(issue(&["body", field], "missing", "Field required"));
+                self.issues.push(issue_at(loc, "missing", "Field required"));
                 None
             }
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() && !required => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
-                self.issues.push(issue(
-                    &["body", field],
+                self.issues.push(issue_at(
+                    loc,
                     "string_type",
                     format!("Input should be a valid string, got {}", json_type(other)),
                 ));
@@ -115,10 +146,20 @@ impl Checker {
         value: Option<String>,
         parse: impl FnOnce(String) -> Result<T, FieldError>,
     ) -> Option<T> {
+        self.parsed_at(body_loc(field), value, parse)
+    }
+
+    /// [`Checker::parsed`] at any location.
+    fn parsed_at<T>(
+        &mut self,
+        loc: Vec<LocPart>,
+        value: Option<String>,
+        parse: impl FnOnce(String) -> Result<T, FieldError>,
+    ) -> Option<T> {
         match parse(value?) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.issues.push(field_issue(field, e));
+                self.issues.push(issue_at(loc, e.kind, e.msg));
                 None
             }
         }
@@ -146,19 +187,31 @@ pub fn parse(
 ) -> Result<WebhookRequest, Vec<ValidationIssue>> {
     let pairs = decode(body)?;
     let mut c = Checker { issues: Vec::new() };
-    let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id] =
+    let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id, previous_commit_sha, commits] =
         c.fields(&pairs);
 
     // Field groups in this order, so the issues are listed in it.
     let (environment, repository) = c.target(environment, repository);
     let (branch, commit_sha) = c.revision(branch, commit_sha);
     let (status, source, external_id) = c.outcome(status, source, external_id);
-    let deployed_at = c.deployed_at(deployed_at, now, max_future_skew);
+    let clock = Clock {
+        now,
+        max_future_skew,
+    };
+    let deployed_at = c.deployed_at(deployed_at, clock);
     let extra_data = c.extra_data(extra_data);
+    let previous_commit_sha = c.string("previous_commit_sha", previous_commit_sha, false);
+    let previous_commit_sha =
+        c.parsed("previous_commit_sha", previous_commit_sha, CommitSha::parse);
+    let commits = c.commits(commits, clock);
 
-    let (Some(environment), Some(repository), Some(extra_data), true) =
-        (environment, repository, extra_data, c.issues.is_empty())
-    else {
+    let (Some(environment), Some(repository), Some(extra_data), Some(commits), true) = (
+        environment,
+        repository,
+        extra_data,
+        commits,
+        c.issues.is_empty(),
+    ) else {
         // Every `None` above recorded an issue; the fuzz targets and tests
         // run with debug assertions and would catch a field that did not.
         debug_assert!(!c.issues.is_empty(), "a field was dropped without an issue");
@@ -174,7 +227,43 @@ pub fn parse(
         deployed_at: deployed_at.unwrap_or(now),
         extra_data,
         external_id,
+        previous_commit_sha,
+        commits,
     })
+}
+
+/// When the request arrived, and how far ahead of it a CI clock may be.
+#[derive(Clone, Copy)]
+struct Clock {
+    now: DateTime<Utc>,
+    max_future_skew: Duration,
+}
+
+impl Clock {
+    /// A timestamp the body gives as `what`: ISO 8601, a time Postgres can
+    /// hold, not further ahead of the arrival than the allowed skew.
+    fn timestamp(self, s: &str, what: &str) -> Result<DateTime<Utc>, FieldError> {
+        let t = parse_timestamp(s).ok_or_else(|| {
+            FieldError::new(
+                "datetime_parsing",
+                format!(
+                    "{what} must be an ISO 8601 timestamp such as 2024-01-15T10:30:00Z, got {s:?}"
+                ),
+            )
+        })?;
+        check_timestamp_range(t, what)?;
+        if t > self.now + self.max_future_skew {
+            return Err(FieldError::new(
+                "datetime_future",
+                format!(
+                    "{what} {s:?} is more than {}s in the future (server time {}); check the CI clock",
+                    self.max_future_skew.num_seconds(),
+                    self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ));
+        }
+        Ok(t)
+    }
 }
 
 /// The body as (key, value) pairs, or the one issue that it is not a JSON
@@ -271,29 +360,10 @@ impl Checker {
 
     /// When it was deployed: a timestamp Postgres can hold, not further
     /// ahead of `now` than the allowed clock skew.
-    fn deployed_at(
-        &mut self,
-        value: Option<&Value>,
-        now: DateTime<Utc>,
-        max_future_skew: Duration,
-    ) -> Option<DateTime<Utc>> {
+    fn deployed_at(&mut self, value: Option<&Value>, clock: Clock) -> Option<DateTime<Utc>> {
         let deployed_at = self.string("deployed_at", value, false);
         self.parsed("deployed_at", deployed_at, |s| {
-            let t = parse_timestamp(&s).ok_or_else(|| {
-                FieldError::new("datetime_parsing", format!("deployed_at must be an ISO 8601 timestamp such as 2024-01-15T10:30:00Z, got {s:?}"))
-            })?;
-            check_timestamp_range(t, "deployed_at")?;
-            if t > now + max_future_skew {
-                return Err(FieldError::new(
-                    "datetime_future",
-                    format!(
-                        "deployed_at {s:?} is more than {}s in the future (server time {}); check the CI clock",
-                        max_future_skew.num_seconds(),
-                        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                ));
-            }
-            Ok(t)
+            clock.timestamp(&s, "deployed_at")
         })
     }
 
@@ -317,6 +387,112 @@ impl Checker {
                 None
             }
         }
+    }
+}
+
+/// `["body", "commits", index]` and, when given, a field inside it.
+fn commit_loc(index: usize, field: Option<&str>) -> Vec<LocPart> {
+    let mut loc = body_loc("commits");
+    loc.push(LocPart::Index(index as u64));
+    loc.extend(field.map(LocPart::from));
+    loc
+}
+
+impl Checker {
+    /// The commits the deployment ships: an array of at most
+    /// [`MAX_COMMITS`] commit objects, no SHA twice. Absent, `null` and `[]`
+    /// all mean "not given".
+    fn commits(&mut self, value: Option<&Value>, clock: Clock) -> Option<Vec<Commit>> {
+        let items = match value {
+            None | Some(Value::Null) => return Some(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.issues.push(issue(
+                    &["body", "commits"],
+                    "list_type",
+                    format!(
+                        "commits must be a JSON array of commits, got {}",
+                        json_type(other)
+                    ),
+                ));
+                return None;
+            }
+        };
+        if items.len() > MAX_COMMITS {
+            // Each entry is not checked: the count alone is the answer.
+            self.issues.push(issue(
+                &["body", "commits"],
+                "too_long",
+                format!(
+                    "commits must list at most {MAX_COMMITS} commits (the newest), got {}",
+                    items.len()
+                ),
+            ));
+            return None;
+        }
+        let before = self.issues.len();
+        let commits: Vec<Option<Commit>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.commit(i, item, clock))
+            .collect();
+        let commits: Option<Vec<Commit>> = commits.into_iter().collect();
+        let commits = commits.filter(|_| self.issues.len() == before)?;
+        for i in repeated_shas(&commits) {
+            self.issues.push(issue_at(
+                commit_loc(i, Some("sha")),
+                "value_error",
+                format!("sha {} is listed more than once in commits", commits[i].sha),
+            ));
+        }
+        Some(commits)
+    }
+
+    /// One entry of `commits`: an object of [`COMMIT_FIELDS`], `sha` and
+    /// `committed_at` required.
+    fn commit(&mut self, index: usize, item: &Value, clock: Clock) -> Option<Commit> {
+        let Value::Object(map) = item else {
+            self.issues.push(issue_at(
+                commit_loc(index, None),
+                "model_attributes_type",
+                format!("each commit must be a JSON object, got {}", json_type(item)),
+            ));
+            return None;
+        };
+        for key in map.keys().filter(|k| !COMMIT_FIELDS.contains(&k.as_str())) {
+            self.issues.push(issue_at(
+                commit_loc(index, Some(key)),
+                "extra_forbidden",
+                format!(
+                    "Extra inputs are not permitted: {key:?} is not a field of a commit (fields: {})",
+                    COMMIT_FIELDS.join(", ")
+                ),
+            ));
+        }
+        let mut field = |name: &str, required: bool| {
+            let loc = commit_loc(index, Some(name));
+            (self.string_at(loc.clone(), map.get(name), required), loc)
+        };
+        let (sha, sha_loc) = field("sha", true);
+        let (committed_at, committed_loc) = field("committed_at", true);
+        let (authored_at, authored_loc) = field("authored_at", false);
+        let (author, author_loc) = field("author", false);
+        let (subject, subject_loc) = field("subject", false);
+        let time = |what| move |s: String| clock.timestamp(&s, what);
+        // Every field is checked before any is given up on, so one 422
+        // lists all of a commit's problems.
+        let sha = self.parsed_at(sha_loc, sha, CommitSha::parse);
+        let committed_at = self.parsed_at(committed_loc, committed_at, time("committed_at"));
+        let authored_at = self.parsed_at(authored_loc, authored_at, time("authored_at"));
+        let author = self.parsed_at(author_loc, author, CommitAuthor::parse);
+        let subject = self.parsed_at(subject_loc, subject, CommitSubject::parse);
+        Some(Commit {
+            sha: sha?,
+            committed_at: committed_at?,
+            authored_at,
+            author,
+            subject,
+        })
     }
 }
 
@@ -443,5 +619,103 @@ mod tests {
                 .unwrap_err();
         assert_eq!(locs(&issues), [r#"["body","extra_data"]:value_error"#]);
         assert!(issues[0].msg.contains("NUL"));
+    }
+
+    fn commit(sha: &str) -> Value {
+        json!({"sha": sha, "committed_at": "2024-01-15T09:00:00Z"})
+    }
+
+    fn sha(i: usize) -> String {
+        format!("{i:040x}")
+    }
+
+    #[test]
+    fn commits_and_the_previous_sha_are_parsed_and_normalised() {
+        let r = check(json!({
+            "environment": "p", "repository": "o/r",
+            "previous_commit_sha": "ABCDEF0123456789ABCDEF0123456789ABCDEF01",
+            "commits": [{"sha": sha(1), "committed_at": "2024-01-15T11:00:00+02:00",
+                         "authored_at": "2024-01-14T08:00:00", "author": "Ada", "subject": "Fix it"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            r.previous_commit_sha.unwrap().as_str(),
+            "abcdef0123456789abcdef0123456789abcdef01"
+        );
+        assert_eq!(r.commits.len(), 1);
+        assert_eq!(
+            r.commits[0].committed_at,
+            DateTime::parse_from_rfc3339("2024-01-15T09:00:00Z").unwrap()
+        );
+        assert_eq!(r.commits[0].author.as_ref().unwrap().as_str(), "Ada");
+    }
+
+    #[test]
+    fn empty_commits_and_an_empty_previous_sha_mean_not_given() {
+        let r = check(json!({"environment": "p", "repository": "o/r", "commits": [], "previous_commit_sha": ""}))
+            .unwrap();
+        assert!(r.commits.is_empty());
+        assert_eq!(r.previous_commit_sha, None);
+        let r = check(json!({"environment": "p", "repository": "o/r", "commits": null})).unwrap();
+        assert!(r.commits.is_empty());
+    }
+
+    #[test]
+    fn every_problem_in_every_commit_is_reported_at_its_index() {
+        let issues = check(json!({
+            "environment": "p", "repository": "o/r", "previous_commit_sha": "abc",
+            "commits": [
+                commit(&sha(1)),
+                {"sha": "xyz", "committed_at": "2024-01-15T11:00:00Z", "authored_at": "soon",
+                 "author": "a\u{202E}b", "subject": "line\nbreak", "message": "full"},
+                {"committed_at": 5},
+                "4f2c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e",
+                {"sha": sha(2), "committed_at": "2024-01-15T09:00:00Z", "subject": "x".repeat(101),
+                 "author": "y".repeat(65)}
+            ]
+        }))
+        .unwrap_err();
+        let got = locs(&issues);
+        for want in [
+            r#"["body","previous_commit_sha"]:string_pattern_mismatch"#,
+            r#"["body","commits",1,"message"]:extra_forbidden"#,
+            r#"["body","commits",1,"sha"]:string_pattern_mismatch"#,
+            r#"["body","commits",1,"committed_at"]:datetime_future"#,
+            r#"["body","commits",1,"authored_at"]:datetime_parsing"#,
+            r#"["body","commits",1,"author"]:string_pattern_mismatch"#,
+            r#"["body","commits",1,"subject"]:string_pattern_mismatch"#,
+            r#"["body","commits",2,"sha"]:missing"#,
+            r#"["body","commits",2,"committed_at"]:string_type"#,
+            r#"["body","commits",3]:model_attributes_type"#,
+            r#"["body","commits",4,"subject"]:string_too_long"#,
+            r#"["body","commits",4,"author"]:string_too_long"#,
+        ] {
+            assert!(got.contains(&want.to_owned()), "missing {want} in {got:?}");
+        }
+        assert_eq!(got.len(), 12, "{got:?}");
+    }
+
+    #[test]
+    fn a_sha_listed_twice_is_refused_at_its_second_place() {
+        let issues = check(json!({"environment": "p", "repository": "o/r",
+            "commits": [commit(&sha(1)), commit(&sha(2)), commit(&sha(1).to_uppercase())]}))
+        .unwrap_err();
+        assert_eq!(locs(&issues), [r#"["body","commits",2,"sha"]:value_error"#]);
+    }
+
+    #[test]
+    fn at_most_250_commits_are_accepted_and_a_non_array_is_refused() {
+        let list = |n: usize| Value::from((0..n).map(|i| commit(&sha(i))).collect::<Vec<_>>());
+        let r =
+            check(json!({"environment": "p", "repository": "o/r", "commits": list(MAX_COMMITS)}))
+                .unwrap();
+        assert_eq!(r.commits.len(), 250);
+        let issues = check(json!({"environment": "p", "repository": "o/r", "commits": list(251)}))
+            .unwrap_err();
+        assert_eq!(locs(&issues), [r#"["body","commits"]:too_long"#]);
+        let issues =
+            check(json!({"environment": "p", "repository": "o/r", "commits": commit(&sha(1))}))
+                .unwrap_err();
+        assert_eq!(locs(&issues), [r#"["body","commits"]:list_type"#]);
     }
 }

@@ -92,7 +92,7 @@ impl KafkaSink {
                 config.queue_max_messages.to_string(),
             )
             // And at most this many KiB of them. Each queued record has one
-            // publish task waiting on it; with 64 KiB bodies, 100,000 records
+            // publish task waiting on it; with 256 KiB bodies, 100,000 records
             // could hold gigabytes. Past either bound the queue is full: 503.
             .set(
                 "queue.buffering.max.kbytes",

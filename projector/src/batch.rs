@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn each_kind_of_undecodable_record_keeps_its_reason_text_and_class() {
-        let future = br#"{"schema_version":2}"#;
+        let future = br#"{"schema_version":3}"#;
         let got = reasons(vec![
             record(0, None),
             record(1, Some(b"{not json")),
@@ -228,7 +228,7 @@ mod tests {
             ("record has no value (tombstone)".to_owned(), "invalid")
         );
         assert!(
-            got[1].0.starts_with("invalid DeploymentReported v1: "),
+            got[1].0.starts_with("invalid DeploymentReported: "),
             "{}",
             got[1].0
         );
@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(
             got[2],
             (
-                "unsupported schema_version 2 (this build reads version 1)".to_owned(),
+                "unsupported schema_version 3 (this build reads versions 1 to 2)".to_owned(),
                 "unsupported_version"
             )
         );

@@ -40,7 +40,10 @@ function compile(docs, errors, warnings) {
       return null;
     }
   };
-  validators.event = attempt("event schema", () => ajv.compile(docs.event));
+  // One event schema per version: "event" is v1, "event.v2" ...
+  for (const name of Object.keys(docs).filter((n) => n.startsWith("event"))) {
+    validators[name] = attempt(`${name} schema`, () => ajv.compile(docs[name]));
+  }
   attempt("openapi.json", () => ajv.addSchema(docs.openapi, OPENAPI_URI));
   for (const name of Object.keys(docs.openapi.components.schemas)) {
     const ref = `${OPENAPI_URI}#/components/schemas/${name}`;

@@ -1,7 +1,8 @@
 """check.py: the published schemas as Python's `jsonschema` sees them.
 
 Run by schemas/interop/run with the job file that schemas/tests/interop.rs
-writes. Checks that the event schema and every OpenAPI component schema
+writes. Checks that every event schema (one per version: "event" is v1,
+"event.v2" ...) and every OpenAPI component schema
 compile (every `pattern` must be a regex Python accepts), that each vector
 gets the verdict Rust gave it, and that each name pattern accepts "a{c}b"
 for exactly the code points Rust accepts. Prints one line per disagreement,
@@ -26,8 +27,13 @@ def pointer(doc, ptr):
     return doc
 
 
+def event_docs(docs):
+    """The event schemas, one per version, by their name in the job."""
+    return [(name, doc) for name, doc in docs.items() if name.startswith("event")]
+
+
 def compile_errors(docs):
-    schemas = [("event schema", docs["event"])]
+    schemas = [(f"{name} schema", doc) for name, doc in event_docs(docs)]
     schemas += [
         (f"openapi.json components/schemas/{name}", schema)
         for name, schema in docs["openapi"]["components"]["schemas"].items()
@@ -47,10 +53,9 @@ def validators(docs):
     registry = Registry().with_resource(OPENAPI_URI, DRAFT202012.create_resource(docs["openapi"]))
     webhook = {"$ref": f"{OPENAPI_URI}#/components/schemas/WebhookRequest"}
     checker = Validator.FORMAT_CHECKER
-    return {
-        "event": Validator(docs["event"], format_checker=checker),
-        "webhook": Validator(webhook, registry=registry, format_checker=checker),
-    }
+    by_schema = {name: Validator(doc, format_checker=checker) for name, doc in event_docs(docs)}
+    by_schema["webhook"] = Validator(webhook, registry=registry, format_checker=checker)
+    return by_schema
 
 
 def vector_errors(job, by_schema):

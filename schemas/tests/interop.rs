@@ -1,5 +1,5 @@
-//! Holds the published JSON Schema and OpenAPI document to the Rust rules, as
-//! validators in other languages read them.
+//! Holds the published JSON Schemas (every event version) and OpenAPI
+//! document to the Rust rules, as validators in other languages read them.
 //!
 //! The character classes in the `pattern`s are generated here from
 //! `fields::forbidden_char` and `char::is_whitespace`, so the files cannot
@@ -15,15 +15,34 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-use vibemon_schemas::fields::forbidden_char;
-use vibemon_schemas::{BranchName, CommitSha, DeploymentReported, ExternalId};
+use vibemon_schemas::fields::{forbidden_char, COMMIT_AUTHOR_MAX_LEN, COMMIT_SUBJECT_MAX_LEN};
+use vibemon_schemas::{
+    BranchName, CommitAuthor, CommitSha, CommitSubject, DeploymentReported, ExternalId, MAX_COMMITS,
+};
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 const EVENT_SCHEMA: &str = "deployment-reported.v1.schema.json";
+const EVENT_SCHEMA_V2: &str = "deployment-reported.v2.schema.json";
 const OPENAPI: &str = "openapi.json";
+
+/// Every document that holds a pattern, and the job's name for it.
+const DOCUMENTS: [(&str, &str); 3] = [
+    (EVENT_SCHEMA, "event"),
+    (EVENT_SCHEMA_V2, "event.v2"),
+    (OPENAPI, "openapi"),
+];
+
+/// The job's name for the event schema of `version`.
+fn event_document(version: u64) -> &'static str {
+    if version == 2 {
+        "event.v2"
+    } else {
+        "event"
+    }
+}
 
 fn read_doc(file: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(crate_dir().join(file)).unwrap()).unwrap()
@@ -157,28 +176,58 @@ fn pattern_specs() -> Vec<PatternSpec> {
     // Segments of [A-Za-z0-9._-] that are not "." or "..", as RepoFullName wants.
     const REPOSITORY: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+)(/([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+))+$";
     const YEAR_1970_TO_9999: &str = "^(19[7-9][0-9]|[2-9][0-9][0-9][0-9])-";
-    let ev = EVENT_SCHEMA;
     let wh = "/components/schemas/WebhookRequest/properties";
     let webhook = |field: &str| format!("{wh}/{field}/pattern");
-    vec![
-        literal(ev, "/properties/environment/pattern", ENVIRONMENT),
-        literal(ev, "/properties/repository/pattern", REPOSITORY),
-        generated(ev, "/properties/branch/pattern", &inv_space, '+'),
-        literal(ev, "/properties/commit_sha/pattern", "^[0-9a-f]{40}$"),
-        literal(ev, "/properties/deployed_at/pattern", YEAR_1970_TO_9999),
-        generated(ev, "/properties/external_id/pattern", &inv, '+'),
-        literal(ev, "/properties/received_at/pattern", YEAR_1970_TO_9999),
-        generated(ev, "/properties/api_key_name/pattern", &inv, '+'),
-        literal(ev, "/$defs/SingleLine/not/pattern", "\n"),
-        literal(ev, "/$defs/NulFreeString/not/pattern", "\0"),
+    let wc = "/components/schemas/WebhookCommit/properties";
+    let commit = |field: &str| format!("{wc}/{field}/pattern");
+    let mut specs = Vec::new();
+    // Version 2 keeps every pattern of version 1 where it was.
+    for ev in [EVENT_SCHEMA, EVENT_SCHEMA_V2] {
+        specs.extend([
+            literal(ev, "/properties/environment/pattern", ENVIRONMENT),
+            literal(ev, "/properties/repository/pattern", REPOSITORY),
+            generated(ev, "/properties/branch/pattern", &inv_space, '+'),
+            literal(ev, "/properties/commit_sha/pattern", "^[0-9a-f]{40}$"),
+            literal(ev, "/properties/deployed_at/pattern", YEAR_1970_TO_9999),
+            generated(ev, "/properties/external_id/pattern", &inv, '+'),
+            literal(ev, "/properties/received_at/pattern", YEAR_1970_TO_9999),
+            generated(ev, "/properties/api_key_name/pattern", &inv, '+'),
+            literal(ev, "/$defs/SingleLine/not/pattern", "\n"),
+            literal(ev, "/$defs/NulFreeString/not/pattern", "\0"),
+        ]);
+    }
+    let v2 = EVENT_SCHEMA_V2;
+    let c = "/$defs/Commit/properties";
+    specs.extend([
+        literal(
+            v2,
+            "/properties/previous_commit_sha/pattern",
+            "^[0-9a-f]{40}$",
+        ),
+        literal(v2, &format!("{c}/sha/pattern"), "^[0-9a-f]{40}$"),
+        literal(v2, &format!("{c}/committed_at/pattern"), YEAR_1970_TO_9999),
+        literal(v2, &format!("{c}/authored_at/pattern"), YEAR_1970_TO_9999),
+        generated(v2, &format!("{c}/author/pattern"), &inv, '+'),
+        generated(v2, &format!("{c}/subject/pattern"), &inv, '+'),
+    ]);
+    specs.extend([
         literal(OPENAPI, &webhook("environment"), ENVIRONMENT),
         literal(OPENAPI, &webhook("repository"), REPOSITORY),
         // An empty optional string means "not given" in the webhook.
         generated(OPENAPI, &webhook("branch"), &inv_space, '*'),
         literal(OPENAPI, &webhook("commit_sha"), "^([0-9a-fA-F]{40})?$"),
         generated(OPENAPI, &webhook("external_id"), &inv, '*'),
+        literal(
+            OPENAPI,
+            &webhook("previous_commit_sha"),
+            "^([0-9a-fA-F]{40})?$",
+        ),
+        literal(OPENAPI, &commit("sha"), "^[0-9a-fA-F]{40}$"),
+        generated(OPENAPI, &commit("author"), &inv, '*'),
+        generated(OPENAPI, &commit("subject"), &inv, '*'),
         literal(OPENAPI, "/components/schemas/SingleLine/not/pattern", "\n"),
-    ]
+    ]);
+    specs
 }
 
 /// Every `pattern` keyword's JSON pointer and value in `doc`.
@@ -207,7 +256,7 @@ fn patterns_in(doc: &Value, pointer: &str, out: &mut Vec<(String, String)>) {
 fn every_pattern_in_the_published_schemas_is_the_one_generated_from_the_rust_rules() {
     let specs = pattern_specs();
     let mut problems = Vec::new();
-    for file in [EVENT_SCHEMA, OPENAPI] {
+    for (file, _) in DOCUMENTS {
         let mut found = Vec::new();
         patterns_in(&read_doc(file), "", &mut found);
         for (pointer, actual) in &found {
@@ -248,7 +297,7 @@ fn every_pattern_is_written_in_the_regex_subset_all_validators_share() {
             json_ascii(&spec.pattern)
         );
     }
-    for file in [EVENT_SCHEMA, OPENAPI] {
+    for (file, _) in DOCUMENTS {
         let text = std::fs::read_to_string(crate_dir().join(file)).unwrap();
         assert!(
             text.is_ascii(),
@@ -263,8 +312,8 @@ fn every_anchored_pattern_comes_with_the_single_line_rule() {
         let field = spec.pointer.strip_suffix("/pattern").unwrap();
         let doc = read_doc(spec.file);
         let single_line = match spec.file {
-            EVENT_SCHEMA => SINGLE_LINE_EVENT,
-            _ => SINGLE_LINE_OPENAPI,
+            OPENAPI => SINGLE_LINE_OPENAPI,
+            _ => SINGLE_LINE_EVENT,
         };
         assert_eq!(
             doc.pointer(field).and_then(|f| f.get("$ref")),
@@ -431,24 +480,130 @@ fn event_corpus() -> Vec<(String, Value)> {
     out
 }
 
+/// Version-2 events with one of its new fields changed, and version-1
+/// events carrying one; the verdict of the schema the event's version names
+/// must be the decoder's.
+fn event_corpus_v2() -> Vec<(String, Value)> {
+    let fixture = |part: &str| {
+        fixtures()
+            .into_iter()
+            .find(|(n, _)| n.contains(part))
+            .unwrap_or_else(|| panic!("the {part} fixture"))
+            .1
+    };
+    let (base, v1) = (fixture("v2.commits"), fixture("v1.github-actions"));
+    let sha = |i: usize| Value::from(format!("{i:040x}"));
+    let commit = |i: usize| json!({"sha": sha(i), "committed_at": "2024-01-16T09:00:00Z"});
+    let commits = |n: usize| Value::from((0..n).map(commit).collect::<Vec<_>>());
+    let mut out = Vec::new();
+    let mut edit = |name: String, base: &Value, field: &str, value: Value| {
+        let mut event = base.clone();
+        event[field] = value;
+        out.push((name, event));
+    };
+    edit(
+        "v1 with commits".into(),
+        &v1,
+        "commits",
+        base["commits"].clone(),
+    );
+    edit(
+        "v1 with previous_commit_sha".into(),
+        &v1,
+        "previous_commit_sha",
+        sha(7),
+    );
+    for (name, field, value) in [
+        (
+            "previous_commit_sha null",
+            "previous_commit_sha",
+            Value::Null,
+        ),
+        (
+            "previous_commit_sha short",
+            "previous_commit_sha",
+            Value::from("abc"),
+        ),
+        ("commits empty", "commits", json!([])),
+        ("commits null", "commits", Value::Null),
+        ("commits an object", "commits", commit(1)),
+        ("commits of strings", "commits", json!(["not a commit"])),
+        ("commits 250", "commits", commits(250)),
+        ("commits 251", "commits", commits(251)),
+        (
+            "commits repeat a sha",
+            "commits",
+            json!([commit(1), commit(1)]),
+        ),
+    ] {
+        edit(format!("v2 {name}"), &base, field, value);
+    }
+    out.extend(commit_edits(&base));
+    out
+}
+
+/// The v2 fixture with one field of its first commit changed.
+fn commit_edits(base: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (field, value) in [
+        ("sha", Value::from("abc")),
+        (
+            "sha",
+            Value::from("ABCDEF0123456789ABCDEF0123456789ABCDEF01"),
+        ),
+        ("sha", Value::Null),
+        ("committed_at", Value::from("yesterday")),
+        ("committed_at", Value::from("1969-12-31T23:59:59Z")),
+        ("committed_at", Value::Null),
+        ("authored_at", Value::from("2024-01-16T13:00:00+01:00")),
+        ("authored_at", Value::from("+10000-01-01T00:00:00Z")),
+        ("author", Value::from("x".repeat(64))),
+        ("author", Value::from("x".repeat(65))),
+        ("author", Value::from("Mona\u{202E}Lisa")),
+        ("author", Value::from("")),
+        ("subject", Value::from("\u{1F680}".repeat(100))),
+        ("subject", Value::from("s".repeat(101))),
+        ("subject", Value::from("fix\nmore")),
+        ("subject", Value::from("tab\there")),
+        ("message", Value::from("an extra property")),
+    ] {
+        let mut event = base.clone();
+        event["commits"][0][field] = value.clone();
+        let shown = match value.as_str() {
+            Some(s) if s.chars().count() > 40 => {
+                format!("{:?} x {}", s.chars().next().unwrap(), s.chars().count())
+            }
+            _ => value.to_string(),
+        };
+        out.push((format!("v2 commits[0].{field} = {shown}"), event));
+    }
+    out
+}
+
 /// Vectors the decoder refuses but the schema cannot: JSON Schema has no
 /// depth limit, and compares no instants, so an offset that moves a time
-/// across a bound, or a fraction past microseconds, passes the year pattern.
+/// across a bound, or a fraction past microseconds, passes the year pattern;
+/// and it cannot compare one property across the items of an array, so a
+/// commit listed twice passes.
 const SCHEMA_IS_LOOSER: &[&str] = &[
     "extra_data 17 levels deep",
     "deployed_at = \"1970-01-01T00:30:00+01:00\"",
     "deployed_at = \"9999-12-31T23:59:59-01:00\"",
     "deployed_at = \"9999-12-31T23:59:59.9999999Z\"",
+    "v2 commits repeat a sha",
 ];
 
 /// Vectors the decoder accepts but the schema refuses, on purpose: the
 /// schema describes what ingest writes, and the decoder is lenient where
 /// that costs nothing. It lower-cases an upper-case SHA (ingest always writes
 /// lower case) and ignores a property it does not know (serde's default), so
-/// an event from a newer producer still decodes.
+/// an event from a newer producer still decodes; the same holds inside a
+/// commit.
 const SCHEMA_IS_STRICTER: &[&str] = &[
     "commit_sha = \"ABCDEF0123456789ABCDEF0123456789ABCDEF01\"",
     "an extra property",
+    "v2 commits[0].sha = \"ABCDEF0123456789ABCDEF0123456789ABCDEF01\"",
+    "v2 commits[0].message = \"an extra property\"",
 ];
 
 /// A name with a Cf or Co character: ingest refuses it today, so the schema
@@ -514,14 +669,92 @@ fn webhook_corpus() -> Vec<Value> {
     out
 }
 
+/// Webhook bodies with `previous_commit_sha` or `commits` set; the verdict
+/// follows the same types ingest parses them with.
+fn webhook_commit_corpus() -> Vec<Value> {
+    let base = json!({ "environment": "production", "repository": "acme/api" });
+    let commit =
+        |i: usize| json!({"sha": format!("{i:040X}"), "committed_at": "2024-01-15T10:00:00Z"});
+    let with = |field: &str, value: Value| {
+        let mut body = base.clone();
+        body[field] = value;
+        body
+    };
+    let mut out = Vec::new();
+    for sha in ["", "abc", "ABCDEF0123456789ABCDEF0123456789ABCDEF01"] {
+        let valid = sha.is_empty() || CommitSha::parse(sha).is_ok();
+        let body = with("previous_commit_sha", Value::from(sha));
+        out.push(vector(
+            &format!("webhook previous_commit_sha = {sha:?}"),
+            "webhook",
+            body,
+            valid,
+        ));
+    }
+    for (n, valid) in [(0, true), (MAX_COMMITS, true), (MAX_COMMITS + 1, false)] {
+        let body = with(
+            "commits",
+            Value::from((0..n).map(commit).collect::<Vec<_>>()),
+        );
+        out.push(vector(
+            &format!("webhook {n} commits"),
+            "webhook",
+            body,
+            valid,
+        ));
+    }
+    let author = "\u{1F680}".repeat(COMMIT_AUTHOR_MAX_LEN);
+    let subject = "s".repeat(COMMIT_SUBJECT_MAX_LEN + 1);
+    for (field, value, valid) in [
+        (
+            "author",
+            author.as_str(),
+            CommitAuthor::parse(author.as_str()).is_ok(),
+        ),
+        (
+            "author",
+            "a\u{202E}b",
+            CommitAuthor::parse("a\u{202E}b").is_ok(),
+        ),
+        ("author", "", true),
+        (
+            "subject",
+            subject.as_str(),
+            CommitSubject::parse(subject.as_str()).is_ok(),
+        ),
+        (
+            "subject",
+            "line\nbreak",
+            CommitSubject::parse("line\nbreak").is_ok(),
+        ),
+        ("sha", "abc", CommitSha::parse("abc").is_ok()),
+        ("message", "not a field", false),
+    ] {
+        let mut c = commit(1);
+        c[field] = Value::from(value);
+        let body = with("commits", json!([c]));
+        out.push(vector(
+            &format!("webhook commits[0].{field} = {value:?}"),
+            "webhook",
+            body,
+            valid,
+        ));
+    }
+    out
+}
+
 /// Everything the other-language checkers read: the documents, the vectors
 /// and, for each name pattern, the code points Rust accepts.
 fn job() -> Value {
     let mut vectors: Vec<Value> = fixtures()
         .into_iter()
-        .map(|(name, f)| vector(&format!("fixture {name}"), "event", f, true))
+        .map(|(name, f)| {
+            let document = event_document(f["schema_version"].as_u64().unwrap());
+            vector(&format!("fixture {name}"), document, f, true)
+        })
         .collect();
-    let corpus = event_corpus();
+    let mut corpus = event_corpus();
+    corpus.extend(event_corpus_v2());
     for known in SCHEMA_IS_LOOSER.iter().chain(SCHEMA_IS_STRICTER) {
         assert!(
             corpus.iter().any(|(n, _)| n == known),
@@ -541,27 +774,31 @@ fn job() -> Value {
             !stricter || rust_accepts,
             "{name}: listed as schema-is-stricter, but the decoder refuses it"
         );
+        // Each event is checked against the schema its version names, as a
+        // consumer picks it by `ce_dataschema`.
+        let document = event_document(event["schema_version"].as_u64().unwrap_or(1));
         vectors.push(vector(
             &name,
-            "event",
+            document,
             event,
             (rust_accepts || looser) && !stricter,
         ));
     }
     vectors.extend(webhook_corpus());
+    vectors.extend(webhook_commit_corpus());
     let sweeps: Vec<Value> = pattern_specs()
         .into_iter()
         .filter_map(|s| {
             let allowed = s.allowed?;
-            let document = if s.file == EVENT_SCHEMA { "event" } else { "openapi" };
+            let document = DOCUMENTS.iter().find(|(f, _)| *f == s.file)?.1;
             Some(json!({ "file": s.file, "document": document, "pointer": s.pointer, "allowed": allowed }))
         })
         .collect();
     json!({
-        "documents": {
-            "event": crate_dir().join(EVENT_SCHEMA),
-            "openapi": crate_dir().join(OPENAPI),
-        },
+        "documents": DOCUMENTS
+            .iter()
+            .map(|(file, name)| (name.to_string(), json!(crate_dir().join(file))))
+            .collect::<serde_json::Map<String, Value>>(),
         "vectors": vectors,
         "sweeps": sweeps,
     })

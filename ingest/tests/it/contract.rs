@@ -314,12 +314,12 @@ async fn a_body_that_is_not_declared_json_is_415() {
 #[tokio::test]
 async fn a_body_over_the_documented_limit_is_413() {
     let app = TestApp::spawn().await;
-    let big = json!({"environment": "production", "repository": "o/r", "extra_data": {"blob": "x".repeat(70 * 1024)}});
+    let big = json!({"environment": "production", "repository": "o/r", "extra_data": {"blob": "x".repeat(260 * 1024)}});
 
     let (status, body) = json(app.post(&big.to_string()).await).await;
 
     assert_eq!(status, 413, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("65536"));
+    assert!(body["detail"].as_str().unwrap().contains("262144"));
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
     .await;
     publish_raw(&p, &topic.name, "k", b"{not json").await;
     let mut future = world.report("acme/api", at("2024-01-15T10:01:00Z"));
-    future.schema_version = 2;
+    future.schema_version = vibemon_schemas::LATEST_SCHEMA_VERSION + 1;
     publish_raw(&p, &topic.name, "k", &future.encode()).await;
     publish(
         &p,
@@ -51,7 +51,7 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
         header(0, "dlq_reason")
     );
     assert!(
-        header(1, "dlq_reason").contains("schema_version 2"),
+        header(1, "dlq_reason").contains("schema_version 3"),
         "{}",
         header(1, "dlq_reason")
     );
