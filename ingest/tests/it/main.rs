@@ -10,6 +10,7 @@ mod hostile;
 
 mod auth;
 mod bad_bytes;
+mod commits;
 mod contract;
 mod deadlines;
 mod durability;

@@ -1,0 +1,234 @@
+//! `commits` and `previous_commit_sha` over HTTP: a body with them becomes a
+//! version-2 event whose headers say so, a body without them stays the
+//! version-1 event it always was, each rule has its 422 entry, and the
+//! largest body the rules allow fits the default body limit.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vibemon_schemas::fields::{COMMIT_AUTHOR_MAX_LEN, COMMIT_SUBJECT_MAX_LEN};
+use vibemon_schemas::{DEPLOYMENT_REPORTED_V1_SCHEMA, DEPLOYMENT_REPORTED_V2_SCHEMA, MAX_COMMITS};
+
+use crate::helpers::{json, TestApp, MINIMAL};
+
+const V1_FIELDS: [&str; 17] = [
+    "schema_version",
+    "event_id",
+    "deployment_id",
+    "workspace_id",
+    "environment_id",
+    "environment",
+    "repository",
+    "branch",
+    "commit_sha",
+    "status",
+    "source",
+    "deployed_at",
+    "extra_data",
+    "external_id",
+    "received_at",
+    "api_key_id",
+    "api_key_name",
+];
+
+fn errors(schema: &str, event: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    let v = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    v.iter_errors(event).map(|e| e.to_string()).collect()
+}
+
+fn sha(i: usize) -> String {
+    format!("{i:040x}")
+}
+
+/// The one record on the topic: its value as JSON and a header lookup.
+async fn the_event(app: &TestApp) -> (Value, impl Fn(&str) -> Option<String>) {
+    let (event, _, header) = the_record(app).await;
+    (event, header)
+}
+
+/// The one record on the topic: its value as JSON and as bytes, and a
+/// header lookup.
+async fn the_record(app: &TestApp) -> (Value, Vec<u8>, impl Fn(&str) -> Option<String>) {
+    let records = app.events(2, Duration::from_secs(5)).await;
+    assert_eq!(records.len(), 1, "exactly one event per accepted webhook");
+    let r = records.into_iter().next().unwrap();
+    let event: Value = serde_json::from_slice(r.payload.as_ref().unwrap()).unwrap();
+    let (raw, headers) = (r.payload.unwrap(), r.headers);
+    (event, raw, move |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+#[tokio::test]
+async fn a_body_with_commits_is_a_version_2_event_that_says_so_in_its_headers() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "environment": "production", "repository": "acme/api",
+        "commit_sha": sha(2), "previous_commit_sha": sha(1).to_uppercase(),
+        "commits": [{"sha": sha(2), "committed_at": "2024-01-15T09:00:00+01:00",
+                     "authored_at": "2024-01-14T17:00:00Z", "author": "Ada", "subject": "Fix the retry"}]
+    });
+
+    let (status, resp) = json(app.post(&body.to_string()).await).await;
+    assert_eq!(status, 201, "{resp}");
+    let (event, header) = the_event(&app).await;
+
+    assert_eq!(event["schema_version"], 2);
+    assert!(
+        errors(DEPLOYMENT_REPORTED_V2_SCHEMA, &event).is_empty(),
+        "{event}"
+    );
+    assert_eq!(event["previous_commit_sha"], sha(1), "lower case");
+    assert_eq!(
+        event["commits"],
+        json!([{"sha": sha(2), "committed_at": "2024-01-15T08:00:00Z",
+                "authored_at": "2024-01-14T17:00:00Z", "author": "Ada", "subject": "Fix the retry"}])
+    );
+    assert_eq!(
+        header("ce_type").as_deref(),
+        Some("com.vibemonitor.deployment.reported.v2")
+    );
+    assert_eq!(
+        header("ce_dataschema").as_deref(),
+        Some("https://vibemonitor.dev/schemas/deployment-reported.v2.schema.json")
+    );
+    assert_eq!(
+        resp["commit_sha"],
+        sha(2),
+        "the 201 is the seed's, unchanged"
+    );
+}
+
+#[tokio::test]
+async fn a_body_without_them_is_the_version_1_event_it_always_was() {
+    let app = TestApp::spawn().await;
+
+    let (status, resp) = json(app.post(MINIMAL).await).await;
+    assert_eq!(status, 201, "{resp}");
+    let (event, raw, header) = the_record(&app).await;
+
+    let mut keys: Vec<&str> = event
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut v1 = V1_FIELDS.to_vec();
+    (keys.sort_unstable(), v1.sort_unstable());
+    assert_eq!(keys, v1, "exactly the v1 fields");
+    let text = String::from_utf8(raw).unwrap();
+    assert!(
+        text.starts_with(r#"{"schema_version":1,"event_id":"#),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(r#","api_key_name":"GitHub Actions"}"#),
+        "{text}"
+    );
+    assert!(
+        errors(DEPLOYMENT_REPORTED_V1_SCHEMA, &event).is_empty(),
+        "{event}"
+    );
+    assert_eq!(
+        header("ce_type").as_deref(),
+        Some("com.vibemonitor.deployment.reported.v1")
+    );
+    assert_eq!(
+        header("ce_dataschema").as_deref(),
+        Some("https://vibemonitor.dev/schemas/deployment-reported.v1.schema.json")
+    );
+}
+
+#[tokio::test]
+async fn each_commit_rule_is_a_422_entry_at_its_location_and_nothing_is_published() {
+    let app = TestApp::spawn().await;
+    let list = |n: usize| {
+        (0..n)
+            .map(|i| json!({"sha": sha(i), "committed_at": "2024-01-15T09:00:00Z"}))
+            .collect::<Vec<_>>()
+    };
+    let bad = json!([
+        {"sha": sha(1), "committed_at": "2024-01-15T09:00:00Z", "message": "x"},
+        {"sha": "abc", "committed_at": "later", "author": "", "subject": "a\nb"},
+        {"sha": sha(1), "committed_at": "2024-01-15T09:00:00Z"},
+    ]);
+    let cases = [
+        (
+            json!(bad),
+            vec![
+                r#"["body","commits",0,"message"]"#,
+                r#"["body","commits",1,"sha"]"#,
+                r#"["body","commits",1,"committed_at"]"#,
+                r#"["body","commits",1,"subject"]"#,
+            ],
+        ),
+        (json!("abc"), vec![r#"["body","commits"]"#]),
+        (json!(list(MAX_COMMITS + 1)), vec![r#"["body","commits"]"#]),
+        (
+            json!([list(1)[0], list(1)[0]]),
+            vec![r#"["body","commits",1,"sha"]"#],
+        ),
+    ];
+    for (commits, want) in cases {
+        let body = json!({"environment": "production", "repository": "o/r", "commits": commits});
+        let (status, resp) = json(app.post(&body.to_string()).await).await;
+        assert_eq!(status, 422, "{resp}");
+        let got: Vec<String> = resp["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["loc"].to_string())
+            .collect();
+        assert_eq!(got, want, "{resp}");
+    }
+    let body =
+        json!({"environment": "production", "repository": "o/r", "previous_commit_sha": "HEAD"});
+    let (status, resp) = json(app.post(&body.to_string()).await).await;
+    assert_eq!(
+        (status, resp["detail"][0]["loc"].to_string()),
+        (422, r#"["body","previous_commit_sha"]"#.to_owned())
+    );
+    assert!(
+        app.events(1, Duration::from_millis(500)).await.is_empty(),
+        "nothing refused reaches Kafka"
+    );
+}
+
+#[tokio::test]
+async fn the_largest_body_the_rules_allow_fits_the_default_limit_and_is_published() {
+    let app = TestApp::spawn().await;
+    // Four-byte characters, the longest timestamps and every optional field.
+    let commit = |i: usize| {
+        json!({
+            "sha": sha(i), "committed_at": "2024-01-15T09:00:00.123456789+00:00",
+            "authored_at": "2024-01-15T08:00:00.123456789+00:00",
+            "author": "\u{1F680}".repeat(COMMIT_AUTHOR_MAX_LEN),
+            "subject": "\u{1F4E6}".repeat(COMMIT_SUBJECT_MAX_LEN),
+        })
+    };
+    let mut body = json!({
+        "environment": "production", "repository": format!("o/{}", "r".repeat(253)),
+        "branch": "\u{1F33F}".repeat(255), "commit_sha": sha(0), "previous_commit_sha": sha(9999),
+        "status": "in_progress", "source": "github_actions", "deployed_at": "2024-01-15T09:00:00.123456789+00:00",
+        "external_id": "\u{1F194}".repeat(255),
+        "commits": (0..MAX_COMMITS).map(commit).collect::<Vec<_>>(),
+    });
+    let room = 256 * 1024 - body.to_string().len();
+    assert!(room > 40 * 1024, "only {room} bytes left for extra_data");
+    body["extra_data"] = json!({"blob": "x".repeat(room - 64)});
+    let text = body.to_string();
+    assert!(text.len() <= 256 * 1024, "{} bytes", text.len());
+
+    let (status, resp) = json(app.post(&text).await).await;
+
+    assert_eq!(status, 201, "{resp}");
+    let (event, _) = the_event(&app).await;
+    assert_eq!(event["commits"].as_array().unwrap().len(), MAX_COMMITS);
+}
