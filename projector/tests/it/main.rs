@@ -12,3 +12,4 @@ mod model;
 mod ordering;
 mod projection;
 mod tls;
+mod versions;
