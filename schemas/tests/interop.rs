@@ -157,60 +157,84 @@ struct PatternSpec {
 const SINGLE_LINE_EVENT: &str = "#/$defs/SingleLine";
 const SINGLE_LINE_OPENAPI: &str = "#/components/schemas/SingleLine";
 
-/// Every `pattern` in the two documents, and nothing else.
-fn pattern_specs() -> Vec<PatternSpec> {
-    let (inv, inv_space) = (invisible(), invisible_or_space());
-    let generated = |file, pointer: &str, refused: &Ranges, q| PatternSpec {
+const ENVIRONMENT: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+// Segments of [A-Za-z0-9._-] that are not "." or "..", as RepoFullName wants.
+const REPOSITORY: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+)(/([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+))+$";
+const YEAR_1970_TO_9999: &str = "^(19[7-9][0-9]|[2-9][0-9][0-9][0-9])-";
+
+/// A pattern generated from the characters Rust refuses, swept.
+fn generated(file: &'static str, pointer: &str, refused: &Ranges, q: char) -> PatternSpec {
+    PatternSpec {
         file,
         pointer: pointer.to_owned(),
         pattern: none_of(refused, q),
         allowed: Some(complement(refused)),
-    };
-    let literal = |file, pointer: &str, pattern: &str| PatternSpec {
+    }
+}
+
+/// A pattern written out, not swept.
+fn literal(file: &'static str, pointer: &str, pattern: &str) -> PatternSpec {
+    PatternSpec {
         file,
         pointer: pointer.to_owned(),
         pattern: pattern.to_owned(),
         allowed: None,
-    };
-    const ENVIRONMENT: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
-    // Segments of [A-Za-z0-9._-] that are not "." or "..", as RepoFullName wants.
-    const REPOSITORY: &str = "^([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+)(/([A-Za-z0-9_-][A-Za-z0-9._-]*|[.][A-Za-z0-9_-][A-Za-z0-9._-]*|[.][.][A-Za-z0-9._-]+))+$";
-    const YEAR_1970_TO_9999: &str = "^(19[7-9][0-9]|[2-9][0-9][0-9][0-9])-";
-    let wh = "/components/schemas/WebhookRequest/properties";
-    let webhook = |field: &str| format!("{wh}/{field}/pattern");
-    let wc = "/components/schemas/WebhookCommit/properties";
-    let commit = |field: &str| format!("{wc}/{field}/pattern");
-    let mut specs = Vec::new();
-    // Version 2 keeps every pattern of version 1 where it was.
-    for ev in [EVENT_SCHEMA, EVENT_SCHEMA_V2] {
-        specs.extend([
-            literal(ev, "/properties/environment/pattern", ENVIRONMENT),
-            literal(ev, "/properties/repository/pattern", REPOSITORY),
-            generated(ev, "/properties/branch/pattern", &inv_space, '+'),
-            literal(ev, "/properties/commit_sha/pattern", "^[0-9a-f]{40}$"),
-            literal(ev, "/properties/deployed_at/pattern", YEAR_1970_TO_9999),
-            generated(ev, "/properties/external_id/pattern", &inv, '+'),
-            literal(ev, "/properties/received_at/pattern", YEAR_1970_TO_9999),
-            generated(ev, "/properties/api_key_name/pattern", &inv, '+'),
-            literal(ev, "/$defs/SingleLine/not/pattern", "\n"),
-            literal(ev, "/$defs/NulFreeString/not/pattern", "\0"),
-        ]);
     }
-    let v2 = EVENT_SCHEMA_V2;
-    let c = "/$defs/Commit/properties";
-    specs.extend([
+}
+
+/// Every `pattern` in the documents, and nothing else.
+fn pattern_specs() -> Vec<PatternSpec> {
+    // Version 2 keeps every pattern of version 1 where it was.
+    let mut specs = event_pattern_specs(EVENT_SCHEMA);
+    specs.extend(event_pattern_specs(EVENT_SCHEMA_V2));
+    specs.extend(v2_pattern_specs());
+    specs.extend(openapi_pattern_specs());
+    specs
+}
+
+/// The patterns of version 1, in the file of any version.
+fn event_pattern_specs(ev: &'static str) -> Vec<PatternSpec> {
+    let (inv, inv_space) = (invisible(), invisible_or_space());
+    vec![
+        literal(ev, "/properties/environment/pattern", ENVIRONMENT),
+        literal(ev, "/properties/repository/pattern", REPOSITORY),
+        generated(ev, "/properties/branch/pattern", &inv_space, '+'),
+        literal(ev, "/properties/commit_sha/pattern", "^[0-9a-f]{40}$"),
+        literal(ev, "/properties/deployed_at/pattern", YEAR_1970_TO_9999),
+        generated(ev, "/properties/external_id/pattern", &inv, '+'),
+        literal(ev, "/properties/received_at/pattern", YEAR_1970_TO_9999),
+        generated(ev, "/properties/api_key_name/pattern", &inv, '+'),
+        literal(ev, "/$defs/SingleLine/not/pattern", "\n"),
+        literal(ev, "/$defs/NulFreeString/not/pattern", "\0"),
+    ]
+}
+
+/// The patterns version 2 adds.
+fn v2_pattern_specs() -> Vec<PatternSpec> {
+    let (v2, inv) = (EVENT_SCHEMA_V2, invisible());
+    let c = |field: &str| format!("/$defs/Commit/properties/{field}/pattern");
+    vec![
         literal(
             v2,
             "/properties/previous_commit_sha/pattern",
             "^[0-9a-f]{40}$",
         ),
-        literal(v2, &format!("{c}/sha/pattern"), "^[0-9a-f]{40}$"),
-        literal(v2, &format!("{c}/committed_at/pattern"), YEAR_1970_TO_9999),
-        literal(v2, &format!("{c}/authored_at/pattern"), YEAR_1970_TO_9999),
-        generated(v2, &format!("{c}/author/pattern"), &inv, '+'),
-        generated(v2, &format!("{c}/subject/pattern"), &inv, '+'),
-    ]);
-    specs.extend([
+        literal(v2, &c("sha"), "^[0-9a-f]{40}$"),
+        literal(v2, &c("committed_at"), YEAR_1970_TO_9999),
+        literal(v2, &c("authored_at"), YEAR_1970_TO_9999),
+        generated(v2, &c("author"), &inv, '+'),
+        generated(v2, &c("subject"), &inv, '+'),
+    ]
+}
+
+/// The patterns of the webhook body in the OpenAPI document.
+fn openapi_pattern_specs() -> Vec<PatternSpec> {
+    let (inv, inv_space) = (invisible(), invisible_or_space());
+    let webhook =
+        |field: &str| format!("/components/schemas/WebhookRequest/properties/{field}/pattern");
+    let commit =
+        |field: &str| format!("/components/schemas/WebhookCommit/properties/{field}/pattern");
+    vec![
         literal(OPENAPI, &webhook("environment"), ENVIRONMENT),
         literal(OPENAPI, &webhook("repository"), REPOSITORY),
         // An empty optional string means "not given" in the webhook.
@@ -226,8 +250,7 @@ fn pattern_specs() -> Vec<PatternSpec> {
         generated(OPENAPI, &commit("author"), &inv, '*'),
         generated(OPENAPI, &commit("subject"), &inv, '*'),
         literal(OPENAPI, "/components/schemas/SingleLine/not/pattern", "\n"),
-    ]);
-    specs
+    ]
 }
 
 /// Every `pattern` keyword's JSON pointer and value in `doc`.
@@ -673,8 +696,6 @@ fn webhook_corpus() -> Vec<Value> {
 /// follows the same types ingest parses them with.
 fn webhook_commit_corpus() -> Vec<Value> {
     let base = json!({ "environment": "production", "repository": "acme/api" });
-    let commit =
-        |i: usize| json!({"sha": format!("{i:040X}"), "committed_at": "2024-01-15T10:00:00Z"});
     let with = |field: &str, value: Value| {
         let mut body = base.clone();
         body[field] = value;
@@ -684,17 +705,13 @@ fn webhook_commit_corpus() -> Vec<Value> {
     for sha in ["", "abc", "ABCDEF0123456789ABCDEF0123456789ABCDEF01"] {
         let valid = sha.is_empty() || CommitSha::parse(sha).is_ok();
         let body = with("previous_commit_sha", Value::from(sha));
-        out.push(vector(
-            &format!("webhook previous_commit_sha = {sha:?}"),
-            "webhook",
-            body,
-            valid,
-        ));
+        let name = format!("webhook previous_commit_sha = {sha:?}");
+        out.push(vector(&name, "webhook", body, valid));
     }
     for (n, valid) in [(0, true), (MAX_COMMITS, true), (MAX_COMMITS + 1, false)] {
         let body = with(
             "commits",
-            Value::from((0..n).map(commit).collect::<Vec<_>>()),
+            Value::from((0..n).map(webhook_commit).collect::<Vec<_>>()),
         );
         out.push(vector(
             &format!("webhook {n} commits"),
@@ -703,44 +720,41 @@ fn webhook_commit_corpus() -> Vec<Value> {
             valid,
         ));
     }
-    let author = "\u{1F680}".repeat(COMMIT_AUTHOR_MAX_LEN);
-    let subject = "s".repeat(COMMIT_SUBJECT_MAX_LEN + 1);
-    for (field, value, valid) in [
-        (
-            "author",
-            author.as_str(),
-            CommitAuthor::parse(author.as_str()).is_ok(),
-        ),
-        (
-            "author",
-            "a\u{202E}b",
-            CommitAuthor::parse("a\u{202E}b").is_ok(),
-        ),
-        ("author", "", true),
-        (
-            "subject",
-            subject.as_str(),
-            CommitSubject::parse(subject.as_str()).is_ok(),
-        ),
-        (
-            "subject",
-            "line\nbreak",
-            CommitSubject::parse("line\nbreak").is_ok(),
-        ),
-        ("sha", "abc", CommitSha::parse("abc").is_ok()),
-        ("message", "not a field", false),
-    ] {
-        let mut c = commit(1);
-        c[field] = Value::from(value);
+    for (field, value, valid) in webhook_commit_fields() {
+        let mut c = webhook_commit(1);
+        c[field] = Value::from(value.as_str());
         let body = with("commits", json!([c]));
-        out.push(vector(
-            &format!("webhook commits[0].{field} = {value:?}"),
-            "webhook",
-            body,
-            valid,
-        ));
+        let name = format!("webhook commits[0].{field} = {value:?}");
+        out.push(vector(&name, "webhook", body, valid));
     }
     out
+}
+
+/// A valid commit of a webhook body, its SHA in upper case (ingest lowers it).
+fn webhook_commit(i: usize) -> Value {
+    json!({"sha": format!("{i:040X}"), "committed_at": "2024-01-15T10:00:00Z"})
+}
+
+/// One field of a webhook commit set, and whether ingest's types accept it
+/// (an empty optional string means "not given").
+fn webhook_commit_fields() -> Vec<(&'static str, String, bool)> {
+    let author = |s: String| {
+        let ok = CommitAuthor::parse(s.as_str()).is_ok();
+        ("author", s, ok)
+    };
+    let subject = |s: String| {
+        let ok = CommitSubject::parse(s.as_str()).is_ok();
+        ("subject", s, ok)
+    };
+    vec![
+        author("\u{1F680}".repeat(COMMIT_AUTHOR_MAX_LEN)),
+        author("a\u{202E}b".to_owned()),
+        ("author", String::new(), true),
+        subject("s".repeat(COMMIT_SUBJECT_MAX_LEN + 1)),
+        subject("line\nbreak".to_owned()),
+        ("sha", "abc".to_owned(), CommitSha::parse("abc").is_ok()),
+        ("message", "not a field".to_owned(), false),
+    ]
 }
 
 /// Everything the other-language checkers read: the documents, the vectors

@@ -121,7 +121,8 @@ async fn a_body_without_them_is_the_version_1_event_it_always_was() {
         .map(String::as_str)
         .collect();
     let mut v1 = V1_FIELDS.to_vec();
-    (keys.sort_unstable(), v1.sort_unstable());
+    keys.sort_unstable();
+    v1.sort_unstable();
     assert_eq!(keys, v1, "exactly the v1 fields");
     let text = String::from_utf8(raw).unwrap();
     assert!(
