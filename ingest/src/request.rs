@@ -201,8 +201,11 @@ pub fn parse(
     let deployed_at = c.deployed_at(deployed_at, clock);
     let extra_data = c.extra_data(extra_data);
     let previous_commit_sha = c.string("previous_commit_sha", previous_commit_sha, false);
-    let previous_commit_sha =
-        c.parsed("previous_commit_sha", previous_commit_sha, CommitSha::parse);
+    let previous_commit_sha = c.parsed(
+        "previous_commit_sha",
+        previous_commit_sha,
+        sha_named("previous_commit_sha"),
+    );
     let commits = c.commits(commits, clock);
 
     let (Some(environment), Some(repository), Some(extra_data), Some(commits), true) = (
@@ -230,6 +233,16 @@ pub fn parse(
         previous_commit_sha,
         commits,
     })
+}
+
+/// [`CommitSha::parse`], its message naming `field` rather than `commit_sha`.
+fn sha_named(field: &'static str) -> impl Fn(String) -> Result<CommitSha, FieldError> {
+    move |s| {
+        CommitSha::parse(s).map_err(|mut e| {
+            e.msg = e.msg.replacen("commit_sha", field, 1);
+            e
+        })
+    }
 }
 
 /// When the request arrived, and how far ahead of it a CI clock may be.
@@ -481,7 +494,7 @@ impl Checker {
         let time = |what| move |s: String| clock.timestamp(&s, what);
         // Every field is checked before any is given up on, so one 422
         // lists all of a commit's problems.
-        let sha = self.parsed_at(sha_loc, sha, CommitSha::parse);
+        let sha = self.parsed_at(sha_loc, sha, sha_named("sha"));
         let committed_at = self.parsed_at(committed_loc, committed_at, time("committed_at"));
         let authored_at = self.parsed_at(authored_loc, authored_at, time("authored_at"));
         let author = self.parsed_at(author_loc, author, CommitAuthor::parse);
@@ -693,6 +706,12 @@ mod tests {
             assert!(got.contains(&want.to_owned()), "missing {want} in {got:?}");
         }
         assert_eq!(got.len(), 12, "{got:?}");
+        let named = |prefix: &str| issues.iter().any(|i| i.msg.starts_with(prefix));
+        assert!(
+            named("previous_commit_sha must be a full SHA"),
+            "{issues:?}"
+        );
+        assert!(named("sha must be a full SHA"), "{issues:?}");
     }
 
     #[test]
@@ -700,6 +719,11 @@ mod tests {
         let issues = check(json!({"environment": "p", "repository": "o/r",
             "commits": [commit(&sha(1)), commit(&sha(2)), commit(&sha(1).to_uppercase())]}))
         .unwrap_err();
+        assert!(
+            issues[0].msg.contains("listed more than once"),
+            "{}",
+            issues[0].msg
+        );
         assert_eq!(locs(&issues), [r#"["body","commits",2,"sha"]:value_error"#]);
     }
 
