@@ -80,6 +80,17 @@ Examples:
     --extra workflow_run_id=\"$GITHUB_RUN_ID\"
   # Progress of one run, one deployment:
   vibemon report --environment staging --repository acme/api --status in_progress --external-id run-42
+  # Another checkout, or no commit list at all:
+  vibemon report --environment production --repository acme/api --repo-path ./api
+  vibemon report --environment production --repository acme/api --no-commits
+
+What changed: inside a git work tree, report asks the read API which commit
+of the repository is deployed in the environment now (previous_commit_sha)
+and sends `git log` from there to the reported commit (--commit-sha, default
+HEAD) as `commits`, newest first, at most 250. A shallow clone is deepened
+with `git fetch --deepen` until that commit is found (checkout with
+fetch-depth: 0 to skip the fetches); when it is not found, or nothing is
+deployed yet, only the reported commit is sent, and stderr says why.
 
 Exit codes with --strict: 2 refused (4xx), 5 not delivered (ingest unreachable, 5xx, timeout).")]
     Report(ReportArgs),
@@ -337,9 +348,18 @@ pub struct ReportArgs {
     /// Give up after this many seconds in all.
     #[arg(long, default_value_t = 20)]
     pub timeout_secs: u64,
-    /// Exit non-zero when the report was not accepted.
+    /// Exit non-zero when the report was not accepted, or when what changed
+    /// could not be read from the checkout or the read API.
     #[arg(long)]
     pub strict: bool,
+    /// The git work tree of the deployed code, whose history fills `commits`
+    /// and `previous_commit_sha` (default: the current directory, skipped
+    /// quietly when it is not a work tree).
+    #[arg(long, value_name = "DIR")]
+    pub repo_path: Option<std::path::PathBuf>,
+    /// Send neither `commits` nor `previous_commit_sha`: no git, no read API call.
+    #[arg(long)]
+    pub no_commits: bool,
 }
 
 #[derive(Debug, Subcommand)]
