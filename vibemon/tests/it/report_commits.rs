@@ -1,0 +1,404 @@
+//! `vibemon report` saying what changed, from real git repositories: an
+//! origin with N commits in a temp dir and a `--depth 1` clone of it, as CI
+//! checks out. The read API is either a small recording stand-in (the git
+//! logic, runnable against today's ingest) or the real ingest over a read
+//! model holding the previous deployment (end to end: these need ingest to
+//! accept `commits` and `previous_commit_sha`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{json, Value};
+use vibemon_projector::batch::Located;
+use vibemon_runtime::KafkaArgs;
+use vibemon_schemas::CommitSha;
+use vibemon_testkit::events::{at, World};
+use vibemon_testkit::{read_topic, Tenant, TestDb, TestTopic};
+
+use crate::stack::Ingest;
+
+/// A temp directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("vibemon-git-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// An origin repository with `n` commits and a shallow (`--depth 1`) clone.
+struct Checkout {
+    _tmp: TempDir,
+    clone: PathBuf,
+    /// The origin's commits, oldest first.
+    shas: Vec<String>,
+}
+
+impl Checkout {
+    fn new(n: usize) -> Self {
+        Self::with_subjects(n, "change")
+    }
+
+    /// Subjects `"{prefix} {i}"`: two origins with other prefixes share no commit.
+    fn with_subjects(n: usize, prefix: &str) -> Self {
+        let tmp = TempDir::new();
+        let origin = tmp.0.join("origin");
+        std::fs::create_dir_all(&origin).unwrap();
+        git(&origin, &["init", "-q", "-b", "main"]);
+        git(&origin, &["config", "user.name", "Ada Lovelace"]);
+        git(&origin, &["config", "user.email", "ada@example.com"]);
+        let shas = (0..n)
+            .map(|i| {
+                let msg = format!("{prefix} {i}");
+                git(&origin, &["commit", "-q", "--allow-empty", "-m", &msg]);
+                git(&origin, &["rev-parse", "HEAD"])
+            })
+            .collect();
+        let clone = tmp.0.join("clone");
+        let url = format!("file://{}", origin.display());
+        git(
+            &tmp.0,
+            &["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()],
+        );
+        Self {
+            _tmp: tmp,
+            clone,
+            shas,
+        }
+    }
+
+    fn is_shallow(&self) -> bool {
+        git(&self.clone, &["rev-parse", "--is-shallow-repository"]) == "true"
+    }
+
+    /// `shas[from..]`, newest first: what a report should send.
+    fn newest_first(&self, from: usize) -> Vec<String> {
+        self.shas[from..].iter().rev().cloned().collect()
+    }
+}
+
+/// A stand-in for ingest: answers `.../deployed` with `previous` (or a
+/// status) and records every webhook body.
+struct FakeApi {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    reads: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    deployed: Result<Option<String>, u16>,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    reads: Arc<Mutex<Vec<String>>>,
+}
+
+async fn deployed(State(f): State<Fake>, uri: axum::http::Uri) -> Result<Json<Value>, StatusCode> {
+    f.reads.lock().unwrap().push(uri.to_string());
+    let previous = f
+        .deployed
+        .map_err(|code| StatusCode::from_u16(code).unwrap())?;
+    let running: Vec<Value> = previous
+        .into_iter()
+        .map(|sha| json!({"repo_full_name": "acme/api", "commit_sha": sha}))
+        .collect();
+    Ok(Json(
+        json!({"environment": "production", "deployed": running}),
+    ))
+}
+
+async fn webhook(State(f): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    f.bodies.lock().unwrap().push(body);
+    (StatusCode::CREATED, Json(json!({"id": "d-1"})))
+}
+
+impl FakeApi {
+    async fn spawn(deployed_now: Result<Option<String>, u16>) -> Self {
+        let fake = Fake {
+            deployed: deployed_now,
+            bodies: Arc::default(),
+            reads: Arc::default(),
+        };
+        let (bodies, reads) = (fake.bodies.clone(), fake.reads.clone());
+        let app = axum::Router::new()
+            .route("/api/v1/environments/{name}/deployed", get(deployed))
+            .route("/api/v1/deployments/webhook", post(webhook))
+            .with_state(fake);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, bodies, reads }
+    }
+
+    fn body(&self) -> Value {
+        let bodies = self.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        bodies[0].clone()
+    }
+}
+
+/// `vibemon report` run inside `dir`, as a CI step runs it in its checkout.
+async fn report_in(dir: &Path, url: &str, key: &str, more: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
+        .current_dir(dir)
+        .args([
+            "report",
+            "--url",
+            url,
+            "--key",
+            key,
+            "--environment",
+            "production",
+            "--repository",
+            "acme/api",
+            "--timeout-secs",
+            "10",
+        ])
+        .args(more)
+        .output()
+        .await
+        .unwrap()
+}
+
+const FAKE_KEY: &str = "vmk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn shas(body: &Value) -> Vec<String> {
+    body["commits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no commits in {body}"))
+        .iter()
+        .map(|c| c["sha"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_shallow_clone_is_deepened_until_the_deployed_commit_and_only_newer_commits_are_sent() {
+    let co = Checkout::new(8);
+    let api = FakeApi::spawn(Ok(Some(co.shas[2].clone()))).await;
+    assert!(co.is_shallow());
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), co.newest_first(3));
+    assert_eq!(body["previous_commit_sha"], co.shas[2]);
+    assert_eq!(
+        body["commit_sha"], co.shas[7],
+        "commit_sha defaults to HEAD"
+    );
+    let newest = &body["commits"][0];
+    assert_eq!(newest["subject"], "change 7");
+    assert_eq!(newest["author"], "Ada Lovelace");
+    assert!(chrono::DateTime::parse_from_rfc3339(newest["committed_at"].as_str().unwrap()).is_ok());
+    assert!(chrono::DateTime::parse_from_rfc3339(newest["authored_at"].as_str().unwrap()).is_ok());
+    let reads = api.reads.lock().unwrap().clone();
+    assert_eq!(
+        reads,
+        ["/api/v1/environments/production/deployed?repository=acme%2Fapi"]
+    );
+}
+
+#[tokio::test]
+async fn a_first_deployment_sends_only_head_and_says_so() {
+    let co = Checkout::new(5);
+    let api = FakeApi::spawn(Ok(None)).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), co.newest_first(4));
+    assert!(body.get("previous_commit_sha").is_none());
+    assert!(
+        stderr(&o).contains("nothing is deployed there yet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(co.is_shallow(), "nothing to look for, nothing fetched");
+}
+
+#[tokio::test]
+async fn a_redeploy_of_the_deployed_commit_sends_head_alone_without_a_note() {
+    let co = Checkout::new(3);
+    let api = FakeApi::spawn(Ok(Some(co.shas[2].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), co.newest_first(2));
+    assert_eq!(body["previous_commit_sha"], co.shas[2]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn a_deployed_commit_from_another_history_sends_only_head_and_says_so() {
+    let co = Checkout::new(4);
+    let elsewhere = Checkout::with_subjects(1, "elsewhere");
+    let api = FakeApi::spawn(Ok(Some(elsewhere.shas[0].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), co.newest_first(3));
+    assert_eq!(body["previous_commit_sha"], elsewhere.shas[0]);
+    assert!(
+        stderr(&o).contains("is not in this clone's history"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!co.is_shallow(), "the clone was deepened to the end first");
+}
+
+#[tokio::test]
+async fn more_than_250_commits_since_the_deployed_one_send_the_newest_250_and_say_so() {
+    let co = Checkout::new(262);
+    let api = FakeApi::spawn(Ok(Some(co.shas[1].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), co.newest_first(12));
+    assert!(
+        stderr(&o).contains("sending the newest 250"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn when_the_read_api_fails_the_report_goes_out_without_commits_and_only_strict_fails() {
+    let co = Checkout::new(3);
+    let api = FakeApi::spawn(Err(503)).await;
+
+    let lenient = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+    let strict = report_in(&co.clone, &api.url, FAKE_KEY, &["--strict"]).await;
+
+    assert_eq!(lenient.status.code(), Some(0), "{}", stderr(&lenient));
+    assert!(
+        stderr(&lenient).contains("sending no commits"),
+        "{}",
+        stderr(&lenient)
+    );
+    assert_eq!(strict.status.code(), Some(5), "{}", stderr(&strict));
+    let bodies = api.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "both reports were still sent");
+    for body in bodies {
+        assert!(body.get("commits").is_none() && body.get("previous_commit_sha").is_none());
+    }
+}
+
+#[tokio::test]
+async fn no_commits_sends_neither_field_and_asks_the_read_api_nothing() {
+    let co = Checkout::new(3);
+    let api = FakeApi::spawn(Ok(Some(co.shas[0].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &["--no-commits"]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert!(body.get("commits").is_none() && body.get("commit_sha").is_none());
+    assert!(api.reads.lock().unwrap().is_empty());
+}
+
+/// Ingest over a read model where `acme/api` at `deployed` runs in
+/// production, and a topic to read what the report became.
+async fn real_ingest(deployed: Option<&str>) -> (TestDb, TestTopic, Tenant, Ingest) {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(1).await);
+    let t = Tenant::create(&db.pool, "ci").await;
+    if let Some(sha) = deployed {
+        let w = World {
+            workspace_id: t.workspace_id,
+            environment_id: t.environment_id,
+            key_id: t.key_id,
+        };
+        let mut e = w.report("acme/api", at("2024-01-15T10:00:00Z"));
+        e.commit_sha = Some(CommitSha::parse(sha).unwrap());
+        let l = Located::new(e, "t", 0, 0);
+        vibemon_projector::writer::write_batch(&db.pool, "g", &[l], &BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    let ingest = Ingest::spawn(&db.url, KafkaArgs::local(&topic.brokers, &topic.name)).await;
+    (db, topic, t, ingest)
+}
+
+async fn recorded(topic: &TestTopic) -> Vec<Value> {
+    read_topic(&topic.brokers, &topic.name, 2, Duration::from_secs(3))
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+// Needs ingest to accept `commits` and `previous_commit_sha` (issue #15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_from_a_shallow_clone_records_the_commits_since_what_is_deployed() {
+    let co = Checkout::new(9);
+    let (_db, topic, t, ingest) = real_ingest(Some(&co.shas[4])).await;
+    let url = format!("http://{}", ingest.addr);
+
+    let o = report_in(&co.clone, &url, &t.key, &["--strict"]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events = recorded(&topic).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(shas(&events[0]), co.newest_first(5));
+    assert_eq!(events[0]["previous_commit_sha"], co.shas[4]);
+    assert_eq!(events[0]["commit_sha"], co.shas[8]);
+    ingest.stop().await;
+}
+
+// Needs ingest to accept `commits` (issue #15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_deployment_records_only_head() {
+    let co = Checkout::new(4);
+    let (_db, topic, t, ingest) = real_ingest(None).await;
+    let url = format!("http://{}", ingest.addr);
+
+    let o = report_in(&co.clone, &url, &t.key, &["--strict"]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events = recorded(&topic).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(shas(&events[0]), co.newest_first(3));
+    assert!(events[0]["previous_commit_sha"].is_null());
+    ingest.stop().await;
+}
