@@ -368,6 +368,89 @@ async fn recorded(topic: &TestTopic) -> Vec<Value> {
         .collect()
 }
 
+/// The composite action's `run:` script, as `deploy_files.rs` runs it.
+fn action_script() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/github-action/action.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("      run: |\n").unwrap() + "      run: |\n".len();
+    text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("        ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs a bash script in the clone with the variables both shell reporters read.
+async fn bash_in(co: &Checkout, script: &str, url: &str) -> Output {
+    let head = co.shas.last().unwrap();
+    tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&co.clone)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .envs([
+            ("VM_API_URL", url),
+            ("VM_WORKSPACE_KEY", FAKE_KEY),
+            ("VM_ENVIRONMENT", "production"),
+            ("ENVIRONMENT", "production"),
+            ("VM_REPOSITORY", "acme/api"),
+            ("REPOSITORY", "acme/api"),
+            ("VM_BRANCH", "main"),
+            ("VM_COMMIT_SHA", head),
+            ("VM_STATUS", "success"),
+            ("VM_EXTERNAL_ID", "7312456789-1"),
+            ("VM_TIMEOUT", "4"),
+            ("VM_STRICT", "true"),
+            ("VM_RUN_ID", "7312456789"),
+            ("VM_RUN_ATTEMPT", "1"),
+            ("VM_ACTOR", "octocat"),
+            ("VM_JOB", "deploy"),
+            ("VM_STEP", "report-deployment"),
+            ("VM_IDEMPOTENCY_KEY", ""),
+        ])
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_github_action_and_the_shell_example_send_the_same_commits_as_vibemon_report() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/report-deployment.sh");
+    let example = std::fs::read_to_string(example).unwrap();
+    for (name, script) in [("action", action_script()), ("example", example)] {
+        let co = Checkout::new(8);
+        let api = FakeApi::spawn(Ok(Some(co.shas[2].clone()))).await;
+
+        let o = bash_in(&co, &script, &api.url).await;
+
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let body = api.body();
+        assert_eq!(shas(&body), co.newest_first(3), "{name}");
+        assert_eq!(body["previous_commit_sha"], co.shas[2], "{name}");
+        assert_eq!(body["commits"][0]["subject"], "change 7", "{name}");
+        assert_eq!(body["commits"][0]["author"], "Ada Lovelace", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_github_action_sends_only_head_when_the_deployed_commit_is_from_another_history() {
+    let co = Checkout::new(4);
+    let elsewhere = Checkout::with_subjects(1, "elsewhere");
+    let api = FakeApi::spawn(Ok(Some(elsewhere.shas[0].clone()))).await;
+
+    let o = bash_in(&co, &action_script(), &api.url).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(shas(&api.body()), co.newest_first(3));
+    assert!(
+        stderr(&o).contains("is not in this clone's history"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 // Needs ingest to accept `commits` and `previous_commit_sha` (issue #15).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_from_a_shallow_clone_records_the_commits_since_what_is_deployed() {
