@@ -354,7 +354,7 @@ pub struct ReportArgs {
     pub strict: bool,
     /// The git work tree of the deployed code, whose history fills `commits`
     /// and `previous_commit_sha` (default: the current directory, skipped
-    /// quietly when it is not a work tree).
+    /// with a note on stderr when it is not a work tree).
     #[arg(long, value_name = "DIR")]
     pub repo_path: Option<std::path::PathBuf>,
     /// Send neither `commits` nor `previous_commit_sha`: no git, no read API call.
