@@ -3,13 +3,18 @@
 //! being reported, newest first, at most [`MAX_COMMITS`].
 //!
 //! CI checkouts are often shallow (GitHub's checkout fetches one commit), so
-//! when the deployed commit is missing from a shallow clone the clone is
-//! deepened a few times before giving up. Whatever cannot be worked out ends
-//! in "only the reported commit" with a note saying why; `report.rs` decides
-//! whether a git error fails the step (`--strict`) or not.
+//! the range is trusted only when the deployed commit is an ancestor of the
+//! reported one *and* `git log deployed..head` reaches no shallow commit (a
+//! merged branch forked long ago may cross the shallow boundary even when the
+//! deployed commit is there). Until then the reported commit's history alone
+//! is deepened in bounded steps ([`DEEPEN_STEPS`], no tags). Whatever cannot
+//! be worked out ends in "only the reported commit" with a note saying why.
+//! Every git process is killed after [`GIT_TIMEOUT`].
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use vibemon_schemas::fields::forbidden_char;
@@ -17,16 +22,19 @@ use vibemon_schemas::fields::forbidden_char;
 /// The contract's bound on `commits`: more than this and only the newest are sent.
 pub const MAX_COMMITS: usize = 250;
 /// The contract's bounds on a commit's `author` and `subject`, in characters.
-const MAX_AUTHOR: usize = 255;
-const MAX_SUBJECT: usize = 500;
-/// `git fetch --deepen` steps tried in turn on a shallow clone, then
-/// `--unshallow`: most deployments are a few commits apart, so the first
-/// step usually suffices and a long history is fetched only when needed.
+const MAX_AUTHOR: usize = 64;
+const MAX_SUBJECT: usize = 100;
+/// `git fetch --deepen` steps tried in turn on a shallow clone, then give
+/// up: most deployments are a few commits apart, so the first step usually
+/// suffices and a long history is fetched only when needed.
 const DEEPEN_STEPS: [u32; 3] = [50, 200, 1000];
+/// The longest any one git process (a fetch, mostly) may run before it is killed.
+pub const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One field per `%x1f`, one commit per `%x1e`: neither can occur in a name,
-/// a subject or a date, so splitting is unambiguous.
-const LOG_FORMAT: &str = "--format=%H%x1f%cI%x1f%aI%x1f%an%x1f%s%x1e";
+/// Fields separated by NUL, and with `-z` commits too: NUL cannot occur in
+/// commit text, so a subject holding any other byte cannot break parsing.
+const LOG_FORMAT: &str = "--format=%H%x00%cI%x00%aI%x00%an%x00%s";
+const LOG_FIELDS: usize = 5;
 
 /// One commit as the webhook's `commits` items describe it.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,22 +93,57 @@ impl Repo {
         }
     }
 
-    /// Runs git in the work tree; stdout on success, else stderr's first line.
+    /// Runs git in the work tree, killed after [`GIT_TIMEOUT`]; stdout on
+    /// success, else stderr's first line.
     fn git(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("git")
+        let what = || format!("git {}", args.join(" "));
+        let mut child = Command::new("git")
             .arg("-C")
             .arg(&self.path)
             .args(args)
             // A fetch must never wait for a password nobody will type.
             .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| format!("cannot run git: {e}"))?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        let drain = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        let deadline = Instant::now() + GIT_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "{} was killed after {}s",
+                        what(),
+                        GIT_TIMEOUT.as_secs()
+                    ));
+                }
+                Err(e) => return Err(format!("{}: {e}", what())),
+            }
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        if status.success() {
+            return Ok(String::from_utf8_lossy(&stdout).into_owned());
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = String::from_utf8_lossy(&stderr);
         let first = stderr.lines().next().unwrap_or("").trim();
-        Err(format!("git {} failed: {first}", args.join(" ")))
+        Err(format!("{} failed: {first}", what()))
     }
 
     /// The full sha `rev` names (`HEAD`, a sha), lower case.
@@ -111,7 +154,7 @@ impl Repo {
     }
 
     /// Whether the commit is in the local object store.
-    pub fn has_commit(&self, sha: &str) -> bool {
+    fn has_commit(&self, sha: &str) -> bool {
         self.git(&["cat-file", "-e", &format!("{sha}^{{commit}}")])
             .is_ok()
     }
@@ -120,36 +163,57 @@ impl Repo {
         Ok(self.git(&["rev-parse", "--is-shallow-repository"])?.trim() == "true")
     }
 
-    /// Deepens a shallow clone step by step until `sha` is there. `Ok(false)`
-    /// when the clone is complete (or became so) and `sha` is still missing.
-    fn deepen_until(&self, sha: &str) -> Result<bool, String> {
-        if self.has_commit(sha) {
-            return Ok(true);
+    /// Whether `a` is an ancestor of `b` (as far as the local history shows).
+    fn is_ancestor(&self, a: &str, b: &str) -> bool {
+        self.git(&["merge-base", "--is-ancestor", a, b]).is_ok()
+    }
+
+    /// The commits whose parents a shallow clone lacks.
+    fn shallow_commits(&self) -> Result<Vec<String>, String> {
+        let path = self.git(&["rev-parse", "--git-path", "shallow"])?;
+        let path = self.path.join(path.trim());
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(text.lines().map(|l| l.trim().to_owned()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("cannot read the shallow file: {e}")),
         }
-        for step in DEEPEN_STEPS {
-            if !self.is_shallow()? {
-                return Ok(false);
-            }
-            self.git(&["fetch", "--quiet", &format!("--deepen={step}")])?;
-            if self.has_commit(sha) {
-                return Ok(true);
-            }
+    }
+
+    /// Whether `previous..head` (with its boundary) reaches a shallow
+    /// commit, i.e. the local history may miss commits of the range.
+    fn range_is_cut(&self, previous: &str, head: &str) -> Result<bool, String> {
+        let shallow = self.shallow_commits()?;
+        if shallow.is_empty() {
+            return Ok(false);
         }
-        if self.is_shallow()? {
-            self.git(&["fetch", "--quiet", "--unshallow"])?;
-        }
-        Ok(self.has_commit(sha))
+        let range = format!("{previous}..{head}");
+        let out = self.git(&["log", "--boundary", "--format=%H", &range, "--"])?;
+        Ok(out
+            .lines()
+            .map(|l| l.trim().trim_start_matches('-'))
+            .any(|sha| shallow.iter().any(|s| s == sha)))
+    }
+
+    /// Deepens the history of `head` alone (no tags) by `step` commits.
+    fn deepen(&self, head: &str, step: u32) -> Result<(), String> {
+        let deepen = format!("--deepen={step}");
+        self.git(&["fetch", "--quiet", "--no-tags", &deepen, "origin", head])
+            .map(|_| ())
     }
 
     /// `git log` of `range`, newest first, at most `max` commits.
     fn log(&self, range: &str, max: usize) -> Result<Vec<Commit>, String> {
         let count = format!("--max-count={max}");
-        let out = self.git(&["log", &count, LOG_FORMAT, range, "--"])?;
-        out.split('\x1e')
-            .map(|r| r.trim_start_matches('\n'))
-            .filter(|r| !r.is_empty())
-            .map(parse_record)
-            .collect()
+        let out = self.git(&[
+            "log",
+            "-z",
+            "--no-show-signature",
+            &count,
+            LOG_FORMAT,
+            range,
+            "--",
+        ])?;
+        parse_log(&out)
     }
 
     /// The commits from `previous` (exclusive) to `head`: see the module
@@ -169,17 +233,46 @@ impl Repo {
         if previous.eq_ignore_ascii_case(head) {
             return only_head(None);
         }
-        if !self.deepen_until(previous)? {
-            return only_head(Some(format!(
-                "the deployed commit {previous} is not in this clone's history (a force-push or another branch?); sending only {head}"
-            )));
+        let mut steps = DEEPEN_STEPS.iter();
+        loop {
+            let shallow = self.is_shallow()?;
+            if self.has_commit(previous) {
+                if self.is_ancestor(previous, head) {
+                    if !shallow || !self.range_is_cut(previous, head)? {
+                        return self.complete_range(head, previous);
+                    }
+                } else if !shallow {
+                    if self.is_ancestor(head, previous) {
+                        return only_head(Some(format!(
+                            "{head} is an ancestor of the deployed commit {previous} (a rollback); sending only {head}"
+                        )));
+                    }
+                    return only_head(Some(format!(
+                        "the deployed commit {previous} is not an ancestor of {head} (a force-push or another branch?); sending only {head}"
+                    )));
+                }
+            } else if !shallow {
+                return only_head(Some(format!(
+                    "the deployed commit {previous} is not in this clone's history (a force-push or another branch?); sending only {head}"
+                )));
+            }
+            let Some(step) = steps.next() else {
+                let total: u32 = DEEPEN_STEPS.iter().sum();
+                return only_head(Some(format!(
+                    "the commits since the deployed commit {previous} are not within {total} commits of this shallow clone (or it is not an ancestor); sending only {head}"
+                )));
+            };
+            if let Err(why) = self.deepen(head, *step) {
+                return only_head(Some(format!(
+                    "cannot deepen this shallow clone to find the deployed commit {previous} ({why}); sending only {head}"
+                )));
+            }
         }
+    }
+
+    /// `previous..head` once it is known to be complete, at most [`MAX_COMMITS`].
+    fn complete_range(&self, head: &str, previous: &str) -> Result<Range, String> {
         let mut commits = self.log(&format!("{previous}..{head}"), MAX_COMMITS + 1)?;
-        if commits.is_empty() {
-            return only_head(Some(format!(
-                "{head} is an ancestor of the deployed commit {previous} (a rollback?); sending only {head}"
-            )));
-        }
         let mut note = None;
         if commits.len() > MAX_COMMITS {
             commits.truncate(MAX_COMMITS);
@@ -191,19 +284,30 @@ impl Repo {
     }
 }
 
-/// One `%x1f`-separated record of [`LOG_FORMAT`].
-fn parse_record(record: &str) -> Result<Commit, String> {
-    let fields: Vec<&str> = record.split('\x1f').collect();
-    let [sha, committed_at, authored_at, author, subject] = fields[..] else {
-        return Err(format!("unexpected git log output: {record:?}"));
+/// `git log -z` output of [`LOG_FORMAT`]: [`LOG_FIELDS`] NUL-separated
+/// fields per commit, commits separated by NUL too.
+fn parse_log(out: &str) -> Result<Vec<Commit>, String> {
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<&str> = out.strip_suffix('\0').unwrap_or(out).split('\0').collect();
+    if !fields.len().is_multiple_of(LOG_FIELDS) {
+        return Err(format!("unexpected git log output: {out:?}"));
+    }
+    Ok(fields.chunks(LOG_FIELDS).map(parse_record).collect())
+}
+
+fn parse_record(fields: &[&str]) -> Commit {
+    let [sha, committed_at, authored_at, author, subject] = fields else {
+        unreachable!("chunks of LOG_FIELDS");
     };
-    Ok(Commit {
+    Commit {
         sha: sha.trim().to_ascii_lowercase(),
-        committed_at: committed_at.to_owned(),
-        authored_at: authored_at.to_owned(),
+        committed_at: committed_at.trim().to_owned(),
+        authored_at: authored_at.trim().to_owned(),
         author: visible(author, MAX_AUTHOR),
         subject: visible(subject, MAX_SUBJECT),
-    })
+    }
 }
 
 /// `text` without control, formatting or private-use characters (which the
@@ -213,7 +317,12 @@ fn visible(text: &str, max: usize) -> String {
         .chars()
         .filter(|c| forbidden_char(*c).is_none())
         .collect();
-    kept.trim().chars().take(max).collect()
+    kept.trim()
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -221,19 +330,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_log_record_is_split_on_its_separators_and_cleaned() {
-        let long = "s".repeat(600);
-        let record = format!(
-            "ABCDEF0123456789abcdef0123456789abcdef01\x1f2024-01-15T10:30:00+01:00\x1f2024-01-14T09:00:00Z\x1fAda\u{202e} Lovelace\x1f{long}"
+    fn a_log_record_is_split_on_nul_and_cut_to_the_contract_caps() {
+        let long = "é".repeat(600);
+        let author = format!("Ada\u{202e} Lovelace{}", "x".repeat(80));
+        let out = format!(
+            "ABCDEF0123456789abcdef0123456789abcdef01\x002024-01-15T10:30:00+01:00\x002024-01-14T09:00:00Z\x00{author}\x00a\x1eb\x1fc {long}\x00\
+             abcdef0123456789abcdef0123456789abcdef02\x002024-01-15T10:30:00Z\x002024-01-14T09:00:00Z\x00\u{e000}\x00Fix\x00"
         );
 
-        let c = parse_record(&record).unwrap();
+        let c = parse_log(&out).unwrap();
 
-        assert_eq!(c.sha, "abcdef0123456789abcdef0123456789abcdef01");
-        assert_eq!(c.committed_at, "2024-01-15T10:30:00+01:00");
-        assert_eq!(c.author, "Ada Lovelace");
-        assert_eq!(c.subject.chars().count(), MAX_SUBJECT);
-        assert!(parse_record("only\x1ftwo").is_err());
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].sha, "abcdef0123456789abcdef0123456789abcdef01");
+        assert_eq!(c[0].committed_at, "2024-01-15T10:30:00+01:00");
+        assert!(c[0].author.starts_with("Ada Lovelace"));
+        assert_eq!(c[0].author.chars().count(), MAX_AUTHOR);
+        assert!(c[0].subject.starts_with("abc é"));
+        assert_eq!(c[0].subject.chars().count(), MAX_SUBJECT);
+        assert_eq!(c[1].author, "");
+        assert!(c[1].to_json().get("author").is_none());
+        assert!(parse_log("only\x00two\x00").is_err());
+        assert!(parse_log("").unwrap().is_empty());
     }
 
     #[test]

@@ -119,6 +119,8 @@ struct FakeApi {
 #[derive(Clone)]
 struct Fake {
     deployed: Result<Option<String>, u16>,
+    /// Answer 422 to a body with `commits`, as ingest before issue #15 does.
+    refuse_commits: bool,
     bodies: Arc<Mutex<Vec<Value>>>,
     reads: Arc<Mutex<Vec<String>>>,
 }
@@ -138,14 +140,24 @@ async fn deployed(State(f): State<Fake>, uri: axum::http::Uri) -> Result<Json<Va
 }
 
 async fn webhook(State(f): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let refuse = f.refuse_commits && body.get("commits").is_some();
     f.bodies.lock().unwrap().push(body);
+    if refuse {
+        let detail = json!({"detail": [{"loc": ["body", "commits"], "msg": "extra field"}]});
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(detail));
+    }
     (StatusCode::CREATED, Json(json!({"id": "d-1"})))
 }
 
 impl FakeApi {
     async fn spawn(deployed_now: Result<Option<String>, u16>) -> Self {
+        Self::spawn_with(deployed_now, false).await
+    }
+
+    async fn spawn_with(deployed_now: Result<Option<String>, u16>, refuse_commits: bool) -> Self {
         let fake = Fake {
             deployed: deployed_now,
+            refuse_commits,
             bodies: Arc::default(),
             reads: Arc::default(),
         };
@@ -304,7 +316,7 @@ async fn more_than_250_commits_since_the_deployed_one_send_the_newest_250_and_sa
 }
 
 #[tokio::test]
-async fn when_the_read_api_fails_the_report_goes_out_without_commits_and_only_strict_fails() {
+async fn when_the_read_api_fails_the_report_goes_out_with_head_but_without_commits_even_strict() {
     let co = Checkout::new(3);
     let api = FakeApi::spawn(Err(503)).await;
 
@@ -317,12 +329,164 @@ async fn when_the_read_api_fails_the_report_goes_out_without_commits_and_only_st
         "{}",
         stderr(&lenient)
     );
-    assert_eq!(strict.status.code(), Some(5), "{}", stderr(&strict));
+    assert_eq!(
+        strict.status.code(),
+        Some(0),
+        "--strict concerns delivery only: {}",
+        stderr(&strict)
+    );
     let bodies = api.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 2, "both reports were still sent");
     for body in bodies {
         assert!(body.get("commits").is_none() && body.get("previous_commit_sha").is_none());
+        assert_eq!(
+            body["commit_sha"], co.shas[2],
+            "HEAD is sent whatever the read API said"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_422_for_a_body_with_commits_is_followed_by_the_report_without_them() {
+    let co = Checkout::new(4);
+    let api = FakeApi::spawn_with(Ok(Some(co.shas[1].clone())), true).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &["--strict"]).await;
+
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("sending it again without them"),
+        "{}",
+        stderr(&o)
+    );
+    let bodies = api.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(shas(&bodies[0]), co.newest_first(2));
+    assert!(bodies[1].get("commits").is_none());
+    assert!(bodies[1].get("previous_commit_sha").is_none());
+    assert_eq!(bodies[1]["commit_sha"], co.shas[3]);
+}
+
+#[tokio::test]
+async fn a_read_api_commit_that_is_not_40_hex_is_never_used() {
+    let co = Checkout::new(3);
+    let api = FakeApi::spawn(Ok(Some("--upload-pack=touch pwned".into()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not 40 hex digits"),
+        "{}",
+        stderr(&o)
+    );
+    let body = api.body();
+    assert!(body.get("previous_commit_sha").is_none() && body.get("commits").is_none());
+    assert_eq!(body["commit_sha"], co.shas[2]);
+    assert!(co.is_shallow(), "nothing was fetched");
+}
+
+#[tokio::test]
+async fn a_subject_with_record_separator_bytes_is_one_commit_cut_to_100_characters() {
+    let co = Checkout::new(2);
+    let origin = co.clone.parent().unwrap().join("origin");
+    let subject = format!("odd\u{1e}one\u{1f}out {}", "y".repeat(200));
+    git(&origin, &["commit", "-q", "--allow-empty", "-m", &subject]);
+    let tip = git(&origin, &["rev-parse", "HEAD"]);
+    git(&co.clone, &["pull", "-q", "--ff-only"]);
+    let api = FakeApi::spawn(Ok(Some(co.shas[0].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), [tip, co.shas[1].clone()]);
+    let sent = body["commits"][0]["subject"].as_str().unwrap();
+    assert!(sent.starts_with("oddoneout yyy"), "{sent:?}");
+    assert_eq!(sent.chars().count(), 100);
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_older_commit_sends_only_head_and_says_so() {
+    let co = Checkout::new(4);
+    git(&co.clone, &["fetch", "-q", "--unshallow"]);
+    git(&co.clone, &["checkout", "-q", &co.shas[1]]);
+    let api = FakeApi::spawn(Ok(Some(co.shas[3].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(shas(&api.body()), [co.shas[1].clone()]);
+    assert!(stderr(&o).contains("(a rollback)"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn a_merge_of_a_branch_forked_long_before_the_deployed_commit_sends_the_whole_range() {
+    // main: m0..m9 (m9 deployed), then 3 more; feature forked at m1 with 70
+    // commits, merged last: `--deepen=50` finds m9 but not the whole feature.
+    let co = Checkout::new(10);
+    let origin = co.clone.parent().unwrap().join("origin");
+    let deployed = co.shas[9].clone();
+    git(&origin, &["checkout", "-q", "-b", "feature", &co.shas[1]]);
+    for i in 0..70 {
+        git(
+            &origin,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!("feature {i}"),
+            ],
+        );
+    }
+    git(&origin, &["checkout", "-q", "main"]);
+    for i in 10..13 {
+        git(
+            &origin,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!("change {i}"),
+            ],
+        );
+    }
+    git(
+        &origin,
+        &["merge", "-q", "--no-ff", "-m", "merge feature", "feature"],
+    );
+    let full = co.clone.parent().unwrap().join("full");
+    let shallow = co.clone.parent().unwrap().join("shallow");
+    let url = format!("file://{}", origin.display());
+    git(&origin, &["clone", "-q", &url, full.to_str().unwrap()]);
+    git(
+        &origin,
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &url,
+            shallow.to_str().unwrap(),
+        ],
+    );
+    let expected: Vec<String> = git(&full, &["log", "--format=%H", &format!("{deployed}..HEAD")])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(expected.len(), 74);
+    let api = FakeApi::spawn(Ok(Some(deployed))).await;
+
+    let o = report_in(&shallow, &api.url, FAKE_KEY, &[]).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut sent = shas(&api.body());
+    let mut expected = expected;
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected, "{}", stderr(&o));
 }
 
 #[tokio::test]
