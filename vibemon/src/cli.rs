@@ -84,13 +84,19 @@ Examples:
   vibemon report --environment production --repository acme/api --repo-path ./api
   vibemon report --environment production --repository acme/api --no-commits
 
-What changed: inside a git work tree, report asks the read API which commit
-of the repository is deployed in the environment now (previous_commit_sha)
-and sends `git log` from there to the reported commit (--commit-sha, default
-HEAD) as `commits`, newest first, at most 250. A shallow clone is deepened
-with `git fetch --deepen` until that commit is found (checkout with
-fetch-depth: 0 to skip the fetches); when it is not found, or nothing is
-deployed yet, only the reported commit is sent, and stderr says why.
+What changed: inside a git work tree, report sends its HEAD (or --commit-sha)
+as commit_sha, asks the read API which commit of the repository is deployed
+in the environment now (previous_commit_sha) and sends `git log` from there
+to the reported commit as `commits`, newest first, at most 250 (author cut to
+64, subject to 100 characters). A shallow clone has the reported commit's
+history deepened (`git fetch --no-tags --deepen`, 50, 200 then 1000 commits;
+checkout with fetch-depth: 0 to skip the fetches) until the deployed commit
+is an ancestor and the range crosses no shallow boundary. Otherwise (nothing
+deployed yet, a rollback, a force-push, a failed fetch) only the reported
+commit is sent, and stderr says why. If ingest answers 422 to a body with
+commits, the report is sent once more without them. Each git process is
+killed after 30 s; --timeout-secs covers the delivery (and at most 5 s of it
+for the read API), not git. What-changed problems never change the exit code.
 
 Exit codes with --strict: 2 refused (4xx), 5 not delivered (ingest unreachable, 5xx, timeout).")]
     Report(ReportArgs),
@@ -345,11 +351,12 @@ pub struct ReportArgs {
     /// Idempotency-Key for all attempts; default: a fresh random one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
-    /// Give up after this many seconds in all.
+    /// Give up delivering after this many seconds, retries included (the
+    /// git work before it is bounded separately: 30 s per git process).
     #[arg(long, default_value_t = 20)]
     pub timeout_secs: u64,
-    /// Exit non-zero when the report was not accepted, or when what changed
-    /// could not be read from the checkout or the read API.
+    /// Exit non-zero when the report was not accepted (what changed
+    /// failing to be worked out is only a note on stderr).
     #[arg(long)]
     pub strict: bool,
     /// The git work tree of the deployed code, whose history fills `commits`
