@@ -420,10 +420,11 @@ async fn a_rollback_to_an_older_commit_sends_only_head_and_says_so() {
     assert!(stderr(&o).contains("(a rollback)"), "{}", stderr(&o));
 }
 
-#[tokio::test]
-async fn a_merge_of_a_branch_forked_long_before_the_deployed_commit_sends_the_whole_range() {
-    // main: m0..m9 (m9 deployed), then 3 more; feature forked at m1 with 70
-    // commits, merged last: `--deepen=50` finds m9 but not the whole feature.
+/// main: m0..m9 (m9 deployed), then 3 more; a feature branch forked at m1
+/// with 70 commits, merged last: `--deepen=50` finds m9 but not the whole
+/// feature. Returns the checkout (keeping the temp dir), a `--depth 1` clone
+/// of the merge, the deployed commit and the full clone's `git log m9..HEAD`.
+fn merged_feature() -> (Checkout, PathBuf, String, Vec<String>) {
     let co = Checkout::new(10);
     let origin = co.clone.parent().unwrap().join("origin");
     let deployed = co.shas[9].clone();
@@ -472,34 +473,30 @@ async fn a_merge_of_a_branch_forked_long_before_the_deployed_commit_sends_the_wh
             shallow.to_str().unwrap(),
         ],
     );
-    let expected: Vec<String> = git(&full, &["log", "--format=%H", &format!("{deployed}..HEAD")])
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut expected: Vec<String> =
+        git(&full, &["log", "--format=%H", &format!("{deployed}..HEAD")])
+            .lines()
+            .map(str::to_owned)
+            .collect();
     assert_eq!(expected.len(), 74);
+    expected.sort();
+    (co, shallow, deployed, expected)
+}
+
+fn sorted(mut shas: Vec<String>) -> Vec<String> {
+    shas.sort();
+    shas
+}
+
+#[tokio::test]
+async fn a_merge_of_a_branch_forked_long_before_the_deployed_commit_sends_the_whole_range() {
+    let (_co, shallow, deployed, expected) = merged_feature();
     let api = FakeApi::spawn(Ok(Some(deployed))).await;
 
     let o = report_in(&shallow, &api.url, FAKE_KEY, &[]).await;
 
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut sent = shas(&api.body());
-    let mut expected = expected;
-    sent.sort();
-    expected.sort();
-    assert_eq!(sent, expected, "{}", stderr(&o));
-}
-
-#[tokio::test]
-async fn no_commits_sends_neither_field_and_asks_the_read_api_nothing() {
-    let co = Checkout::new(3);
-    let api = FakeApi::spawn(Ok(Some(co.shas[0].clone()))).await;
-
-    let o = report_in(&co.clone, &api.url, FAKE_KEY, &["--no-commits"]).await;
-
-    assert!(o.status.success(), "{}", stderr(&o));
-    let body = api.body();
-    assert!(body.get("commits").is_none() && body.get("commit_sha").is_none());
-    assert!(api.reads.lock().unwrap().is_empty());
+    assert_eq!(sorted(shas(&api.body())), expected, "{}", stderr(&o));
 }
 
 /// Ingest over a read model where `acme/api` at `deployed` runs in
@@ -546,11 +543,15 @@ fn action_script() -> String {
 
 /// Runs a bash script in the clone with the variables both shell reporters read.
 async fn bash_in(co: &Checkout, script: &str, url: &str) -> Output {
-    let head = co.shas.last().unwrap();
+    bash_at(&co.clone, co.shas.last().unwrap(), script, url).await
+}
+
+/// Runs a bash script in `dir`, reporting `head`.
+async fn bash_at(dir: &Path, head: &str, script: &str, url: &str) -> Output {
     tokio::process::Command::new("bash")
         .arg("-c")
         .arg(script)
-        .current_dir(&co.clone)
+        .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .envs([
@@ -562,6 +563,7 @@ async fn bash_in(co: &Checkout, script: &str, url: &str) -> Output {
             ("REPOSITORY", "acme/api"),
             ("VM_BRANCH", "main"),
             ("VM_COMMIT_SHA", head),
+            ("COMMIT_SHA", head),
             ("VM_STATUS", "success"),
             ("VM_EXTERNAL_ID", "7312456789-1"),
             ("VM_TIMEOUT", "4"),
@@ -613,6 +615,63 @@ async fn the_github_action_sends_only_head_when_the_deployed_commit_is_from_anot
         "{}",
         stderr(&o)
     );
+}
+
+fn example_script() -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/report-deployment.sh");
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test]
+async fn the_shell_reporters_send_the_whole_range_of_a_merge_and_parse_odd_subjects() {
+    for (name, script) in [("action", action_script()), ("example", example_script())] {
+        let (_co, shallow, deployed, expected) = merged_feature();
+        let api = FakeApi::spawn(Ok(Some(deployed))).await;
+        let head = git(&shallow, &["rev-parse", "HEAD"]);
+
+        let o = bash_at(&shallow, &head, &script, &api.url).await;
+
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(
+            sorted(shas(&api.body())),
+            expected,
+            "{name}: {}",
+            stderr(&o)
+        );
+
+        let co = Checkout::new(2);
+        let origin = co.clone.parent().unwrap().join("origin");
+        let subject = format!("odd\u{1e}one\u{1f}out {}", "y".repeat(200));
+        git(&origin, &["commit", "-q", "--allow-empty", "-m", &subject]);
+        let tip = git(&origin, &["rev-parse", "HEAD"]);
+        git(&co.clone, &["pull", "-q", "--ff-only"]);
+        let api = FakeApi::spawn(Ok(Some(co.shas[0].clone()))).await;
+
+        let o = bash_at(&co.clone, &tip, &script, &api.url).await;
+
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let body = api.body();
+        assert_eq!(shas(&body), [tip, co.shas[1].clone()], "{name}");
+        let sent = body["commits"][0]["subject"].as_str().unwrap();
+        assert!(sent.starts_with("oddoneout yyy"), "{name}: {sent:?}");
+        assert_eq!(sent.chars().count(), 100, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_github_action_sends_the_report_again_without_commits_after_a_422() {
+    let co = Checkout::new(4);
+    let api = FakeApi::spawn_with(Ok(Some(co.shas[1].clone())), true).await;
+
+    let o = bash_in(&co, &action_script(), &api.url).await;
+
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bodies = api.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(shas(&bodies[0]), co.newest_first(2));
+    assert!(bodies[1].get("commits").is_none() && bodies[1].get("previous_commit_sha").is_none());
+    assert_eq!(bodies[1]["commit_sha"], co.shas[3]);
 }
 
 // Needs ingest to accept `commits` and `previous_commit_sha` (issue #15).
