@@ -407,6 +407,28 @@ async fn a_subject_with_record_separator_bytes_is_one_commit_cut_to_100_characte
 }
 
 #[tokio::test]
+async fn a_failed_fetch_sends_only_head_and_says_why() {
+    let co = Checkout::new(4);
+    git(
+        &co.clone,
+        &["remote", "set-url", "origin", "file:///nonexistent/vibemon"],
+    );
+    let api = FakeApi::spawn(Ok(Some(co.shas[1].clone()))).await;
+
+    let o = report_in(&co.clone, &api.url, FAKE_KEY, &["--strict"]).await;
+
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let body = api.body();
+    assert_eq!(shas(&body), co.newest_first(3));
+    assert_eq!(body["previous_commit_sha"], co.shas[1]);
+    assert!(
+        stderr(&o).contains("cannot deepen this shallow clone"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
 async fn a_rollback_to_an_older_commit_sends_only_head_and_says_so() {
     let co = Checkout::new(4);
     git(&co.clone, &["fetch", "-q", "--unshallow"]);
