@@ -80,6 +80,23 @@ Examples:
     --extra workflow_run_id=\"$GITHUB_RUN_ID\"
   # Progress of one run, one deployment:
   vibemon report --environment staging --repository acme/api --status in_progress --external-id run-42
+  # Another checkout, or no commit list at all:
+  vibemon report --environment production --repository acme/api --repo-path ./api
+  vibemon report --environment production --repository acme/api --no-commits
+
+What changed: inside a git work tree, report sends its HEAD (or --commit-sha)
+as commit_sha, asks the read API which commit of the repository is deployed
+in the environment now (previous_commit_sha) and sends `git log` from there
+to the reported commit as `commits`, newest first, at most 250 (author cut to
+64, subject to 100 characters). A shallow clone has the reported commit's
+history deepened (`git fetch --no-tags --deepen`, 50, 200 then 1000 commits;
+checkout with fetch-depth: 0 to skip the fetches) until the deployed commit
+is an ancestor and the range crosses no shallow boundary. Otherwise (nothing
+deployed yet, a rollback, a force-push, a failed fetch) only the reported
+commit is sent, and stderr says why. If ingest answers 422 to a body with
+commits, the report is sent once more without them. Each git process is
+killed after 30 s; --timeout-secs covers the delivery (and at most 5 s of it
+for the read API), not git. What-changed problems never change the exit code.
 
 Exit codes with --strict: 2 refused (4xx), 5 not delivered (ingest unreachable, 5xx, timeout).")]
     Report(ReportArgs),
@@ -334,12 +351,22 @@ pub struct ReportArgs {
     /// Idempotency-Key for all attempts; default: a fresh random one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
-    /// Give up after this many seconds in all.
+    /// Give up delivering after this many seconds, retries included (the
+    /// git work before it is bounded separately: 30 s per git process).
     #[arg(long, default_value_t = 20)]
     pub timeout_secs: u64,
-    /// Exit non-zero when the report was not accepted.
+    /// Exit non-zero when the report was not accepted (what changed
+    /// failing to be worked out is only a note on stderr).
     #[arg(long)]
     pub strict: bool,
+    /// The git work tree of the deployed code, whose history fills `commits`
+    /// and `previous_commit_sha` (default: the current directory, skipped
+    /// with a note on stderr when it is not a work tree).
+    #[arg(long, value_name = "DIR")]
+    pub repo_path: Option<std::path::PathBuf>,
+    /// Send neither `commits` nor `previous_commit_sha`: no git, no read API call.
+    #[arg(long)]
+    pub no_commits: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 mod cli;
 mod deployments;
 mod error;
+mod git;
 mod output;
 mod reference;
 mod replay;

@@ -8,5 +8,6 @@ mod faults;
 mod pipeline;
 mod read_and_report;
 mod replay_tail;
+mod report_commits;
 mod security;
 mod stack;
