@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let now = chrono::DateTime::from_timestamp(1_705_314_600, 0).unwrap();
-    match vibemon_ingest::request::parse(data, now, chrono::Duration::minutes(5)) {
+    match vibemon_ingest::request::parse(data, now, chrono::Duration::minutes(5), 2) {
         Ok(r) => {
             assert!(vibemon_schemas::EnvironmentName::parse(r.environment.as_str()).is_ok());
             assert!(vibemon_schemas::RepoFullName::parse(r.repository.as_str()).is_ok());

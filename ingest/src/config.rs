@@ -61,6 +61,16 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_FUTURE_SKEW_SECS", default_value_t = 300)]
     pub max_future_skew_secs: i64,
 
+    /// Highest `DeploymentReported` schema version this ingest writes (1 or
+    /// 2). Version 2 carries `commits` and `previous_commit_sha`; a projector
+    /// or consumer of an older release dead-letters it as unsupported_version.
+    /// To roll out: set 1 while projectors and every other consumer of the
+    /// topic are upgraded to a release that reads version 2 (with 1, a body
+    /// with `commits` or `previous_commit_sha` gets a 422 naming the field,
+    /// and `vibemon report` resends without them), then raise it to 2.
+    #[arg(long, env = "INGEST_MAX_EVENT_VERSION", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub max_event_version: u8,
+
     /// Time allowed to receive a request's headers, in milliseconds (slowloris).
     #[arg(long, env = "INGEST_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
     pub header_timeout_ms: u64,

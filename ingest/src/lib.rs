@@ -84,6 +84,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             max_body_bytes: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
+            max_event_version: config.max_event_version,
         },
         idempotent: Idempotency::new(),
         rate_limits: limits::RateLimits::new(config.rate_limit_per_ip, config.rate_limit_per_key),

@@ -179,16 +179,26 @@ fn json_type(v: &Value) -> &'static str {
 
 /// Parses and validates a body. `now` is when the request arrived (the
 /// default `deployed_at`); `max_future_skew` bounds how far ahead of it a
-/// CI clock may be.
+/// CI clock may be. `max_event_version` is `INGEST_MAX_EVENT_VERSION`: below
+/// 2, a body giving a field only version 2 carries is refused, naming it.
 pub fn parse(
     body: &[u8],
     now: DateTime<Utc>,
     max_future_skew: Duration,
+    max_event_version: u8,
 ) -> Result<WebhookRequest, Vec<ValidationIssue>> {
     let pairs = decode(body)?;
     let mut c = Checker { issues: Vec::new() };
-    let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id, previous_commit_sha, commits] =
+    let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id, mut previous_commit_sha, mut commits] =
         c.fields(&pairs);
+    if max_event_version < 2 {
+        for (field, value) in [
+            ("previous_commit_sha", &mut previous_commit_sha),
+            ("commits", &mut commits),
+        ] {
+            c.not_yet(field, value);
+        }
+    }
 
     // Field groups in this order, so the issues are listed in it.
     let (environment, repository) = c.target(environment, repository);
@@ -323,6 +333,30 @@ impl Checker {
             }
         }
         fields
+    }
+
+    /// A version-2 field while ingest writes only version 1: given (not
+    /// absent, `null`, `""` or `[]`, which all mean "not given"), it is
+    /// refused and then treated as absent, so its own rules add nothing.
+    fn not_yet(&mut self, field: &str, value: &mut Option<&Value>) {
+        let given = match value {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        };
+        if given {
+            self.issues.push(issue(
+                &["body", field],
+                "extra_forbidden",
+                format!(
+                    "{field} is not accepted by this ingest yet (INGEST_MAX_EVENT_VERSION=1: \
+                     it writes only version-1 events until its consumers are upgraded); \
+                     resend without {field}"
+                ),
+            ));
+            *value = None;
+        }
     }
 
     /// Where it was deployed: the two required fields.
@@ -521,7 +555,7 @@ mod tests {
     }
 
     fn check(body: Value) -> Result<WebhookRequest, Vec<ValidationIssue>> {
-        parse(body.to_string().as_bytes(), now(), Duration::minutes(5))
+        parse(body.to_string().as_bytes(), now(), Duration::minutes(5), 2)
     }
 
     fn locs(issues: &[ValidationIssue]) -> Vec<String> {
@@ -566,17 +600,17 @@ mod tests {
     #[test]
     fn a_duplicated_key_is_refused_not_silently_overwritten() {
         let body = br#"{"environment":"production","repository":"o/r","environment":"staging"}"#;
-        let issues = parse(body, now(), Duration::minutes(5)).unwrap_err();
+        let issues = parse(body, now(), Duration::minutes(5), 2).unwrap_err();
         assert_eq!(locs(&issues), [r#"["body","environment"]:duplicate_field"#]);
     }
 
     #[test]
     fn malformed_json_and_non_objects_are_refused() {
-        let issues = parse(b"{\"environment\": ", now(), Duration::minutes(5)).unwrap_err();
+        let issues = parse(b"{\"environment\": ", now(), Duration::minutes(5), 2).unwrap_err();
         assert_eq!(issues[0].kind, "json_invalid");
-        let issues = parse(b"[1,2]", now(), Duration::minutes(5)).unwrap_err();
+        let issues = parse(b"[1,2]", now(), Duration::minutes(5), 2).unwrap_err();
         assert_eq!(issues[0].kind, "model_attributes_type");
-        let issues = parse(b"\xff\xfe{}", now(), Duration::minutes(5)).unwrap_err();
+        let issues = parse(b"\xff\xfe{}", now(), Duration::minutes(5), 2).unwrap_err();
         assert_eq!(issues[0].kind, "json_invalid");
     }
 
@@ -712,6 +746,35 @@ mod tests {
             "{issues:?}"
         );
         assert!(named("sha must be a full SHA"), "{issues:?}");
+    }
+
+    #[test]
+    fn below_version_2_the_version_2_fields_are_refused_by_name() {
+        let body = json!({"environment": "p", "repository": "o/r",
+            "previous_commit_sha": sha(1), "commits": [commit(&sha(2))]});
+        let issues =
+            parse(body.to_string().as_bytes(), now(), Duration::minutes(5), 1).unwrap_err();
+        assert_eq!(
+            locs(&issues),
+            [
+                r#"["body","previous_commit_sha"]:extra_forbidden"#,
+                r#"["body","commits"]:extra_forbidden"#
+            ]
+        );
+        assert!(
+            issues[1].msg.contains("INGEST_MAX_EVENT_VERSION=1"),
+            "{}",
+            issues[1].msg
+        );
+        let not_given = json!({"environment": "p", "repository": "o/r",
+            "previous_commit_sha": "", "commits": []});
+        assert!(parse(
+            not_given.to_string().as_bytes(),
+            now(),
+            Duration::minutes(5),
+            1
+        )
+        .is_ok());
     }
 
     #[test]

@@ -51,4 +51,6 @@ pub struct RequestLimits {
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub max_future_skew: chrono::Duration,
+    /// Highest event schema version written (`INGEST_MAX_EVENT_VERSION`).
+    pub max_event_version: u8,
 }

@@ -171,8 +171,13 @@ async fn prepare(
     require_printable_request_id(headers)?;
     let idempotency_key = idempotency_key(headers)?;
     let bytes = read_body(headers, body, &state.limits, deadline).await?;
-    let request = request::parse(&bytes, received_at, state.limits.max_future_skew)
-        .map_err(ApiError::Validation)?;
+    let request = request::parse(
+        &bytes,
+        received_at,
+        state.limits.max_future_skew,
+        state.limits.max_event_version,
+    )
+    .map_err(ApiError::Validation)?;
     let resolve = state
         .environments
         .resolve(principal.workspace_id, &request.environment);

@@ -233,3 +233,45 @@ async fn the_largest_body_the_rules_allow_fits_the_default_limit_and_is_publishe
     let (event, _) = the_event(&app).await;
     assert_eq!(event["commits"].as_array().unwrap().len(), MAX_COMMITS);
 }
+
+#[tokio::test]
+async fn with_max_event_version_1_the_version_2_fields_get_a_422_naming_them() {
+    let app = TestApp::spawn_with(|c| c.max_event_version = 1).await;
+    let body = json!({
+        "environment": "production", "repository": "o/r", "previous_commit_sha": sha(1),
+        "commits": [{"sha": sha(2), "committed_at": "2024-01-15T09:00:00Z"}]
+    });
+
+    let (status, resp) = json(app.post(&body.to_string()).await).await;
+
+    assert_eq!(status, 422, "{resp}");
+    let detail = resp["detail"].as_array().unwrap();
+    let locs: Vec<String> = detail.iter().map(|i| i["loc"].to_string()).collect();
+    assert_eq!(
+        locs,
+        [r#"["body","previous_commit_sha"]"#, r#"["body","commits"]"#]
+    );
+    for entry in detail {
+        let msg = entry["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("not accepted by this ingest yet")
+                && msg.contains("INGEST_MAX_EVENT_VERSION=1"),
+            "{msg}"
+        );
+    }
+    assert!(app.events(1, Duration::from_millis(500)).await.is_empty());
+
+    // What `vibemon report` resends: the same body without them, a v1 event.
+    let (status, resp) = json(
+        app.post(&json!({"environment": "production", "repository": "o/r"}).to_string())
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{resp}");
+    let (event, header) = the_event(&app).await;
+    assert_eq!(event["schema_version"], 1);
+    assert_eq!(
+        header("ce_type").as_deref(),
+        Some("com.vibemonitor.deployment.reported.v1")
+    );
+}

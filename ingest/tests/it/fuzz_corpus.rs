@@ -26,7 +26,7 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 fn every_webhook_body_in_the_fuzz_corpus_validates_without_panicking() {
     let now = chrono::DateTime::from_timestamp(1_705_314_600, 0).unwrap();
     for (name, data) in inputs("webhook_body") {
-        match vibemon_ingest::request::parse(&data, now, chrono::Duration::minutes(5)) {
+        match vibemon_ingest::request::parse(&data, now, chrono::Duration::minutes(5), 2) {
             Ok(r) => {
                 assert!(
                     vibemon_schemas::EnvironmentName::parse(r.environment.as_str()).is_ok(),
