@@ -13,7 +13,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use vibemon_schemas::api::{LocPart, ValidationIssue};
-use vibemon_schemas::commit::repeated_shas;
+use vibemon_schemas::commit::{parse_commit_timestamp, repeated_shas};
 use vibemon_schemas::fields::{check_timestamp_range, parse_timestamp};
 use vibemon_schemas::{
     BranchName, Commit, CommitAuthor, CommitSha, CommitSubject, DeploymentSource, DeploymentStatus,
@@ -216,7 +216,7 @@ pub fn parse(
         previous_commit_sha,
         sha_named("previous_commit_sha"),
     );
-    let commits = c.commits(commits, clock);
+    let commits = c.commits(commits);
 
     let (Some(environment), Some(repository), Some(extra_data), Some(commits), true) = (
         environment,
@@ -449,7 +449,7 @@ impl Checker {
     /// The commits the deployment ships: an array of at most
     /// [`MAX_COMMITS`] commit objects, no SHA twice. Absent, `null` and `[]`
     /// all mean "not given".
-    fn commits(&mut self, value: Option<&Value>, clock: Clock) -> Option<Vec<Commit>> {
+    fn commits(&mut self, value: Option<&Value>) -> Option<Vec<Commit>> {
         let items = match value {
             None | Some(Value::Null) => return Some(Vec::new()),
             Some(Value::Array(items)) => items,
@@ -481,7 +481,7 @@ impl Checker {
         let commits: Vec<Option<Commit>> = items
             .iter()
             .enumerate()
-            .map(|(i, item)| self.commit(i, item, clock))
+            .map(|(i, item)| self.commit(i, item))
             .collect();
         let commits: Option<Vec<Commit>> = commits.into_iter().collect();
         let commits = commits.filter(|_| self.issues.len() == before)?;
@@ -497,7 +497,7 @@ impl Checker {
 
     /// One entry of `commits`: an object of [`COMMIT_FIELDS`], `sha` and
     /// `committed_at` required.
-    fn commit(&mut self, index: usize, item: &Value, clock: Clock) -> Option<Commit> {
+    fn commit(&mut self, index: usize, item: &Value) -> Option<Commit> {
         let Value::Object(map) = item else {
             self.issues.push(issue_at(
                 commit_loc(index, None),
@@ -525,7 +525,8 @@ impl Checker {
         let (authored_at, authored_loc) = field("authored_at", false);
         let (author, author_loc) = field("author", false);
         let (subject, subject_loc) = field("subject", false);
-        let time = |what| move |s: String| clock.timestamp(&s, what);
+        // No future-skew check here: see `parse_commit_timestamp`.
+        let time = |what| move |s: String| parse_commit_timestamp(&s, what);
         // Every field is checked before any is given up on, so one 422
         // lists all of a commit's problems.
         let sha = self.parsed_at(sha_loc, sha, sha_named("sha"));
@@ -713,7 +714,7 @@ mod tests {
             "environment": "p", "repository": "o/r", "previous_commit_sha": "abc",
             "commits": [
                 commit(&sha(1)),
-                {"sha": "xyz", "committed_at": "2024-01-15T11:00:00Z", "authored_at": "soon",
+                {"sha": "xyz", "committed_at": "1969-12-31T23:59:59Z", "authored_at": "soon",
                  "author": "a\u{202E}b", "subject": "line\nbreak", "message": "full"},
                 {"committed_at": 5},
                 "4f2c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e",
@@ -727,7 +728,7 @@ mod tests {
             r#"["body","previous_commit_sha"]:string_pattern_mismatch"#,
             r#"["body","commits",1,"message"]:extra_forbidden"#,
             r#"["body","commits",1,"sha"]:string_pattern_mismatch"#,
-            r#"["body","commits",1,"committed_at"]:datetime_future"#,
+            r#"["body","commits",1,"committed_at"]:datetime_too_old"#,
             r#"["body","commits",1,"authored_at"]:datetime_parsing"#,
             r#"["body","commits",1,"author"]:string_pattern_mismatch"#,
             r#"["body","commits",1,"subject"]:string_pattern_mismatch"#,
@@ -775,6 +776,29 @@ mod tests {
             1
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_commit_dated_in_the_future_is_accepted_and_only_the_range_is_checked() {
+        // Developer clocks are wrong and author dates survive rebases: the
+        // deployment is not refused for either.
+        let r = check(json!({"environment": "p", "repository": "o/r", "commits": [
+            {"sha": sha(1), "committed_at": "2024-01-16T10:30:00Z", "authored_at": "2030-01-01T00:00:00Z"}
+        ]}))
+        .unwrap();
+        assert_eq!(r.commits.len(), 1);
+        let issues = check(json!({"environment": "p", "repository": "o/r", "commits": [
+            {"sha": sha(1), "committed_at": "1969-12-31T23:59:59Z",
+             "authored_at": format!("2024-01-15T09:00:00.{}Z", "0".repeat(45))}
+        ]}))
+        .unwrap_err();
+        assert_eq!(
+            locs(&issues),
+            [
+                r#"["body","commits",0,"committed_at"]:datetime_too_old"#,
+                r#"["body","commits",0,"authored_at"]:string_too_long"#
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::fields::{check_timestamp_range, CommitAuthor, CommitSha, CommitSubject, FieldError};
+use crate::fields::{
+    check_timestamp_range, parse_timestamp, CommitAuthor, CommitSha, CommitSubject, FieldError,
+};
 
 /// Most commits one report may list. A deployment shipping more is a first
 /// deployment or a long-stalled pipeline; the reporter sends the newest 250.
@@ -22,6 +24,60 @@ use crate::fields::{check_timestamp_range, CommitAuthor, CommitSha, CommitSubjec
 /// subject (100) in the worst UTF-8 case: 837 bytes, 209,250 for 250, which
 /// leaves 51 KiB for the rest of the body.
 pub const MAX_COMMITS: usize = 250;
+
+/// Longest a commit's `committed_at` or `authored_at` may be as written, in
+/// characters, so a commit has a true worst-case size (RFC 3339 allows any
+/// number of fraction digits). A timestamp with nanoseconds and an offset is
+/// 35.
+pub const COMMIT_TIMESTAMP_MAX_LEN: usize = 64;
+
+/// A commit's `committed_at` or `authored_at` (`what`) as the webhook gives
+/// it: at most [`COMMIT_TIMESTAMP_MAX_LEN`] characters, ISO 8601 as
+/// [`parse_timestamp`] reads it, within [`check_timestamp_range`].
+///
+/// Unlike `deployed_at` there is no future-skew check: a developer's clock
+/// can be wrong and an author date survives a rebase, and optional data must
+/// never cost the deployment its record.
+pub fn parse_commit_timestamp(s: &str, what: &str) -> Result<DateTime<Utc>, FieldError> {
+    check_timestamp_len(s, what)?;
+    let t = parse_timestamp(s).ok_or_else(|| {
+        FieldError::new(
+            "datetime_parsing",
+            format!("{what} must be an ISO 8601 timestamp such as 2024-01-15T10:30:00Z, got {s:?}"),
+        )
+    })?;
+    check_timestamp_range(t, what)?;
+    Ok(t)
+}
+
+fn check_timestamp_len(s: &str, what: &str) -> Result<(), FieldError> {
+    let chars = s.chars().count();
+    if chars > COMMIT_TIMESTAMP_MAX_LEN {
+        return Err(FieldError::new(
+            "string_too_long",
+            format!("{what} must be at most {COMMIT_TIMESTAMP_MAX_LEN} characters, got {chars}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A commit's timestamp as the event decoder reads it: the bound and range
+/// of [`parse_commit_timestamp`], and RFC 3339 with an offset, which is all
+/// ingest writes (as chrono's own decoding of `DateTime` reads it).
+fn decode_commit_timestamp(s: &str, what: &str) -> Result<DateTime<Utc>, FieldError> {
+    check_timestamp_len(s, what)?;
+    let t = s
+        .parse::<DateTime<chrono::FixedOffset>>()
+        .map_err(|e| {
+            FieldError::new(
+                "datetime_parsing",
+                format!("{what} must be an RFC 3339 timestamp, got {s:?}: {e}"),
+            )
+        })?
+        .with_timezone(&Utc);
+    check_timestamp_range(t, what)?;
+    Ok(t)
+}
 
 /// One commit a deployment ships.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,13 +98,13 @@ pub struct Commit {
     pub subject: Option<CommitSubject>,
 }
 
-/// A commit as JSON spells it, before the timestamps' range is checked.
+/// A commit as JSON spells it, before the timestamps are read.
 #[derive(Deserialize)]
 struct CommitFields {
     sha: CommitSha,
-    committed_at: DateTime<Utc>,
+    committed_at: String,
     #[serde(default)]
-    authored_at: Option<DateTime<Utc>>,
+    authored_at: Option<String>,
     #[serde(default)]
     author: Option<CommitAuthor>,
     #[serde(default)]
@@ -58,14 +114,15 @@ struct CommitFields {
 impl TryFrom<CommitFields> for Commit {
     type Error = FieldError;
     fn try_from(c: CommitFields) -> Result<Self, FieldError> {
-        check_timestamp_range(c.committed_at, "committed_at")?;
-        if let Some(t) = c.authored_at {
-            check_timestamp_range(t, "authored_at")?;
-        }
+        let committed_at = decode_commit_timestamp(&c.committed_at, "committed_at")?;
+        let authored_at = c
+            .authored_at
+            .map(|t| decode_commit_timestamp(&t, "authored_at"))
+            .transpose()?;
         Ok(Commit {
             sha: c.sha,
-            committed_at: c.committed_at,
-            authored_at: c.authored_at,
+            committed_at,
+            authored_at,
             author: c.author,
             subject: c.subject,
         })
@@ -137,6 +194,10 @@ mod tests {
             ("sha", json!("abc")),
             ("committed_at", json!("1900-01-01T00:00:00Z")),
             ("authored_at", json!("yesterday")),
+            (
+                "authored_at",
+                json!(format!("2024-01-15T09:00:00.{}Z", "0".repeat(45))),
+            ),
             ("author", json!("x".repeat(COMMIT_AUTHOR_MAX_LEN_PLUS))),
             ("author", json!("a\u{202E}b")),
             ("subject", json!("fix\nmore")),
@@ -146,6 +207,16 @@ mod tests {
             c[field] = value;
             assert!(serde_json::from_value::<Commit>(c).is_err(), "{field}");
         }
+    }
+
+    #[test]
+    fn a_commit_dated_in_the_future_decodes() {
+        let future = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let c: Commit = serde_json::from_value(json!({
+            "sha": "a".repeat(40), "committed_at": future, "authored_at": "9999-12-31T23:59:59Z"
+        }))
+        .unwrap();
+        assert!(c.committed_at > Utc::now());
     }
 
     const COMMIT_AUTHOR_MAX_LEN_PLUS: usize = crate::fields::COMMIT_AUTHOR_MAX_LEN + 1;

@@ -275,3 +275,19 @@ async fn with_max_event_version_1_the_version_2_fields_get_a_422_naming_them() {
         Some("com.vibemonitor.deployment.reported.v1")
     );
 }
+
+#[tokio::test]
+async fn a_commit_dated_a_day_in_the_future_does_not_cost_the_deployment_its_record() {
+    let app = TestApp::spawn().await;
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let body = json!({
+        "environment": "production", "repository": "o/r",
+        "commits": [{"sha": sha(1), "committed_at": tomorrow, "authored_at": tomorrow}]
+    });
+
+    let (status, resp) = json(app.post(&body.to_string()).await).await;
+
+    assert_eq!(status, 201, "{resp}");
+    let (event, _) = the_event(&app).await;
+    assert_eq!(event["schema_version"], 2);
+}
