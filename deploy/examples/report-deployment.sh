@@ -21,7 +21,7 @@ VM_ENVIRONMENT="$ENVIRONMENT" VM_REPOSITORY="$REPOSITORY"
 
 # What changed (issue #15): `previous_commit_sha` is what the read API says
 # runs in the environment now; `commits` is `git log` from there to the
-# reported commit, newest first, at most 250 (author cut to 64, subject to
+# reported commit, newest first, at most 100 (author cut to 64, subject to
 # 100 characters, invisible characters dropped), as `vibemon report` does. A
 # shallow clone has the reported commit's history deepened (no tags; 50, 200
 # then 1000 commits) until the deployed commit is an ancestor and the range
@@ -104,8 +104,8 @@ vm_changes() { # <head sha>
   if [ -n "$found" ]; then
     commits=$(vm_log "$prev..$head" 251) || return 1
     if [ "$(jq length <<<"$commits")" = 251 ]; then
-      commits=$(jq '.[0:250]' <<<"$commits")
-      note="more than 250 commits since $prev; sending the newest 250"
+      commits=$(jq '.[0:100]' <<<"$commits")
+      note="more than 100 commits since $prev; sending the newest 100"
     fi
   fi
   [ -n "$commits" ] || commits=$(vm_log "$head" 1) || return 1

@@ -44,16 +44,24 @@ pub struct Config {
     pub sink: SinkKind,
 
     /// Largest accepted request body, in bytes (413 above it). 256 KiB holds
-    /// 250 maximal `commits` (about 205 KiB in the worst UTF-8 case) and
-    /// 51 KiB for the rest; with 256 requests in flight, bodies take at most
-    /// 64 MiB.
-    // The numbers: a maximal commit in compact JSON is 181 bytes of keys, SHA,
-    // two 35-character timestamps and punctuation, plus 4 bytes per character
-    // of author (64) and subject (100): 837 bytes, so 250 take 209,250 bytes;
-    // the seed's fields at their maximum take under 3 KiB, which leaves about
-    // 48 KiB for `extra_data`. INGEST_MAX_IN_FLIGHT (256) x 256 KiB = 64 MiB
-    // is the worst-case body memory; a 500-character subject and a
-    // 255-character author would have needed 800 KiB bodies, 200 MiB.
+    /// 100 maximal `commits` even with every non-ASCII character written as a
+    /// `\u` escape (about 217 KiB) and about 40 KiB for the rest; with 256
+    /// requests in flight, bodies take at most 64 MiB.
+    // The numbers, for JSON as Python's json.dumps writes it by default
+    // (", " and ": " separators, non-ASCII escaped): a maximal commit is
+    //   {"sha": "<40>", "committed_at": "<64>", "authored_at": "<64>",
+    //    "author": "<64 x 12>", "subject": "<100 x 12>"}
+    // 79 bytes of keys, quotes, braces and separators, 40 of SHA, 128 of two
+    // 64-character timestamps (COMMIT_TIMESTAMP_MAX_LEN), 768 of author and
+    // 1,200 of subject (each character above U+FFFF a 12-byte surrogate-pair
+    // escape): 2,215 bytes (2,206 in compact JSON), so 100 take 221,700 with
+    // the list's brackets and separators, which leaves 40,444 bytes. The
+    // seed's fields at their maximum, escaped the same way (branch and
+    // external_id 255 x 12 bytes each), take about 7 KiB, which leaves about
+    // 33 KiB for `extra_data`; tests/it/commits.rs sends that body. (Escaping
+    // ASCII too, which no encoder does by default, is not covered.)
+    // INGEST_MAX_IN_FLIGHT (256) x 256 KiB = 64 MiB is the worst-case body
+    // memory; 250 such commits would have needed 540 KiB bodies.
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 

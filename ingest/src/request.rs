@@ -815,14 +815,16 @@ mod tests {
     }
 
     #[test]
-    fn at_most_250_commits_are_accepted_and_a_non_array_is_refused() {
+    fn at_most_max_commits_are_accepted_and_a_non_array_is_refused() {
         let list = |n: usize| Value::from((0..n).map(|i| commit(&sha(i))).collect::<Vec<_>>());
         let r =
             check(json!({"environment": "p", "repository": "o/r", "commits": list(MAX_COMMITS)}))
                 .unwrap();
-        assert_eq!(r.commits.len(), 250);
-        let issues = check(json!({"environment": "p", "repository": "o/r", "commits": list(251)}))
-            .unwrap_err();
+        assert_eq!(r.commits.len(), MAX_COMMITS);
+        let issues = check(
+            json!({"environment": "p", "repository": "o/r", "commits": list(MAX_COMMITS + 1)}),
+        )
+        .unwrap_err();
         assert_eq!(locs(&issues), [r#"["body","commits"]:too_long"#]);
         let issues =
             check(json!({"environment": "p", "repository": "o/r", "commits": commit(&sha(1))}))

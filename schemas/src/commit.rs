@@ -16,14 +16,15 @@ use crate::fields::{
 };
 
 /// Most commits one report may list. A deployment shipping more is a first
-/// deployment or a long-stalled pipeline; the reporter sends the newest 250.
+/// deployment or a long-stalled pipeline; the reporter sends the newest 100.
 ///
-/// With the per-field caps, 250 commits fit ingest's 256 KiB body limit: a
-/// maximal commit in compact JSON is 181 bytes of keys, SHA, two 35-character
-/// timestamps and punctuation, plus 4 bytes per character of author (64) and
-/// subject (100) in the worst UTF-8 case: 837 bytes, 209,250 for 250, which
-/// leaves 51 KiB for the rest of the body.
-pub const MAX_COMMITS: usize = 250;
+/// With the per-field caps, 100 commits fit ingest's 256 KiB body limit even
+/// as Python's `json.dumps` writes them by default (every non-ASCII character
+/// `\u`-escaped, a surrogate pair of 12 bytes above U+FFFF): 2,215 bytes a
+/// maximal commit, 221,700 for 100, which leaves about 40 KiB for the rest of
+/// the body (the arithmetic is in ingest's config.rs). 250 would have needed
+/// 540 KiB.
+pub const MAX_COMMITS: usize = 100;
 
 /// Longest a commit's `committed_at` or `authored_at` may be as written, in
 /// characters, so a commit has a true worst-case size (RFC 3339 allows any

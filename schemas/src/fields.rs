@@ -318,7 +318,7 @@ impl DisplayName {
 }
 
 /// Longest commit author accepted in a v2 event's `commits`. Tighter than a
-/// branch's 255 so that 250 maximal commits fit ingest's 256 KiB body limit
+/// branch's 255 so that the maximal commits fit ingest's 256 KiB body limit
 /// (see `commit::MAX_COMMITS`).
 pub const COMMIT_AUTHOR_MAX_LEN: usize = 64;
 /// Longest commit subject (the first line of the message); git's own advice

@@ -551,8 +551,8 @@ fn event_corpus_v2() -> Vec<(String, Value)> {
         ("commits null", "commits", Value::Null),
         ("commits an object", "commits", commit(1)),
         ("commits of strings", "commits", json!(["not a commit"])),
-        ("commits 250", "commits", commits(250)),
-        ("commits 251", "commits", commits(251)),
+        ("commits at the cap", "commits", commits(MAX_COMMITS)),
+        ("commits over the cap", "commits", commits(MAX_COMMITS + 1)),
         (
             "commits repeat a sha",
             "commits",

@@ -87,7 +87,7 @@ Examples:
 What changed: inside a git work tree, report sends its HEAD (or --commit-sha)
 as commit_sha, asks the read API which commit of the repository is deployed
 in the environment now (previous_commit_sha) and sends `git log` from there
-to the reported commit as `commits`, newest first, at most 250 (author cut to
+to the reported commit as `commits`, newest first, at most 100 (author cut to
 64, subject to 100 characters). A shallow clone has the reported commit's
 history deepened (`git fetch --no-tags --deepen`, 50, 200 then 1000 commits;
 checkout with fetch-depth: 0 to skip the fetches) until the deployed commit

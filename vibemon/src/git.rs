@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use vibemon_schemas::fields::forbidden_char;
 
 /// The contract's bound on `commits`: more than this and only the newest are sent.
-pub const MAX_COMMITS: usize = 250;
+pub const MAX_COMMITS: usize = vibemon_schemas::MAX_COMMITS;
 /// The contract's bounds on a commit's `author` and `subject`, in characters.
 const MAX_AUTHOR: usize = 64;
 const MAX_SUBJECT: usize = 100;

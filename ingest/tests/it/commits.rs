@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use vibemon_schemas::commit::COMMIT_TIMESTAMP_MAX_LEN;
 use vibemon_schemas::fields::{COMMIT_AUTHOR_MAX_LEN, COMMIT_SUBJECT_MAX_LEN};
 use vibemon_schemas::{DEPLOYMENT_REPORTED_V1_SCHEMA, DEPLOYMENT_REPORTED_V2_SCHEMA, MAX_COMMITS};
 
@@ -202,18 +203,80 @@ async fn each_commit_rule_is_a_422_entry_at_its_location_and_nothing_is_publishe
     );
 }
 
+/// JSON as Python's `json.dumps` writes it by default: `", "` and `": "`
+/// between items, and every non-ASCII character as `\\uXXXX` escapes (a
+/// surrogate pair, 12 bytes, above U+FFFF). serde_json writes raw UTF-8, at
+/// most 4 bytes a character, so it would understate the largest body.
+fn python_json(v: &Value) -> String {
+    use serde::Serialize;
+    use std::io::{self, Write};
+    struct PythonStyle;
+    impl serde_json::ser::Formatter for PythonStyle {
+        fn begin_array_value<W: ?Sized + Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            w.write_all(if first { b"" } else { b", " })
+        }
+        fn begin_object_key<W: ?Sized + Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            w.write_all(if first { b"" } else { b", " })
+        }
+        fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            w.write_all(b": ")
+        }
+        fn write_string_fragment<W: ?Sized + Write>(
+            &mut self,
+            w: &mut W,
+            fragment: &str,
+        ) -> io::Result<()> {
+            for c in fragment.chars() {
+                if c.is_ascii() {
+                    w.write_all(&[c as u8])?;
+                } else {
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        write!(w, "\\u{unit:04x}")?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    v.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        PythonStyle,
+    ))
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 #[tokio::test]
 async fn the_largest_body_the_rules_allow_fits_the_default_limit_and_is_published() {
     let app = TestApp::spawn().await;
-    // Four-byte characters, the longest timestamps and every optional field.
+    // Characters above U+FFFF, written as 12-byte escapes; timestamps of the
+    // longest length allowed; every optional field; Python's separators.
+    let long_time = |hour: u32| {
+        let t = format!("2024-01-15T{hour:02}:00:00.{}+00:00", "1".repeat(38));
+        assert_eq!(t.len(), COMMIT_TIMESTAMP_MAX_LEN);
+        t
+    };
     let commit = |i: usize| {
         json!({
-            "sha": sha(i), "committed_at": "2024-01-15T09:00:00.123456789+00:00",
-            "authored_at": "2024-01-15T08:00:00.123456789+00:00",
+            "sha": sha(i), "committed_at": long_time(9), "authored_at": long_time(8),
             "author": "\u{1F680}".repeat(COMMIT_AUTHOR_MAX_LEN),
             "subject": "\u{1F4E6}".repeat(COMMIT_SUBJECT_MAX_LEN),
         })
     };
+    assert_eq!(
+        python_json(&json!([commit(1)])).len(),
+        2 + 2_215,
+        "the figure in config.rs"
+    );
     let mut body = json!({
         "environment": "production", "repository": format!("o/{}", "r".repeat(253)),
         "branch": "\u{1F33F}".repeat(255), "commit_sha": sha(0), "previous_commit_sha": sha(9999),
@@ -221,10 +284,10 @@ async fn the_largest_body_the_rules_allow_fits_the_default_limit_and_is_publishe
         "external_id": "\u{1F194}".repeat(255),
         "commits": (0..MAX_COMMITS).map(commit).collect::<Vec<_>>(),
     });
-    let room = 256 * 1024 - body.to_string().len();
-    assert!(room > 40 * 1024, "only {room} bytes left for extra_data");
+    let room = 256 * 1024 - python_json(&body).len();
+    assert!(room > 32 * 1024, "only {room} bytes left for extra_data");
     body["extra_data"] = json!({"blob": "x".repeat(room - 64)});
-    let text = body.to_string();
+    let text = python_json(&body);
     assert!(text.len() <= 256 * 1024, "{} bytes", text.len());
 
     let (status, resp) = json(app.post(&text).await).await;
@@ -232,6 +295,10 @@ async fn the_largest_body_the_rules_allow_fits_the_default_limit_and_is_publishe
     assert_eq!(status, 201, "{resp}");
     let (event, _) = the_event(&app).await;
     assert_eq!(event["commits"].as_array().unwrap().len(), MAX_COMMITS);
+    assert_eq!(
+        event["commits"][0]["author"],
+        "\u{1F680}".repeat(COMMIT_AUTHOR_MAX_LEN)
+    );
 }
 
 #[tokio::test]

@@ -299,8 +299,8 @@ async fn a_deployed_commit_from_another_history_sends_only_head_and_says_so() {
 }
 
 #[tokio::test]
-async fn more_than_250_commits_since_the_deployed_one_send_the_newest_250_and_say_so() {
-    let co = Checkout::new(262);
+async fn more_than_100_commits_since_the_deployed_one_send_the_newest_100_and_say_so() {
+    let co = Checkout::new(112);
     let api = FakeApi::spawn(Ok(Some(co.shas[1].clone()))).await;
 
     let o = report_in(&co.clone, &api.url, FAKE_KEY, &[]).await;
@@ -309,7 +309,7 @@ async fn more_than_250_commits_since_the_deployed_one_send_the_newest_250_and_sa
     let body = api.body();
     assert_eq!(shas(&body), co.newest_first(12));
     assert!(
-        stderr(&o).contains("sending the newest 250"),
+        stderr(&o).contains("sending the newest 100"),
         "{}",
         stderr(&o)
     );
