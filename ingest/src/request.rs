@@ -802,6 +802,23 @@ mod tests {
     }
 
     #[test]
+    fn null_in_a_commit_means_not_given_as_it_does_at_the_top_level() {
+        let r = check(
+            json!({"environment": "p", "repository": "o/r", "branch": null, "commits": [
+                {"sha": sha(1), "committed_at": "2024-01-15T09:00:00Z",
+                 "authored_at": null, "author": null, "subject": null}
+            ]}),
+        )
+        .unwrap();
+        assert_eq!(r.branch, None);
+        // The event then omits them: it never holds null there.
+        assert_eq!(
+            serde_json::to_value(&r.commits[0]).unwrap(),
+            json!({"sha": sha(1), "committed_at": "2024-01-15T09:00:00Z"})
+        );
+    }
+
+    #[test]
     fn a_sha_listed_twice_is_refused_at_its_second_place() {
         let issues = check(json!({"environment": "p", "repository": "o/r",
             "commits": [commit(&sha(1)), commit(&sha(2)), commit(&sha(1).to_uppercase())]}))

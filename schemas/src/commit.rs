@@ -99,17 +99,27 @@ pub struct Commit {
     pub subject: Option<CommitSubject>,
 }
 
-/// A commit as JSON spells it, before the timestamps are read.
+/// A commit as JSON spells it, before the timestamps are read. An optional
+/// field is absent or a value, never `null`: ingest omits what it was not
+/// given (its request reads `null` as not given), and the v2 schema refuses
+/// `null`, so the decoder does too.
 #[derive(Deserialize)]
 struct CommitFields {
     sha: CommitSha,
     committed_at: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     authored_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     author: Option<CommitAuthor>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     subject: Option<CommitSubject>,
+}
+
+/// An optional field whose key is present: its value, which `null` is not.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 impl TryFrom<CommitFields> for Commit {
@@ -203,6 +213,9 @@ mod tests {
             ("author", json!("a\u{202E}b")),
             ("subject", json!("fix\nmore")),
             ("subject", json!("")),
+            ("authored_at", json!(null)),
+            ("author", json!(null)),
+            ("subject", json!(null)),
         ] {
             let mut c = base.clone();
             c[field] = value;

@@ -580,6 +580,13 @@ fn commit_edits(base: &Value) -> Vec<(String, Value)> {
         ("committed_at", Value::Null),
         ("authored_at", Value::from("2024-01-16T13:00:00+01:00")),
         ("authored_at", Value::from("+10000-01-01T00:00:00Z")),
+        ("authored_at", Value::Null),
+        (
+            "committed_at",
+            Value::from(format!("2024-01-15T09:00:00.{}Z", "0".repeat(44))),
+        ),
+        ("author", Value::Null),
+        ("subject", Value::Null),
         ("author", Value::from("x".repeat(64))),
         ("author", Value::from("x".repeat(65))),
         ("author", Value::from("Mona\u{202E}Lisa")),
