@@ -4,12 +4,12 @@
 //! 422 shape of the seed's API family. The body is first read as a list of
 //! (key, value) pairs rather than a map so a duplicated key is caught instead
 //! of silently keeping the last one, and unknown fields (`commitSha`) are
-//! refused instead of dropped. `commits` (beyond the seed, like
-//! `external_id`) is checked item by item, so a 422 names
-//! `["body", "commits", 3, "sha"]`.
+//! refused instead of dropped; the same holds inside each commit object.
+//! `commits` (beyond the seed, like `external_id`) is checked item by item,
+//! so a 422 names `["body", "commits", 3, "sha"]`.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use vibemon_schemas::api::{LocPart, ValidationIssue};
@@ -57,8 +57,14 @@ pub struct WebhookRequest {
     pub commits: Vec<Commit>,
 }
 
-/// Top-level JSON object as ordered pairs, duplicates kept.
-struct Pairs(Vec<(String, Value)>);
+/// Top-level JSON object as ordered pairs, duplicates kept, and the keys
+/// repeated inside each object of (the first) `commits`, which a `Value`
+/// would have silently collapsed.
+struct Pairs {
+    pairs: Vec<(String, Value)>,
+    /// (index in `commits`, key) for each repetition of a key.
+    commit_duplicates: Option<Vec<(usize, String)>>,
+}
 
 impl<'de> Deserialize<'de> for Pairs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -69,14 +75,88 @@ impl<'de> Deserialize<'de> for Pairs {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut out = Vec::with_capacity(FIELDS.len());
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    out.push((k, v));
+                let mut out = Pairs {
+                    pairs: Vec::with_capacity(FIELDS.len()),
+                    commit_duplicates: None,
+                };
+                while let Some(k) = map.next_key::<String>()? {
+                    let v = if k == "commits" && out.commit_duplicates.is_none() {
+                        // Read once as text: once for the repeated keys,
+                        // once as the value the checker reads.
+                        let raw = map.next_value::<Box<serde_json::value::RawValue>>()?;
+                        out.commit_duplicates = Some(repeated_keys_per_item(raw.get()));
+                        serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?
+                    } else {
+                        map.next_value::<Value>()?
+                    };
+                    out.pairs.push((k, v));
                 }
-                Ok(Pairs(out))
+                Ok(out)
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// For a JSON array, (index, key) for each key an object item repeats;
+/// nothing for anything else (the checker refuses a non-array itself).
+fn repeated_keys_per_item(raw: &str) -> Vec<(usize, String)> {
+    let items: Vec<RepeatedKeys> = serde_json::from_str(raw).unwrap_or_default();
+    items
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, keys)| keys.0.into_iter().map(move |k| (i, k)))
+        .collect()
+}
+
+/// The keys a JSON object repeats (each repetition once); any other value
+/// has none.
+struct RepeatedKeys(Vec<String>);
+
+impl<'de> Deserialize<'de> for RepeatedKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RepeatedKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RepeatedKeys, A::Error> {
+                let (mut seen, mut repeated) = (Vec::<String>::new(), Vec::new());
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    if seen.contains(&k) {
+                        repeated.push(k);
+                    } else {
+                        seen.push(k);
+                    }
+                }
+                Ok(RepeatedKeys(repeated))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RepeatedKeys, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RepeatedKeys(Vec::new()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<RepeatedKeys, E> {
+                Ok(RepeatedKeys(Vec::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<RepeatedKeys, E> {
+                Ok(RepeatedKeys(Vec::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<RepeatedKeys, E> {
+                Ok(RepeatedKeys(Vec::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<RepeatedKeys, E> {
+                Ok(RepeatedKeys(Vec::new()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<RepeatedKeys, E> {
+                Ok(RepeatedKeys(Vec::new()))
+            }
+            fn visit_unit<E>(self) -> Result<RepeatedKeys, E> {
+                Ok(RepeatedKeys(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -187,7 +267,10 @@ pub fn parse(
     max_future_skew: Duration,
     max_event_version: u8,
 ) -> Result<WebhookRequest, Vec<ValidationIssue>> {
-    let pairs = decode(body)?;
+    let Pairs {
+        pairs,
+        commit_duplicates,
+    } = decode(body)?;
     let mut c = Checker { issues: Vec::new() };
     let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id, mut previous_commit_sha, mut commits] =
         c.fields(&pairs);
@@ -216,7 +299,7 @@ pub fn parse(
         previous_commit_sha,
         sha_named("previous_commit_sha"),
     );
-    let commits = c.commits(commits);
+    let commits = c.commits(commits, commit_duplicates.as_deref().unwrap_or_default());
 
     let (Some(environment), Some(repository), Some(extra_data), Some(commits), true) = (
         environment,
@@ -291,9 +374,9 @@ impl Clock {
 
 /// The body as (key, value) pairs, or the one issue that it is not a JSON
 /// object.
-fn decode(body: &[u8]) -> Result<Vec<(String, Value)>, Vec<ValidationIssue>> {
+fn decode(body: &[u8]) -> Result<Pairs, Vec<ValidationIssue>> {
     match serde_json::from_slice::<Pairs>(body) {
-        Ok(p) => Ok(p.0),
+        Ok(p) => Ok(p),
         Err(e) if e.is_data() => Err(vec![issue(
             &["body"],
             "model_attributes_type",
@@ -449,7 +532,12 @@ impl Checker {
     /// The commits the deployment ships: an array of at most
     /// [`MAX_COMMITS`] commit objects, no SHA twice. Absent, `null` and `[]`
     /// all mean "not given".
-    fn commits(&mut self, value: Option<&Value>) -> Option<Vec<Commit>> {
+    /// `duplicates` are the keys each commit object repeats.
+    fn commits(
+        &mut self,
+        value: Option<&Value>,
+        duplicates: &[(usize, String)],
+    ) -> Option<Vec<Commit>> {
         let items = match value {
             None | Some(Value::Null) => return Some(Vec::new()),
             Some(Value::Array(items)) => items,
@@ -481,7 +569,16 @@ impl Checker {
         let commits: Vec<Option<Commit>> = items
             .iter()
             .enumerate()
-            .map(|(i, item)| self.commit(i, item))
+            .map(|(i, item)| {
+                for (_, key) in duplicates.iter().filter(|(at, _)| *at == i) {
+                    self.issues.push(issue_at(
+                        commit_loc(i, Some(key)),
+                        "duplicate_field",
+                        format!("Field {key:?} appears more than once in this commit"),
+                    ));
+                }
+                self.commit(i, item)
+            })
             .collect();
         let commits: Option<Vec<Commit>> = commits.into_iter().collect();
         let commits = commits.filter(|_| self.issues.len() == before)?;
@@ -816,6 +913,30 @@ mod tests {
             serde_json::to_value(&r.commits[0]).unwrap(),
             json!({"sha": sha(1), "committed_at": "2024-01-15T09:00:00Z"})
         );
+    }
+
+    #[test]
+    fn a_key_repeated_inside_a_commit_is_refused_not_silently_overwritten() {
+        let body = format!(
+            r#"{{"environment":"p","repository":"o/r","commits":[
+                {{"sha":"{a}","committed_at":"2024-01-15T09:00:00Z"}},
+                {{"sha":"{a}","s\u0068a":"{b}","committed_at":"2024-01-15T09:00:00Z","sha":"{b}"}}]}}"#,
+            a = sha(1),
+            b = sha(2)
+        );
+        let issues = parse(body.as_bytes(), now(), Duration::minutes(5), 2).unwrap_err();
+        assert_eq!(
+            locs(&issues),
+            [
+                r#"["body","commits",1,"sha"]:duplicate_field"#,
+                r#"["body","commits",1,"sha"]:duplicate_field"#
+            ]
+        );
+        // Not an array, or items that are not objects: the usual issues only.
+        let issues =
+            check(json!({"environment": "p", "repository": "o/r", "commits": [1, [2], "x"]}))
+                .unwrap_err();
+        assert_eq!(issues.len(), 3, "{issues:?}");
     }
 
     #[test]

@@ -197,6 +197,26 @@ async fn each_commit_rule_is_a_422_entry_at_its_location_and_nothing_is_publishe
         (status, resp["detail"][0]["loc"].to_string()),
         (422, r#"["body","previous_commit_sha"]"#.to_owned())
     );
+    // A key repeated inside a commit, as at the top level.
+    let body = format!(
+        r#"{{"environment":"production","repository":"o/r","commits":[{{"sha":"{}","committed_at":"2024-01-15T09:00:00Z","sha":"{}"}}]}}"#,
+        sha(1),
+        sha(2)
+    );
+    let (status, resp) = json(app.post(&body).await).await;
+    assert_eq!(
+        (
+            status,
+            resp["detail"][0]["loc"].to_string(),
+            resp["detail"][0]["type"].as_str()
+        ),
+        (
+            422,
+            r#"["body","commits",0,"sha"]"#.to_owned(),
+            Some("duplicate_field")
+        ),
+        "{resp}"
+    );
     assert!(
         app.events(1, Duration::from_millis(500)).await.is_empty(),
         "nothing refused reaches Kafka"
