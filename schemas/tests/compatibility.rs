@@ -17,10 +17,28 @@ use vibemon_schemas::{DeploymentReported, EVENT_SCHEMAS, LATEST_SCHEMA_VERSION, 
 
 /// SHA-256 of each released schema file as it was released. A released
 /// version never changes: a consumer may have compiled it into its code.
-const RELEASED: &[(u32, &str)] = &[(
-    1,
-    "6990c64fecf9ccbdf76143b3fb9a0d89d4f7e34bcdb251f3bc559d8244308104",
-)];
+/// Version 2 is pinned as it ships (100 commits at most, 64-character
+/// commit timestamps).
+const RELEASED: &[(u32, &str)] = &[
+    (
+        1,
+        "6990c64fecf9ccbdf76143b3fb9a0d89d4f7e34bcdb251f3bc559d8244308104",
+    ),
+    (
+        2,
+        "19fb0a7bb8d8990b96f1ea8a5e134c02f456b12fda1b543f8c2f717839bdf9d4",
+    ),
+];
+
+#[test]
+fn every_version_the_decoder_reads_is_pinned() {
+    for (version, _) in &EVENT_SCHEMAS {
+        assert!(
+            RELEASED.iter().any(|(v, _)| v == version),
+            "deployment-reported.v{version}.schema.json is not pinned in RELEASED"
+        );
+    }
+}
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
