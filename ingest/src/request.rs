@@ -580,16 +580,25 @@ impl Checker {
                 self.commit(i, item)
             })
             .collect();
-        let commits: Option<Vec<Commit>> = commits.into_iter().collect();
-        let commits = commits.filter(|_| self.issues.len() == before)?;
-        for i in repeated_shas(&commits) {
+        // Over every SHA that parsed, even in a commit with another
+        // problem, so one 422 lists a repeat along with the rest.
+        let shas: Vec<Option<CommitSha>> = items
+            .iter()
+            .map(|item| {
+                let sha = item.get("sha").and_then(Value::as_str)?;
+                CommitSha::parse(sha).ok()
+            })
+            .collect();
+        for i in repeated_shas(&shas) {
+            let sha = shas[i].as_ref().expect("only a parsed SHA repeats");
             self.issues.push(issue_at(
                 commit_loc(i, Some("sha")),
                 "value_error",
-                format!("sha {} is listed more than once in commits", commits[i].sha),
+                format!("sha {sha} is listed more than once in commits"),
             ));
         }
-        Some(commits)
+        let commits: Option<Vec<Commit>> = commits.into_iter().collect();
+        commits.filter(|_| self.issues.len() == before)
     }
 
     /// One entry of `commits`: an object of [`COMMIT_FIELDS`], `sha` and
@@ -937,6 +946,21 @@ mod tests {
             check(json!({"environment": "p", "repository": "o/r", "commits": [1, [2], "x"]}))
                 .unwrap_err();
         assert_eq!(issues.len(), 3, "{issues:?}");
+    }
+
+    #[test]
+    fn a_repeated_sha_is_reported_even_when_another_commit_has_a_problem() {
+        let issues = check(json!({"environment": "p", "repository": "o/r", "commits": [
+            {"sha": sha(1), "committed_at": "yesterday"}, commit(&sha(2)), commit(&sha(1))
+        ]}))
+        .unwrap_err();
+        assert_eq!(
+            locs(&issues),
+            [
+                r#"["body","commits",0,"committed_at"]:datetime_parsing"#,
+                r#"["body","commits",2,"sha"]:value_error"#
+            ]
+        );
     }
 
     #[test]

@@ -141,13 +141,14 @@ impl TryFrom<CommitFields> for Commit {
 }
 
 /// The rules on a whole list: at most [`MAX_COMMITS`], and no SHA twice.
-/// Returns the index of each commit whose SHA an earlier one already had.
-pub fn repeated_shas(commits: &[Commit]) -> Vec<usize> {
-    let mut seen = HashSet::with_capacity(commits.len());
-    commits
-        .iter()
+/// Returns the index of each SHA an earlier one already was; `None` (a
+/// commit whose SHA did not parse, for ingest's every-problem report) is
+/// never a repeat.
+pub fn repeated_shas(shas: &[Option<CommitSha>]) -> Vec<usize> {
+    let mut seen = HashSet::with_capacity(shas.len());
+    shas.iter()
         .enumerate()
-        .filter(|(_, c)| !seen.insert(c.sha.as_str()))
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| !seen.insert(s.as_str())))
         .map(|(i, _)| i)
         .collect()
 }
@@ -171,7 +172,8 @@ pub fn check_commit_list(commits: &[Commit]) -> Result<(), FieldError> {
             ),
         ));
     }
-    match repeated_shas(commits).first() {
+    let shas: Vec<Option<CommitSha>> = commits.iter().map(|c| Some(c.sha.clone())).collect();
+    match repeated_shas(&shas).first() {
         None => Ok(()),
         Some(&i) => Err(FieldError::new(
             "value_error",
@@ -244,7 +246,9 @@ mod tests {
             author: None,
             subject: None,
         };
-        assert_eq!(repeated_shas(&[c('a'), c('b'), c('a')]), [2]);
+        let some = |ch: char| Some(c(ch).sha);
+        assert_eq!(repeated_shas(&[some('a'), some('b'), some('a')]), [2]);
+        assert_eq!(repeated_shas(&[None, some('a'), None, some('a')]), [3]);
         assert!(check_commit_list(&[c('a'), c('b')]).is_ok());
         assert!(check_commit_list(&[c('a'), c('a')]).is_err());
         assert!(check_commit_list(&[]).is_err());

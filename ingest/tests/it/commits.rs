@@ -169,6 +169,8 @@ async fn each_commit_rule_is_a_422_entry_at_its_location_and_nothing_is_publishe
                 r#"["body","commits",1,"sha"]"#,
                 r#"["body","commits",1,"committed_at"]"#,
                 r#"["body","commits",1,"subject"]"#,
+                // commits[0] has a problem, and the repeat is reported too.
+                r#"["body","commits",2,"sha"]"#,
             ],
         ),
         (json!("abc"), vec![r#"["body","commits"]"#]),
