@@ -275,12 +275,8 @@ pub fn parse(
     let [environment, repository, branch, commit_sha, status, source, deployed_at, extra_data, external_id, mut previous_commit_sha, mut commits] =
         c.fields(&pairs);
     if max_event_version < 2 {
-        for (field, value) in [
-            ("previous_commit_sha", &mut previous_commit_sha),
-            ("commits", &mut commits),
-        ] {
-            c.not_yet(field, value);
-        }
+        c.not_yet("previous_commit_sha", &mut previous_commit_sha);
+        c.not_yet("commits", &mut commits);
     }
 
     // Field groups in this order, so the issues are listed in it.
@@ -293,13 +289,11 @@ pub fn parse(
     };
     let deployed_at = c.deployed_at(deployed_at, clock);
     let extra_data = c.extra_data(extra_data);
-    let previous_commit_sha = c.string("previous_commit_sha", previous_commit_sha, false);
-    let previous_commit_sha = c.parsed(
-        "previous_commit_sha",
+    let (previous_commit_sha, commits) = c.what_changed(
         previous_commit_sha,
-        sha_named("previous_commit_sha"),
+        commits,
+        commit_duplicates.as_deref().unwrap_or_default(),
     );
-    let commits = c.commits(commits, commit_duplicates.as_deref().unwrap_or_default());
 
     let (Some(environment), Some(repository), Some(extra_data), Some(commits), true) = (
         environment,
@@ -529,6 +523,22 @@ fn commit_loc(index: usize, field: Option<&str>) -> Vec<LocPart> {
 }
 
 impl Checker {
+    /// The version-2 group: `previous_commit_sha` and `commits`.
+    fn what_changed(
+        &mut self,
+        previous_commit_sha: Option<&Value>,
+        commits: Option<&Value>,
+        commit_duplicates: &[(usize, String)],
+    ) -> (Option<CommitSha>, Option<Vec<Commit>>) {
+        let previous = self.string("previous_commit_sha", previous_commit_sha, false);
+        let previous = self.parsed(
+            "previous_commit_sha",
+            previous,
+            sha_named("previous_commit_sha"),
+        );
+        (previous, self.commits(commits, commit_duplicates))
+    }
+
     /// The commits the deployment ships: an array of at most
     /// [`MAX_COMMITS`] commit objects, no SHA twice. Absent, `null` and `[]`
     /// all mean "not given".
@@ -538,33 +548,10 @@ impl Checker {
         value: Option<&Value>,
         duplicates: &[(usize, String)],
     ) -> Option<Vec<Commit>> {
-        let items = match value {
-            None | Some(Value::Null) => return Some(Vec::new()),
-            Some(Value::Array(items)) => items,
-            Some(other) => {
-                self.issues.push(issue(
-                    &["body", "commits"],
-                    "list_type",
-                    format!(
-                        "commits must be a JSON array of commits, got {}",
-                        json_type(other)
-                    ),
-                ));
-                return None;
-            }
+        let items = match self.commit_list(value)? {
+            Some(items) => items,
+            None => return Some(Vec::new()),
         };
-        if items.len() > MAX_COMMITS {
-            // Each entry is not checked: the count alone is the answer.
-            self.issues.push(issue(
-                &["body", "commits"],
-                "too_long",
-                format!(
-                    "commits must list at most {MAX_COMMITS} commits (the newest), got {}",
-                    items.len()
-                ),
-            ));
-            return None;
-        }
         let before = self.issues.len();
         let commits: Vec<Option<Commit>> = items
             .iter()
@@ -580,8 +567,42 @@ impl Checker {
                 self.commit(i, item)
             })
             .collect();
-        // Over every SHA that parsed, even in a commit with another
-        // problem, so one 422 lists a repeat along with the rest.
+        self.record_repeated_shas(items);
+        let commits: Option<Vec<Commit>> = commits.into_iter().collect();
+        commits.filter(|_| self.issues.len() == before)
+    }
+
+    /// `commits` as a list of at most [`MAX_COMMITS`] items: `Some(None)`
+    /// when not given, `None` (with the issue recorded) when not a list or
+    /// too long. Each entry of a list too long is not checked: the count
+    /// alone is the answer.
+    fn commit_list<'v>(&mut self, value: Option<&'v Value>) -> Option<Option<&'v [Value]>> {
+        let (kind, msg) = match value {
+            None | Some(Value::Null) => return Some(None),
+            Some(Value::Array(items)) if items.len() <= MAX_COMMITS => return Some(Some(items)),
+            Some(Value::Array(items)) => (
+                "too_long",
+                format!(
+                    "commits must list at most {MAX_COMMITS} commits (the newest), got {}",
+                    items.len()
+                ),
+            ),
+            Some(other) => (
+                "list_type",
+                format!(
+                    "commits must be a JSON array of commits, got {}",
+                    json_type(other)
+                ),
+            ),
+        };
+        self.issues.push(issue(&["body", "commits"], kind, msg));
+        None
+    }
+
+    /// Records each SHA listed more than once. Runs over every SHA that
+    /// parsed, even in a commit with another problem, so one 422 lists a
+    /// repeat along with the rest.
+    fn record_repeated_shas(&mut self, items: &[Value]) {
         let shas: Vec<Option<CommitSha>> = items
             .iter()
             .map(|item| {
@@ -590,15 +611,13 @@ impl Checker {
             })
             .collect();
         for i in repeated_shas(&shas) {
-            let sha = shas[i].as_ref().expect("only a parsed SHA repeats");
+            let Some(sha) = &shas[i] else { continue };
             self.issues.push(issue_at(
                 commit_loc(i, Some("sha")),
                 "value_error",
                 format!("sha {sha} is listed more than once in commits"),
             ));
         }
-        let commits: Option<Vec<Commit>> = commits.into_iter().collect();
-        commits.filter(|_| self.issues.len() == before)
     }
 
     /// One entry of `commits`: an object of [`COMMIT_FIELDS`], `sha` and
