@@ -333,7 +333,8 @@ validated_string!(
         check_visible(&v, "author")?;
         check_len(&v, COMMIT_AUTHOR_MAX_LEN, "author")?;
         Ok(v)
-    }
+    },
+    decode = |v| commit_text_v2(v, COMMIT_AUTHOR_MAX_LEN, "author")
 );
 
 validated_string!(
@@ -345,8 +346,41 @@ validated_string!(
         check_visible(&v, "subject")?;
         check_len(&v, COMMIT_SUBJECT_MAX_LEN, "subject")?;
         Ok(v)
-    }
+    },
+    decode = |v| commit_text_v2(v, COMMIT_SUBJECT_MAX_LEN, "subject")
 );
+
+/// Commit author and subject as schema version 2 decodes them, frozen:
+/// 1 to `max` characters, no control character, no private-use character,
+/// and none of the invisible and bidirectional format characters listed in
+/// [`frozen_format`]. `forbidden_char` follows the Unicode tables, so a later
+/// Unicode version could move another character into Cf; events already on
+/// the topic must still decode when replayed.
+fn commit_text_v2(v: String, max: usize, what: &str) -> Result<String, FieldError> {
+    check_len(&v, max, what)?;
+    let private_use =
+        |c: char| matches!(c as u32, 0xE000..=0xF8FF | 0xF0000..=0xFFFFD | 0x100000..=0x10FFFD);
+    if let Some(c) = v
+        .chars()
+        .find(|&c| c.is_control() || private_use(c) || frozen_format(c))
+    {
+        return Err(FieldError::new(
+            "string_pattern_mismatch",
+            format!("{what} must not contain U+{:04X}", c as u32),
+        ));
+    }
+    Ok(v)
+}
+
+/// The format (Cf) characters that hide or reorder text, as a fixed list:
+/// zero-width characters, bidirectional marks, embeddings, overrides and
+/// isolates, the word joiner and invisible operators, and the BOM.
+fn frozen_format(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x061C | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xFEFF
+    )
+}
 
 /// Deepest nesting accepted inside `extra_data`.
 pub const EXTRA_DATA_MAX_DEPTH: usize = 16;
@@ -573,6 +607,39 @@ impl Default for DeploymentSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_author_and_subject_decode_by_the_frozen_rule_that_ingest_tightens() {
+        // U+00AD is Cf today but not in the frozen list: ingest refuses it,
+        // and the decoder would keep an event holding it, as it must if a
+        // Unicode update ever moves a character into Cf.
+        let soft_hyphen = "Ada\u{AD}";
+        assert!(CommitAuthor::parse(soft_hyphen).is_err());
+        assert!(CommitSubject::parse(soft_hyphen).is_err());
+        let json = serde_json::to_string(soft_hyphen).unwrap();
+        assert!(serde_json::from_str::<CommitAuthor>(&json).is_ok());
+        assert!(serde_json::from_str::<CommitSubject>(&json).is_ok());
+        // What hides or reorders text stays refused by both.
+        for bad in [
+            "Ada\u{7}",
+            "a\u{202E}b",
+            "a\u{200B}b",
+            "a\u{E000}b",
+            "a\u{2066}b",
+        ] {
+            let json = serde_json::to_string(bad).unwrap();
+            assert!(
+                serde_json::from_str::<CommitAuthor>(&json).is_err(),
+                "{bad:?}"
+            );
+            assert!(
+                serde_json::from_str::<CommitSubject>(&json).is_err(),
+                "{bad:?}"
+            );
+        }
+        let long = serde_json::to_string(&"a".repeat(COMMIT_SUBJECT_MAX_LEN + 1)).unwrap();
+        assert!(serde_json::from_str::<CommitSubject>(&long).is_err());
+    }
 
     #[test]
     fn invisible_and_bidirectional_characters_are_refused_by_name() {
