@@ -25,6 +25,21 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// A list as `--json` asks (the items as JSON) or as a table of `headers`,
+/// one row per item.
+pub fn list<T: Serialize>(
+    json: bool,
+    items: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        self::json(&items)
+    } else {
+        table(headers, items.iter().map(row).collect())
+    }
+}
+
 /// Prints a value as pretty JSON.
 pub fn json<T: Serialize>(value: &T) {
     println!(

@@ -74,16 +74,9 @@ async fn list_workspaces(db: &Db, json: bool) -> CliResult<()> {
     let all = reference::list_workspaces(&pool)
         .await
         .map_err(|e| CliError::db("listing workspaces", e))?;
-    if json {
-        output::json(&all)
-    } else {
-        output::table(
-            &["id", "name", "created"],
-            all.iter()
-                .map(|w| named_row(w.id, &w.name, w.created_at))
-                .collect(),
-        )
-    }
+    output::list(json, &all, &["id", "name", "created"], |w| {
+        named_row(w.id, &w.name, w.created_at)
+    });
     Ok(())
 }
 
@@ -133,16 +126,9 @@ async fn list_environments(db: &Db, workspace: Uuid, json: bool) -> CliResult<()
     let all = reference::list_environments(&pool, workspace)
         .await
         .map_err(|e| CliError::db("listing environments", e))?;
-    if json {
-        output::json(&all)
-    } else {
-        output::table(
-            &["id", "name", "created"],
-            all.iter()
-                .map(|e| named_row(e.id, &e.name, e.created_at))
-                .collect(),
-        )
-    }
+    output::list(json, &all, &["id", "name", "created"], |e| {
+        named_row(e.id, &e.name, e.created_at)
+    });
     Ok(())
 }
 
@@ -257,14 +243,12 @@ async fn list_keys(db: &Db, workspace: Uuid, json: bool) -> CliResult<()> {
     let all = keys::list(&pool, workspace)
         .await
         .map_err(|e| CliError::db("listing keys", e))?;
-    if json {
-        output::json(&all)
-    } else {
-        output::table(
-            &["id", "name", "prefix", "created", "last used", "revoked"],
-            all.iter().map(key_row).collect(),
-        )
-    }
+    output::list(
+        json,
+        &all,
+        &["id", "name", "prefix", "created", "last used", "revoked"],
+        key_row,
+    );
     Ok(())
 }
 
