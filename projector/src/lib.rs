@@ -18,6 +18,7 @@ pub mod dead_letters;
 pub mod metrics;
 mod retry;
 pub mod topic_check;
+pub mod what_changed;
 pub mod writer;
 
 use std::future::Future;

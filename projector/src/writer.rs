@@ -18,7 +18,9 @@
 //! whatever its size and each value crosses the wire once. The audit ledger
 //! stores each event as this build encodes it, in a `json` column (kept as
 //! text, not parsed into `jsonb`), and one history row per deployment per
-//! batch is reduced in SQL before its upsert.
+//! batch is reduced in SQL before its upsert. The "what changed" tables
+//! (commits, lineage, first-shipped commits) are kept by
+//! [`crate::what_changed`] in the same transaction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -30,6 +32,7 @@ use vibemon_store::checkpoints::{self, Position};
 use vibemon_store::copy::BinaryCopy;
 
 use crate::batch::Located;
+use crate::what_changed;
 
 /// What a committed batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +158,14 @@ async fn apply(
         staged_again = Some(seqs);
     }
     let conflicts = record_conflicts(tx, &again).await?;
-    let moved = current_keys_of(tx, &fresh).await?;
+    let before = what_changed::before(tx, &fresh).await?;
+    // A deployment that moves to another repository (possible in events
+    // written before external ids included the repository) leaves its old
+    // key's current state to recompute too.
+    let moved: Vec<CurrentKey> = before
+        .iter()
+        .map(|b| (b.workspace_id, b.environment_id, b.repo_full_name.clone()))
+        .collect();
     if !fresh.is_empty() {
         if let Some(again_seqs) = staged_again {
             upsert_deployments(tx, again_seqs).await?;
@@ -165,6 +175,7 @@ async fn apply(
         }
     }
     refresh_current(tx, &fresh, moved).await?;
+    what_changed::refresh(tx, &fresh, &before).await?;
     Ok(Applied {
         new_events: fresh.len(),
         duplicates: again.len(),
@@ -362,31 +373,6 @@ async fn lock_environments(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// The (workspace, environment, repository) that the deployments of `fresh`
-/// are filed under now, before this batch changes them: a deployment that
-/// moves to another repository (possible in events written before external
-/// ids included the repository) must leave its old key's current state
-/// recomputed too.
-async fn current_keys_of(
-    tx: &mut Transaction<'_, Postgres>,
-    fresh: &[&Located],
-) -> Result<Vec<CurrentKey>, sqlx::Error> {
-    let ids: Vec<Uuid> = fresh
-        .iter()
-        .filter(|l| l.event.external_id.is_some())
-        .map(|l| l.event.deployment_id)
-        .collect();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(
-        "SELECT DISTINCT workspace_id, environment_id, repo_full_name FROM deployments WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut **tx)
-    .await
 }
 
 /// Compares each event the ledger already held with the one it holds: the

@@ -129,7 +129,20 @@ pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
             || '#' ||
             (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
                 SELECT workspace_id, environment_id, repo_full_name, deployment_id, commit_sha, branch, deployed_at
-                FROM current_deployments) t))",
+                FROM current_deployments) t)
+            || '#' ||
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT deployment_id, sha, committed_at, authored_at, author, subject, event_id
+                FROM deployment_commits) t)
+            || '#' ||
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT deployment_id, workspace_id, environment_id, repo_full_name, deployed_at, commit_sha,
+                       predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by
+                FROM deployment_lineage) t)
+            || '#' ||
+            (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
+                SELECT workspace_id, environment_id, repo_full_name, sha, deployment_id, deployed_at, committed_at
+                FROM shipped_commits) t))",
     )
     .fetch_one(pool)
     .await

@@ -1,0 +1,369 @@
+//! "What changed": the commits each deployment listed, each successful
+//! deployment's predecessor and rollbacks (`deployment_lineage`), and where
+//! each commit first shipped (`shipped_commits`), kept in the batch's
+//! transaction by [`crate::writer`].
+//!
+//! Like `current_deployments`, these tables are recomputed from
+//! `deployments` for what a batch touched, so they do not depend on the
+//! order events arrive in (docs/dora.md defines each column):
+//! - the lineage of an environment and repository is recomputed from a lower
+//!   bound to its newest deployment. A change at position P (a success
+//!   appearing, moving, or ceasing to be one) can alter the facts of the
+//!   successes after P, of P's predecessor, and, through a rollback's
+//!   anchor, of the successes after the last earlier deployment of P's
+//!   commit. The bound is the earliest of those over every change in the
+//!   batch, before and after it; live traffic appends, so the span is a few
+//!   rows.
+//! - `shipped_commits` is recomputed for every (environment, repository,
+//!   sha) that a touched deployment lists.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use vibemon_schemas::DeploymentStatus;
+
+use crate::batch::Located;
+
+/// A deployment as the database held it before a batch changed it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Before {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub environment_id: Uuid,
+    pub repo_full_name: String,
+    pub status: String,
+    pub commit_sha: Option<String>,
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// The deployments of `fresh` that already had a row, as they were: only a
+/// deployment named by an external id can have had reports before.
+pub async fn before(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+) -> Result<Vec<Before>, sqlx::Error> {
+    let ids: Vec<Uuid> = fresh
+        .iter()
+        .filter(|l| l.event.external_id.is_some())
+        .map(|l| l.event.deployment_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT id, workspace_id, environment_id, repo_full_name, status, commit_sha, deployed_at
+         FROM deployments WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Records the commits the events of `fresh` list, then recomputes the
+/// lineage and the first-shipped commits they may have changed.
+pub async fn refresh(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+    before: &[Before],
+) -> Result<(), sqlx::Error> {
+    let listed = fresh.iter().any(|l| !l.event.commits.is_empty());
+    if listed {
+        insert_commits(tx, fresh).await?;
+    }
+    if listed || !before.is_empty() {
+        refresh_shipped(tx, fresh, before).await?;
+    }
+    let was_success = |b: &Before| b.status == DeploymentStatus::Success.as_str();
+    if fresh
+        .iter()
+        .any(|l| l.event.status == DeploymentStatus::Success)
+        || before.iter().any(was_success)
+    {
+        let earlier: Vec<&Before> = before.iter().filter(|b| was_success(b)).collect();
+        refresh_lineage(tx, fresh, &earlier).await?;
+    }
+    Ok(())
+}
+
+/// Upserts one `deployment_commits` row per (deployment, sha) the events
+/// list; between two reports listing one commit, the greater event id
+/// gives its details, in the batch as against the table.
+async fn insert_commits(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+) -> Result<(), sqlx::Error> {
+    let mut chosen: HashMap<(Uuid, &str), (Uuid, &vibemon_schemas::commit::Commit)> =
+        HashMap::new();
+    for l in fresh {
+        let e = &l.event;
+        for c in &e.commits {
+            let slot = chosen
+                .entry((e.deployment_id, c.sha.as_str()))
+                .or_insert((e.event_id, c));
+            if e.event_id > slot.0 {
+                *slot = (e.event_id, c);
+            }
+        }
+    }
+    let mut rows = CommitRows::default();
+    for ((deployment, _), (event, commit)) in chosen {
+        rows.push(deployment, event, commit);
+    }
+    sqlx::query(
+        "INSERT INTO deployment_commits AS c
+             (deployment_id, sha, committed_at, authored_at, author, subject, event_id)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                              $5::text[], $6::text[], $7::uuid[])
+         ON CONFLICT (deployment_id, sha) DO UPDATE SET
+             committed_at = excluded.committed_at, authored_at = excluded.authored_at,
+             author = excluded.author, subject = excluded.subject, event_id = excluded.event_id
+         WHERE excluded.event_id > c.event_id",
+    )
+    .bind(rows.deployment)
+    .bind(rows.sha)
+    .bind(rows.committed_at)
+    .bind(rows.authored_at)
+    .bind(rows.author)
+    .bind(rows.subject)
+    .bind(rows.event)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Column arrays for `deployment_commits`.
+#[derive(Default)]
+struct CommitRows {
+    deployment: Vec<Uuid>,
+    sha: Vec<String>,
+    committed_at: Vec<DateTime<Utc>>,
+    authored_at: Vec<Option<DateTime<Utc>>>,
+    author: Vec<Option<String>>,
+    subject: Vec<Option<String>>,
+    event: Vec<Uuid>,
+}
+
+impl CommitRows {
+    fn push(&mut self, deployment: Uuid, event: Uuid, c: &vibemon_schemas::commit::Commit) {
+        self.deployment.push(deployment);
+        self.sha.push(c.sha.as_str().to_owned());
+        self.committed_at.push(c.committed_at);
+        self.authored_at.push(c.authored_at);
+        self.author
+            .push(c.author.as_ref().map(|a| a.as_str().to_owned()));
+        self.subject
+            .push(c.subject.as_ref().map(|s| s.as_str().to_owned()));
+        self.event.push(event);
+    }
+}
+
+/// Recomputes `shipped_commits` for every (key, sha) listed by a deployment
+/// of `fresh`, under its key now and the key it had before.
+async fn refresh_shipped(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+    before: &[Before],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = fresh.iter().map(|l| l.event.deployment_id).collect();
+    let old = OldKeys::of(before.iter());
+    sqlx::query(REFRESH_SHIPPED)
+        .bind(ids)
+        .bind(old.id)
+        .bind(old.workspace)
+        .bind(old.environment)
+        .bind(old.repository)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// `$1`: deployments touched; `$2..$5`: (id, workspace, environment,
+/// repository) they had before. Per (key, sha) they list: the first success
+/// listing it becomes the row, or the row goes when there is none.
+const REFRESH_SHIPPED: &str = "WITH touched AS (
+         SELECT d.workspace_id AS ws, d.environment_id AS env, d.repo_full_name AS repo, c.sha
+         FROM deployment_commits c JOIN deployments d ON d.id = c.deployment_id
+         WHERE c.deployment_id = ANY($1)
+         UNION
+         SELECT o.ws, o.env, o.repo, c.sha
+         FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[], $5::text[]) AS o(id, ws, env, repo)
+         JOIN deployment_commits c ON c.deployment_id = o.id
+     ), best AS (
+         SELECT t.ws, t.env, t.repo, t.sha, b.id, b.deployed_at, b.committed_at
+         FROM touched t LEFT JOIN LATERAL (
+             SELECT d.id, d.deployed_at, c.committed_at
+             FROM deployment_commits c JOIN deployments d ON d.id = c.deployment_id
+             WHERE c.sha = t.sha AND d.workspace_id = t.ws AND d.environment_id = t.env
+               AND d.repo_full_name = t.repo AND d.status = 'success'
+             ORDER BY d.deployed_at, d.id LIMIT 1
+         ) b ON true
+     ), gone AS (
+         DELETE FROM shipped_commits s USING best
+         WHERE best.id IS NULL AND s.workspace_id = best.ws AND s.environment_id = best.env
+           AND s.repo_full_name = best.repo AND s.sha = best.sha
+     )
+     INSERT INTO shipped_commits AS s
+         (workspace_id, environment_id, repo_full_name, sha, deployment_id, deployed_at, committed_at)
+     SELECT ws, env, repo, sha, id, deployed_at, committed_at FROM best WHERE id IS NOT NULL
+     ON CONFLICT (workspace_id, environment_id, repo_full_name, sha) DO UPDATE SET
+         deployment_id = excluded.deployment_id, deployed_at = excluded.deployed_at,
+         committed_at = excluded.committed_at
+     WHERE (s.deployment_id, s.deployed_at, s.committed_at)
+           IS DISTINCT FROM (excluded.deployment_id, excluded.deployed_at, excluded.committed_at)";
+
+/// Column arrays of the keys deployments had before a batch.
+#[derive(Default)]
+struct OldKeys {
+    id: Vec<Uuid>,
+    workspace: Vec<Uuid>,
+    environment: Vec<Uuid>,
+    repository: Vec<String>,
+}
+
+impl OldKeys {
+    fn of<'a>(before: impl Iterator<Item = &'a Before>) -> Self {
+        let mut keys = Self::default();
+        for b in before {
+            keys.id.push(b.id);
+            keys.workspace.push(b.workspace_id);
+            keys.environment.push(b.environment_id);
+            keys.repository.push(b.repo_full_name.clone());
+        }
+        keys
+    }
+}
+
+/// Recomputes `deployment_lineage` for every environment and repository
+/// where `fresh` may have added, moved or removed a success; `earlier` are
+/// the successes the batch's deployments were before it.
+async fn refresh_lineage(
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[&Located],
+    earlier: &[&Before],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = fresh.iter().map(|l| l.event.deployment_id).collect();
+    let old = OldKeys::of(earlier.iter().copied());
+    let sha: Vec<Option<String>> = earlier.iter().map(|b| b.commit_sha.clone()).collect();
+    let at: Vec<DateTime<Utc>> = earlier.iter().map(|b| b.deployed_at).collect();
+    sqlx::query(REFRESH_LINEAGE)
+        .bind(ids)
+        .bind(old.id)
+        .bind(old.workspace)
+        .bind(old.environment)
+        .bind(old.repository)
+        .bind(sha)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// `$1`: deployments touched (their successes now count as changes);
+/// `$2..$7`: (id, workspace, environment, repository, sha, deployed_at) of
+/// the successes they were before.
+///
+/// `bounds`: per key, the earliest position a change can affect (the change
+/// itself, the success before it, the latest earlier success of its commit).
+/// `span`: the successes from the bound on, and the one before it as context.
+/// In `ordered`, `anchor` is the latest earlier success of the same commit
+/// (looked up before the span when the span holds none); a row whose anchor
+/// is not its predecessor is a rollback to the anchor. A row is rolled back
+/// by the first later rollback whose anchor is before it.
+const REFRESH_LINEAGE: &str = "WITH changed AS (
+         SELECT ws, env, repo, sha, at, id
+         FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[])
+             AS o(id, ws, env, repo, sha, at)
+         UNION ALL
+         SELECT workspace_id, environment_id, repo_full_name, commit_sha, deployed_at, id
+         FROM deployments WHERE id = ANY($1) AND status = 'success'
+     ), candidates AS (
+         SELECT ws, env, repo, at, id FROM changed
+         UNION ALL
+         SELECT c.ws, c.env, c.repo, p.deployed_at, p.id FROM changed c CROSS JOIN LATERAL (
+             SELECT d.deployed_at, d.id FROM deployments d
+             WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
+               AND d.status = 'success' AND (d.deployed_at, d.id) < (c.at, c.id)
+             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+         ) p
+         UNION ALL
+         SELECT c.ws, c.env, c.repo, a.deployed_at, a.id FROM changed c CROSS JOIN LATERAL (
+             SELECT d.deployed_at, d.id FROM deployments d
+             WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
+               AND d.status = 'success' AND d.commit_sha = c.sha AND (d.deployed_at, d.id) < (c.at, c.id)
+             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+         ) a
+     ), bounds AS (
+         SELECT DISTINCT ON (ws, env, repo) ws, env, repo, at, id
+         FROM candidates ORDER BY ws, env, repo, at, id
+     ), span AS (
+         SELECT b.ws, b.env, b.repo, d.id, d.deployed_at, d.commit_sha, true AS in_span
+         FROM bounds b JOIN deployments d
+           ON d.workspace_id = b.ws AND d.environment_id = b.env AND d.repo_full_name = b.repo
+          AND d.status = 'success' AND (d.deployed_at, d.id) >= (b.at, b.id)
+         UNION ALL
+         SELECT b.ws, b.env, b.repo, p.id, p.deployed_at, p.commit_sha, false
+         FROM bounds b CROSS JOIN LATERAL (
+             SELECT d.id, d.deployed_at, d.commit_sha FROM deployments d
+             WHERE d.workspace_id = b.ws AND d.environment_id = b.env AND d.repo_full_name = b.repo
+               AND d.status = 'success' AND (d.deployed_at, d.id) < (b.at, b.id)
+             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+         ) p
+     ), windowed AS (
+         SELECT s.*,
+             lag(id) OVER k AS pred_id, lag(commit_sha) OVER k AS pred_sha,
+             lag(id) OVER c AS same_id, lag(deployed_at) OVER c AS same_at
+         FROM span s
+         WINDOW k AS (PARTITION BY ws, env, repo ORDER BY deployed_at, id),
+                c AS (PARTITION BY ws, env, repo, commit_sha ORDER BY deployed_at, id)
+     ), ordered AS (
+         SELECT w.ws, w.env, w.repo, w.id, w.deployed_at, w.commit_sha, w.pred_id, w.pred_sha,
+             a.id AS anchor_id, a.deployed_at AS anchor_at,
+             CASE WHEN a.id IS DISTINCT FROM w.pred_id THEN a.id END AS rollback_to
+         FROM windowed w LEFT JOIN LATERAL (
+             SELECT w.same_id AS id, w.same_at AS deployed_at
+             WHERE w.commit_sha IS NOT NULL AND w.same_id IS NOT NULL
+             UNION ALL
+             (SELECT d.id, d.deployed_at FROM deployments d
+              WHERE w.commit_sha IS NOT NULL AND w.same_id IS NULL
+                AND d.workspace_id = w.ws AND d.environment_id = w.env AND d.repo_full_name = w.repo
+                AND d.status = 'success' AND d.commit_sha = w.commit_sha
+                AND (d.deployed_at, d.id) < (w.deployed_at, w.id)
+              ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1)
+         ) a ON true
+         WHERE w.in_span
+     ), rollbacks AS (
+         SELECT * FROM ordered WHERE rollback_to IS NOT NULL
+     ), marked AS (
+         SELECT o.*, (
+             SELECT r.id FROM rollbacks r
+             WHERE r.ws = o.ws AND r.env = o.env AND r.repo = o.repo
+               AND (r.deployed_at, r.id) > (o.deployed_at, o.id)
+               AND (r.anchor_at, r.anchor_id) < (o.deployed_at, o.id)
+             ORDER BY r.deployed_at, r.id LIMIT 1
+         ) AS rolled_back_by
+         FROM ordered o
+     ), gone AS (
+         DELETE FROM deployment_lineage l USING bounds b
+         WHERE l.workspace_id = b.ws AND l.environment_id = b.env AND l.repo_full_name = b.repo
+           AND (l.deployed_at, l.deployment_id) >= (b.at, b.id)
+           AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.id = l.deployment_id)
+     )
+     INSERT INTO deployment_lineage AS l (deployment_id, workspace_id, environment_id, repo_full_name,
+         deployed_at, commit_sha, predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by)
+     SELECT id, ws, env, repo, deployed_at, commit_sha, pred_id, pred_sha, rollback_to, rolled_back_by
+     FROM marked
+     ON CONFLICT (deployment_id) DO UPDATE SET
+         workspace_id = excluded.workspace_id, environment_id = excluded.environment_id,
+         repo_full_name = excluded.repo_full_name, deployed_at = excluded.deployed_at,
+         commit_sha = excluded.commit_sha, predecessor_id = excluded.predecessor_id,
+         predecessor_commit_sha = excluded.predecessor_commit_sha,
+         rollback_to = excluded.rollback_to, rolled_back_by = excluded.rolled_back_by
+     WHERE (l.workspace_id, l.environment_id, l.repo_full_name, l.deployed_at, l.commit_sha,
+            l.predecessor_id, l.predecessor_commit_sha, l.rollback_to, l.rolled_back_by)
+           IS DISTINCT FROM
+           (excluded.workspace_id, excluded.environment_id, excluded.repo_full_name,
+            excluded.deployed_at, excluded.commit_sha, excluded.predecessor_id,
+            excluded.predecessor_commit_sha, excluded.rollback_to, excluded.rolled_back_by)";
