@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use vibemon_schemas::api::{LocPart, ValidationIssue};
 use vibemon_schemas::{DeploymentStatus, EnvironmentName};
+use vibemon_store::dora::{self, Bucket, DoraError, DoraQuery};
 use vibemon_store::read::{self, Cursor, DeploymentFilter};
 
 use crate::authenticated::Authenticated;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/deployments/{id}", get(get_deployment))
         .route("/api/v1/environments", get(list_environments))
         .route("/api/v1/environments/{name}/deployed", get(deployed_at))
+        .route("/api/v1/metrics/dora", get(dora_metrics))
 }
 
 fn db_error(e: sqlx::Error) -> ApiError {
@@ -345,4 +347,64 @@ async fn deployed_at(
         "at": at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         "deployed": running,
     })))
+}
+
+/// How far back `GET /api/v1/metrics/dora` looks when `since` is not given.
+const DORA_DEFAULT_DAYS: i64 = 30;
+
+/// `GET /api/v1/metrics/dora?environment=E[&repository=R][&since=T][&until=T][&bucket=day|week|month]`:
+/// the four DORA metrics of one environment over `[since, until)` (default:
+/// the last 30 days, by week), each with its numerator and denominator.
+async fn dora_metrics(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut p = Params::new(
+        raw,
+        &["environment", "repository", "since", "until", "bucket"],
+    );
+    let environment = p.get("environment", |s| {
+        EnvironmentName::parse(s).map_err(|e| e.msg)
+    });
+    let repository = p.get("repository", |s| Ok(s.to_owned()));
+    let since = p.get("since", timestamp("since"));
+    let until = p.get("until", timestamp("until"));
+    let bucket = p.get("bucket", Bucket::parse);
+    let required = || {
+        issue(
+            "environment",
+            "missing",
+            "environment is required: the metrics are per environment".to_owned(),
+        )
+    };
+    if !p.raw.contains_key("environment") {
+        p.issues.push(required());
+    }
+    p.finish()?;
+    let name = environment.ok_or_else(|| ApiError::Validation(vec![required()]))?;
+    let until = until.unwrap_or_else(Utc::now);
+    let since = since.unwrap_or(until - chrono::Duration::days(DORA_DEFAULT_DAYS));
+    let environment_id = state.environments.resolve(who.workspace_id, &name).await?;
+    let query = DoraQuery {
+        workspace_id: who.workspace_id,
+        environment_id,
+        repository: repository.clone(),
+        since,
+        until,
+        bucket: bucket.unwrap_or(Bucket::Week),
+    };
+    let report = dora::dora(&state.read_pool, &query)
+        .await
+        .map_err(|e| match e {
+            DoraError::Window(msg) => {
+                ApiError::Validation(vec![issue("since", "value_error", msg)])
+            }
+            DoraError::Database(e) => db_error(e),
+        })?;
+    let mut body = serde_json::to_value(&report).expect("a report serializes");
+    body["environment"] = serde_json::json!(name);
+    body["environment_id"] = serde_json::json!(environment_id);
+    body["repository"] = serde_json::json!(repository);
+    Ok(Json(body))
 }

@@ -9,6 +9,7 @@
 
 pub mod checkpoints;
 pub mod copy;
+pub mod dora;
 pub mod keys;
 pub mod read;
 pub mod reference;

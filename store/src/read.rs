@@ -172,6 +172,38 @@ pub struct DeploymentDetail {
     #[serde(flatten)]
     pub deployment: DeploymentView,
     pub report_log: Vec<ReportView>,
+    /// For a successful deployment: where it sits among the successes of
+    /// its environment and repository. `None` otherwise.
+    pub lineage: Option<LineageView>,
+    /// The commits its reports listed, newest commit first (at most
+    /// [`MAX_REPORT_LOG`]).
+    pub commits: Vec<CommitView>,
+}
+
+/// A successful deployment's predecessor and rollbacks (docs/dora.md).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct LineageView {
+    /// The successful deployment before it in the same environment and
+    /// repository.
+    pub predecessor_id: Option<Uuid>,
+    pub predecessor_commit_sha: Option<String>,
+    /// Set when this deployment is a rollback: the earlier deployment of the
+    /// same commit that it went back to.
+    pub rollback_to: Option<Uuid>,
+    /// Set when a later rollback undid this deployment.
+    pub rolled_back_by: Option<Uuid>,
+}
+
+/// A commit a deployment's reports listed.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CommitView {
+    pub sha: String,
+    #[serde(with = "ts")]
+    pub committed_at: DateTime<Utc>,
+    #[serde(with = "ts_opt")]
+    pub authored_at: Option<DateTime<Utc>>,
+    pub author: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// One deployment of the workspace; `None` when absent or another workspace's.
@@ -202,9 +234,27 @@ pub async fn get_deployment(
     .bind(MAX_REPORT_LOG)
     .fetch_all(pool)
     .await?;
+    let lineage = sqlx::query_as(
+        "SELECT predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by
+         FROM deployment_lineage WHERE deployment_id = $1 AND workspace_id = $2",
+    )
+    .bind(id)
+    .bind(workspace_id)
+    .fetch_optional(pool)
+    .await?;
+    let commits = sqlx::query_as(
+        "SELECT sha, committed_at, authored_at, author, subject FROM deployment_commits
+         WHERE deployment_id = $1 ORDER BY committed_at DESC, sha LIMIT $2",
+    )
+    .bind(id)
+    .bind(MAX_REPORT_LOG)
+    .fetch_all(pool)
+    .await?;
     Ok(Some(DeploymentDetail {
         deployment,
         report_log,
+        lineage,
+        commits,
     }))
 }
 
@@ -297,12 +347,24 @@ pub async fn deployed_at(
 }
 
 /// RFC 3339 UTC with a `Z`, as every timestamp the API returns.
-mod ts {
+pub(crate) mod ts {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+}
+
+mod ts_opt {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::ts::serialize(t, s),
+            None => s.serialize_none(),
+        }
     }
 }
 

@@ -68,6 +68,21 @@ pub enum Command {
     #[command(subcommand)]
     Deployments(DeploymentsCommand),
 
+    /// The four DORA metrics of an environment (optionally one repository):
+    /// deployment frequency, lead time for changes, change failure rate and
+    /// time to restore, per day, week or month, each beside the counts it was
+    /// computed from. Definitions: docs/dora.md.
+    #[command(after_help = "\
+Examples:
+  vibemon dora --workspace \"$WS\" --environment production
+  vibemon dora --workspace \"$WS\" --environment production --repository acme/api \\
+      --since 2024-01-01T00:00:00Z --until 2024-04-01T00:00:00Z --bucket month --json
+
+Lead time counts each commit once, at its first successful deployment to the
+environment, and only commits a report listed (`commits` in the webhook, filled
+by `vibemon report`).")]
+    Dora(DoraArgs),
+
     /// Report one deployment to ingest the way a CI step should: retries with
     /// backoff, an automatic Idempotency-Key, a short overall timeout, and exit
     /// 0 even when reporting failed (unless --strict), so a webhook outage
@@ -315,6 +330,32 @@ pub struct AtArgs {
     pub at: Option<String>,
     #[arg(long)]
     pub repository: Option<String>,
+}
+
+// The flags of `dora` (its help text is on the variant).
+#[derive(Debug, Args)]
+pub struct DoraArgs {
+    #[command(flatten)]
+    pub db: Db,
+    #[arg(long)]
+    pub workspace: Uuid,
+    #[arg(long)]
+    pub environment: String,
+    /// Only this repository.
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Start of the window, inclusive (RFC 3339); default --days before --until.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the window, exclusive (RFC 3339); default now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The window's length when --since is not given.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub days: i64,
+    /// day, week (from Monday) or month, in UTC.
+    #[arg(long, default_value = "week")]
+    pub bucket: String,
 }
 
 #[derive(Debug, Args)]

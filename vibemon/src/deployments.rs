@@ -14,11 +14,15 @@ use crate::reference::connect;
 
 /// The read API's timestamp rules, so the CLI and the API accept the same
 /// instants (and the CLI never sends Postgres one it cannot hold).
-fn time(flag: &str, s: &str) -> CliResult<DateTime<Utc>> {
+pub(crate) fn time(flag: &str, s: &str) -> CliResult<DateTime<Utc>> {
     parse_query_timestamp(s, &format!("--{flag}")).map_err(CliError::Invalid)
 }
 
-async fn environment_id(pool: &sqlx::PgPool, workspace: Uuid, name: &str) -> CliResult<Uuid> {
+pub(crate) async fn environment_id(
+    pool: &sqlx::PgPool,
+    workspace: Uuid,
+    name: &str,
+) -> CliResult<Uuid> {
     let name = EnvironmentName::parse(name).map_err(|e| CliError::Invalid(e.msg))?;
     reference::find_environment(pool, workspace, name.as_str())
         .await

@@ -3,6 +3,7 @@
 
 mod cli;
 mod deployments;
+mod dora;
 mod error;
 mod git;
 mod output;
@@ -56,6 +57,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Environment(cmd) => reference::environment(cmd, json).await,
         Command::Key(cmd) => reference::key(cmd, json).await,
         Command::Deployments(cmd) => deployments::run(cmd, json).await,
+        Command::Dora(args) => dora::run(args, json).await,
         Command::Report(args) => report::run(args, json).await,
         Command::Replay(args) => replay::run(args, json).await,
         Command::Tail(args) => tail::run(args).await,

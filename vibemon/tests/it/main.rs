@@ -4,6 +4,7 @@
 
 mod cli;
 mod deploy_files;
+mod dora;
 mod faults;
 mod pipeline;
 mod read_and_report;
