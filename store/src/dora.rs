@@ -87,6 +87,9 @@ pub struct DoraQuery {
     pub bucket: Bucket,
 }
 
+/// A `[start, end)` span of time.
+pub type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// The buckets of `[since, until)`, each clamped to the window, so the first
 /// and last may be partial; an error for an empty window or one of more than
 /// [`MAX_BUCKETS`].
@@ -94,7 +97,7 @@ pub fn buckets(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     bucket: Bucket,
-) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, String> {
+) -> Result<Vec<Span>, String> {
     if since >= until {
         return Err(format!(
             "since ({}) must be before until ({})",
