@@ -74,6 +74,15 @@ def main():
                    "vibemon_ingest_auth_cache_total", "vibemon_projector_consumer_lag",
                    "vibemon_projector_events_projected_total", "vibemon_projector_dlq_total"]:
         check(f"dashboard charts {needed}", needed in exprs)
+    # Deployment annotations from the read model (their SQL is run against a
+    # migrated Postgres by vibemon/tests/it/deploy_files.rs).
+    pg_vars = {v["name"] for v in dash["templating"]["list"]
+               if v["type"] == "datasource" and v["query"] == "grafana-postgresql-datasource"}
+    annotations = dash.get("annotations", {}).get("list", [])
+    check("dashboard annotates deployments from a templated Postgres data source",
+          len(annotations) >= 2 and all(a["datasource"]["uid"].strip("${}") in pg_vars
+                                        and "$__timeFilter(" in a["target"]["rawSql"] for a in annotations),
+          str(annotations))
 
     # Kubernetes: render base and overlay with kustomize, validate against the schemas.
     partitions = None

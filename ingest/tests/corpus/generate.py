@@ -194,6 +194,92 @@ for label, ch in FORMAT_CHARS.items():
     add(f"{label} in an unknown field name", 422, {**ok(), "a" + ch + "b": "x"})
 
 
+
+# What changed (event version 2): `previous_commit_sha` and `commits`, at most
+# 100 objects {sha, committed_at, authored_at?, author? (<= 64 characters),
+# subject? (<= 100)}. Optional data, but a bad value refuses the whole report
+# (the reporters then resend without it), so each shape is pinned here.
+def commit(i=1, **extra):
+    c = {"sha": format(i, "040x"), "committed_at": "2024-01-15T09:00:00Z"}
+    c.update(extra)
+    return c
+
+
+def commits_of(n):
+    return [commit(i + 1) for i in range(n)]
+
+
+add("commits: one commit is fine", 201, ok(commits=[commit()]))
+add("commits: every field is fine", 201, ok(previous_commit_sha=SHA, commits=[commit(
+    authored_at="2024-01-14T09:00:00+02:00", author="Ada Lovelace", subject="Fix the rounding of totals")]))
+add("commits: 100 commits are fine", 201, ok(commits=commits_of(100)))
+add("commits: an empty list is fine", 201, ok(commits=[]))
+add("commits: null is fine", 201, ok(commits=None))
+add("previous_commit_sha: upper-case is normalised", 201, ok(previous_commit_sha=SHA.upper()))
+add("commits: 101 commits", 422, ok(commits=commits_of(101)))
+add("commits: 10 000 commits", 413, ok(commits=commits_of(10_000)))
+add("commits: one sha listed twice", 422, ok(commits=[commit(1), commit(2), commit(1)]))
+add("commits: one sha twice in other cases", 422, ok(commits=[commit(10), commit(10, sha=format(10, "040x").upper())]))
+for j, v in enumerate([1, 1.5, True, "a string", {}, commit()]):
+    add(f"commits as {type(v).__name__} {j}", 422, ok(commits=v))
+for j, v in enumerate([None, 1, "x", True, [], [commit()]]):
+    add(f"commits entry as {type(v).__name__} {j}", 422, ok(commits=[commit(1), v]))
+for j, v in enumerate([1, 1.5, True, [], {}, [SHA]]):
+    add(f"previous_commit_sha as {type(v).__name__} {j}", 422, ok(previous_commit_sha=v))
+for i, v in enumerate([SHA[:39], SHA + "0", SHA[:7], "g" * 40, "a\u0000" + SHA[:38], "'; DROP TABLE deployments; --"]):
+    add(f"previous_commit_sha shape {i}", 422, ok(previous_commit_sha=v))
+    add(f"commit sha shape {i}", 422, ok(commits=[commit(sha=v)]))
+# An empty optional string means "not given", as for `branch` (GitLab's tag
+# pipelines send one); a required one is missing.
+add("previous_commit_sha empty is not given", 201, ok(previous_commit_sha=""))
+add("commit sha empty", 422, ok(commits=[commit(sha="")]))
+add("commit committed_at empty", 422, ok(commits=[commit(committed_at="")]))
+for field in ["authored_at", "author", "subject"]:
+    add(f"commit {field} empty is not given", 201, ok(commits=[commit(**{field: ""})]))
+for field in ["sha", "committed_at"]:
+    c = commit()
+    del c[field]
+    add(f"commit without {field}", 422, ok(commits=[c]))
+    add(f"commit with {field} null", 422, ok(commits=[commit(**{field: None})]))
+for field in ["sha", "committed_at", "authored_at", "author", "subject"]:
+    for j, v in enumerate([1, 1.5, True, [], {}]):
+        add(f"commit {field} as {type(v).__name__} {j}", 422, ok(commits=[commit(**{field: v})]))
+add("commit with an unknown field", 422, ok(commits=[commit(message="the whole message")]))
+add("commit with a repeated field", 422, '{"environment":"production","repository":"acme/api","commits":[{"sha":"'
+    + format(1, "040x") + '","committed_at":"2024-01-15T09:00:00Z","author":"a","author":"b"}]}')
+# Author and subject: shown by the CLI and the API, so control, format and
+# private-use characters are refused, not stripped; other text is inert.
+for field, limit in [("author", 64), ("subject", 100)]:
+    add(f"commit {field} of {limit} characters is fine", 201, ok(commits=[commit(**{field: "x" * limit})]))
+    add(f"commit {field} of {limit} non-ASCII characters is fine", 201, ok(commits=[commit(**{field: "é" * limit})]))
+    add(f"commit {field} of {limit + 1} characters", 422, ok(commits=[commit(**{field: "x" * (limit + 1)})]))
+    add(f"commit {field} of 10 000 characters", 422, ok(commits=[commit(**{field: "x" * 10_000})]))
+    add(f"commit {field} of 100 000 characters (over the test's 64 KiB body limit)", 413,
+        ok(commits=[commit(**{field: "x" * 100_000})]))
+    for label, ch in [("NUL", "\u0000"), ("BEL", "\u0007"), ("ESC", "\u001b[31m"), ("LF", "\n"), ("CR", "\r"),
+                      ("TAB", "\t"), ("DEL", "\u007f"), ("U+0085", "\u0085"), ("U+202E", "\u202e"),
+                      ("U+200B", "\u200b"), ("U+FEFF", "\ufeff"), ("U+E000", "\ue000"), ("U+00AD", "\u00ad")]:
+        add(f"{label} in commit {field}", 422, ok(commits=[commit(**{field: "Ada" + ch + "Lovelace"})]))
+    for i, inj in enumerate(INJECTIONS):
+        has_control = any(ord(c) < 32 for c in inj)
+        add(f"injection {i} in commit {field}", 422 if has_control else 201, ok(commits=[commit(**{field: inj})]))
+add("NUL as raw bytes in a commit subject", 422, raw=b'{"environment":"production","repository":"acme/api","commits":[{"sha":"'
+    + format(1, "040x").encode() + b'","committed_at":"2024-01-15T09:00:00Z","subject":"a\x00b"}]}')
+# Commit times: any time Postgres holds, even far ahead (a wrong developer
+# clock must not cost the deployment its record); at most 64 characters.
+for field in ["committed_at", "authored_at"]:
+    for i, ts in enumerate(["0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "275760-09-13T00:00:00Z",
+                            "+275760-09-13T00:00:00Z", "99999999999-01-01T00:00:00Z", "2024-02-30T00:00:00Z",
+                            "2024-01-01T00:00:00+25:00", "1e10", "yesterday",
+                            "2024-01-15T09:00:00." + "9" * 60 + "Z", "2024-01-15T09:00:00\u0000Z"]):
+        add(f"commit {field} extreme {i}: {ts[:32]!r}", 422, ok(commits=[commit(**{field: ts})]))
+    add(f"commit {field} in year 9999 is fine", 201, ok(commits=[commit(**{field: "9999-12-31T23:59:59Z"})]))
+    add(f"commit {field} at the epoch is fine", 201, ok(commits=[commit(**{field: "1970-01-01T00:00:00Z"})]))
+    add(f"commit {field} with nanoseconds and an offset is fine", 201,
+        ok(commits=[commit(**{field: "2024-01-15T09:00:00.123456789+05:30"})]))
+for i, v in enumerate([1e300, -1, 1705311000]):
+    add(f"commit committed_at as a number {i}", 422, ok(commits=[commit(committed_at=v)]))
+
 # Raw requests: what an HTTP client will not send.
 def raw_request(name, expect, head, body=b""):
     c = {"name": name, "expect": expect, "content_type": None, "key": "valid",

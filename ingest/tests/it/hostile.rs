@@ -4,7 +4,10 @@
 //! missing content types, bad keys, injection strings in every field, Unicode
 //! look-alikes, extreme timestamps, hostile query strings on the webhook and
 //! the read API, hostile `Idempotency-Key` and `X-Request-Id` values, Unicode
-//! format characters in every field, and raw requests no HTTP client would
+//! format characters in every field, hostile `commits` and
+//! `previous_commit_sha` (wrong types, 101 commits, repeated SHAs, null
+//! entries, control characters and overlong author and subject, extreme
+//! commit times), and raw requests no HTTP client would
 //! send (non-UTF-8, duplicate or oversized headers, `Content-Length` beside
 //! `Transfer-Encoding`, chunked bodies). Each request must get its expected
 //! status, the service must stay up, and the topic's high watermarks, read

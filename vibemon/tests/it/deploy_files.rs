@@ -1,6 +1,7 @@
 //! The deployment files: checked offline (compose, Dockerfile, Kubernetes
 //! rendered with kustomize and validated against the schemas, alert rules
 //! through promtool, dashboard and alert metric names against the exports),
+//! the dashboard's deployment annotations run against a migrated Postgres,
 //! and the GitHub composite action run against a real ingest.
 
 use std::path::{Path, PathBuf};
@@ -158,4 +159,160 @@ async fn one_workflow_run_reporting_two_repositories_records_both_and_a_rerun_of
         "one event per repository, none for the retry"
     );
     ingest.stop().await;
+}
+
+/// The dashboard as JSON.
+fn dashboard() -> serde_json::Value {
+    let path = root().join("deploy/monitoring/grafana-dashboard.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `sql` with Grafana's macros replaced as its Postgres data source replaces
+/// them: `$__timeFilter(c)` by `c BETWEEN from AND to`, and the multi-value
+/// `$environment` by a quoted list (`'production','staging'`).
+fn grafana_sql(sql: &str, from: &str, to: &str, environments: &[&str]) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__timeFilter(") {
+        let args = &rest[at + "$__timeFilter(".len()..];
+        let close = args.find(')').expect("the end of $__timeFilter(");
+        out.push_str(&rest[..at]);
+        out.push_str(&format!(
+            "{} BETWEEN '{from}'::timestamptz AND '{to}'::timestamptz",
+            &args[..close]
+        ));
+        rest = &args[close + 1..];
+    }
+    out.push_str(rest);
+    let list = environments
+        .iter()
+        .map(|e| format!("'{e}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = out
+        .replace("${environment}", &list)
+        .replace("$environment", &list);
+    assert!(!out.contains('$'), "a macro the test does not know: {out}");
+    out
+}
+
+/// What one annotation query shows: (text, tags) per row, in time order.
+async fn annotations(pool: &sqlx::PgPool, sql: &str) -> Vec<(String, String)> {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {sql}"))
+        .iter()
+        .map(|row| {
+            let _: chrono::DateTime<chrono::Utc> = row.get("time");
+            (row.get("text"), row.get("tags"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_annotates_deployments_from_postgres_and_failed_or_rolled_back_ones_apart() {
+    use vibemon_projector::batch::Located;
+    use vibemon_schemas::{CommitSha, DeploymentStatus};
+    use vibemon_testkit::events::{at, World};
+    // Arrange: a read model where production saw an old deployment (before
+    // the range), A, B, a rollback to A, and a failure.
+    let dash = dashboard();
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let postgres = vars
+        .iter()
+        .find(|v| v["type"] == "datasource" && v["query"] == "grafana-postgresql-datasource")
+        .expect("a templated Postgres data source");
+    let list = dash["annotations"]["list"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    for a in list {
+        assert_eq!(a["datasource"]["type"], "grafana-postgresql-datasource");
+        assert_eq!(
+            a["datasource"]["uid"],
+            format!("${{{}}}", postgres["name"].as_str().unwrap())
+        );
+        assert_eq!(a["enable"], true);
+    }
+    assert_ne!(list[0]["iconColor"], list[1]["iconColor"]);
+    let db = TestDb::new().await;
+    let t = Tenant::create(&db.pool, "dashboard").await;
+    let w = World {
+        workspace_id: t.workspace_id,
+        environment_id: t.environment_id,
+        key_id: t.key_id,
+    };
+    let sha = |c: char| CommitSha::parse(c.to_string().repeat(40)).unwrap();
+    let history = [
+        ("2024-01-01T10:00:00Z", 'e', DeploymentStatus::Success),
+        ("2024-01-15T10:00:00Z", 'a', DeploymentStatus::Success),
+        ("2024-01-15T11:00:00Z", 'b', DeploymentStatus::Success),
+        ("2024-01-15T12:00:00Z", 'a', DeploymentStatus::Success),
+        ("2024-01-15T13:00:00Z", 'c', DeploymentStatus::Failed),
+    ];
+    let events: Vec<Located> = history
+        .iter()
+        .enumerate()
+        .map(|(i, (when, c, status))| {
+            let mut e = w.report("acme/api", at(when));
+            e.commit_sha = Some(sha(*c));
+            e.status = *status;
+            Located::new(e, "t", 0, i as i64)
+        })
+        .collect();
+    vibemon_projector::writer::write_batch(&db.pool, "g", &events, &Default::default())
+        .await
+        .unwrap();
+    let (from, to) = ("2024-01-15T00:00:00Z", "2024-01-16T00:00:00Z");
+
+    // Act
+    let environment = vars.iter().find(|v| v["name"] == "environment").unwrap();
+    let names: Vec<(String,)> = sqlx::query_as(environment["query"].as_str().unwrap())
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let mut shown = Vec::new();
+    let mut elsewhere = Vec::new();
+    for a in list {
+        let sql = a["target"]["rawSql"]
+            .as_str()
+            .expect("a raw SQL annotation");
+        shown.push(annotations(&db.pool, &grafana_sql(sql, from, to, &["production"])).await);
+        elsewhere.push(annotations(&db.pool, &grafana_sql(sql, from, to, &["staging"])).await);
+    }
+
+    // Assert
+    assert_eq!(names, [("production".to_owned(),)]);
+    let tags = "production,acme/api,success";
+    assert_eq!(
+        shown[0],
+        [
+            (
+                "production acme/api aaaaaaa success".to_owned(),
+                tags.to_owned()
+            ),
+            (
+                "production acme/api aaaaaaa success, a rollback to aaaaaaa".to_owned(),
+                tags.to_owned()
+            ),
+        ],
+        "{}",
+        list[0]["name"]
+    );
+    assert_eq!(
+        shown[1],
+        [
+            (
+                "production acme/api bbbbbbb success, rolled back by aaaaaaa".to_owned(),
+                format!("{tags},rolled back")
+            ),
+            (
+                "production acme/api ccccccc failed".to_owned(),
+                "production,acme/api,failed".to_owned()
+            ),
+        ],
+        "{}",
+        list[1]["name"]
+    );
+    assert!(elsewhere.iter().all(Vec::is_empty), "{elsewhere:?}");
 }

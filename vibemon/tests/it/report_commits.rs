@@ -524,6 +524,14 @@ async fn a_merge_of_a_branch_forked_long_before_the_deployed_commit_sends_the_wh
 /// Ingest over a read model where `acme/api` at `deployed` runs in
 /// production, and a topic to read what the report became.
 async fn real_ingest(deployed: Option<&str>) -> (TestDb, TestTopic, Tenant, Ingest) {
+    real_ingest_at(deployed, 2).await
+}
+
+/// [`real_ingest`] writing events up to `max_event_version`.
+async fn real_ingest_at(
+    deployed: Option<&str>,
+    max_event_version: u8,
+) -> (TestDb, TestTopic, Tenant, Ingest) {
     let (db, topic) = (TestDb::new().await, TestTopic::new(1).await);
     let t = Tenant::create(&db.pool, "ci").await;
     if let Some(sha) = deployed {
@@ -539,7 +547,10 @@ async fn real_ingest(deployed: Option<&str>) -> (TestDb, TestTopic, Tenant, Inge
             .await
             .unwrap();
     }
-    let ingest = Ingest::spawn(&db.url, KafkaArgs::local(&topic.brokers, &topic.name)).await;
+    let mut config =
+        vibemon_ingest::config::Config::new(&db.url, KafkaArgs::local(&topic.brokers, &topic.name));
+    config.max_event_version = max_event_version;
+    let ingest = Ingest::spawn_with(config).await;
     (db, topic, t, ingest)
 }
 
@@ -570,6 +581,11 @@ async fn bash_in(co: &Checkout, script: &str, url: &str) -> Output {
 
 /// Runs a bash script in `dir`, reporting `head`.
 async fn bash_at(dir: &Path, head: &str, script: &str, url: &str) -> Output {
+    bash_with_key(dir, head, script, url, FAKE_KEY).await
+}
+
+/// [`bash_at`] with a real workspace key.
+async fn bash_with_key(dir: &Path, head: &str, script: &str, url: &str, key: &str) -> Output {
     tokio::process::Command::new("bash")
         .arg("-c")
         .arg(script)
@@ -578,7 +594,7 @@ async fn bash_at(dir: &Path, head: &str, script: &str, url: &str) -> Output {
         .env("PATH", std::env::var("PATH").unwrap())
         .envs([
             ("VM_API_URL", url),
-            ("VM_WORKSPACE_KEY", FAKE_KEY),
+            ("VM_WORKSPACE_KEY", key),
             ("VM_ENVIRONMENT", "production"),
             ("ENVIRONMENT", "production"),
             ("VM_REPOSITORY", "acme/api"),
@@ -682,18 +698,86 @@ async fn the_shell_reporters_send_the_whole_range_of_a_merge_and_parse_odd_subje
 }
 
 #[tokio::test]
-async fn the_github_action_sends_the_report_again_without_commits_after_a_422() {
-    let co = Checkout::new(4);
-    let api = FakeApi::spawn_with(Ok(Some(co.shas[1].clone())), true).await;
+async fn the_shell_reporters_send_the_report_again_without_commits_after_a_422() {
+    for (name, script) in [("action", action_script()), ("example", example_script())] {
+        let co = Checkout::new(4);
+        let api = FakeApi::spawn_with(Ok(Some(co.shas[1].clone())), true).await;
 
-    let o = bash_in(&co, &action_script(), &api.url).await;
+        let o = bash_in(&co, &script, &api.url).await;
+
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let bodies = api.bodies.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 2, "{name}: {bodies:?}");
+        assert_eq!(shas(&bodies[0]), co.newest_first(2), "{name}");
+        assert!(
+            bodies[1].get("commits").is_none() && bodies[1].get("previous_commit_sha").is_none(),
+            "{name}: {:?}",
+            bodies[1]
+        );
+        assert_eq!(bodies[1]["commit_sha"], co.shas[3], "{name}");
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        assert!(said.contains("without them"), "{name}: {said}");
+    }
+}
+
+/// The lines from `# What changed (issue #15)` to the end of `vm_changes`,
+/// unindented: the block the action and the shell example share.
+fn what_changed_block(script: &str) -> String {
+    let start = script
+        .find("# What changed (issue #15)")
+        .expect("the what-changed block");
+    let rest = &script[start..];
+    let changes = rest.find("vm_changes() {").expect("vm_changes");
+    let end = changes
+        + rest[changes..]
+            .find("\n}\n")
+            .expect("the end of vm_changes")
+        + 2;
+    rest[..end]
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_github_action_and_the_shell_example_share_one_what_changed_block_word_for_word() {
+    let (action, example) = (action_script(), example_script());
+
+    let (a, e) = (what_changed_block(&action), what_changed_block(&example));
+
+    assert!(a.contains("vm_changes() {"), "{a}");
+    assert_eq!(
+        a, e,
+        "copy the block between deploy/github-action/action.yml and deploy/examples/report-deployment.sh"
+    );
+}
+
+/// A mid-upgrade ingest (`INGEST_MAX_EVENT_VERSION=1`) refuses `commits`
+/// and `previous_commit_sha` with a 422: the example must still report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_example_reports_without_commits_to_an_ingest_that_refuses_them() {
+    let co = Checkout::new(4);
+    let (_db, topic, t, ingest) = real_ingest_at(Some(&co.shas[1]), 1).await;
+    let url = format!("http://{}", ingest.addr);
+    let head = co.shas.last().unwrap();
+
+    let o = bash_with_key(&co.clone, head, &example_script(), &url, &t.key).await;
 
     assert!(o.status.success(), "{}", stderr(&o));
-    let bodies = api.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 2, "{bodies:?}");
-    assert_eq!(shas(&bodies[0]), co.newest_first(2));
-    assert!(bodies[1].get("commits").is_none() && bodies[1].get("previous_commit_sha").is_none());
-    assert_eq!(bodies[1]["commit_sha"], co.shas[3]);
+    assert!(
+        stderr(&o).contains("refused (HTTP 422)") && stderr(&o).contains("without them"),
+        "{}",
+        stderr(&o)
+    );
+    let answer: Value = serde_json::from_slice(&o.stdout).expect("the 201 answer on stdout");
+    assert_eq!(answer["commit_sha"], *head);
+    let events = recorded(&topic).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].get("commits").is_none(), "{:?}", events[0]);
+    assert!(events[0].get("previous_commit_sha").is_none());
+    assert_eq!(events[0]["commit_sha"], *head);
+    ingest.stop().await;
 }
 
 // Needs ingest to accept `commits` and `previous_commit_sha` (issue #15).
