@@ -38,7 +38,7 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
         output::json(&report);
         return Ok(());
     }
-    println!(
+    output::line(format_args!(
         "{}{}, {} to {}, by {} (UTC)",
         args.environment,
         args.repository
@@ -47,7 +47,7 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
         output::when(Some(since)),
         output::when(Some(until)),
         bucket.as_str()
-    );
+    ));
     let mut rows: Vec<Vec<String>> = report
         .buckets
         .iter()

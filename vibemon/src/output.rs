@@ -1,7 +1,22 @@
 //! How commands print: the bare id or key for scripts by default on create,
 //! aligned tables for lists, and JSON with `--json`.
 
+use std::io::Write;
+
 use serde::Serialize;
+
+/// Prints one line on stdout. A reader that went away (`vibemon … | head`)
+/// ends the command quietly, as it ends `ls` or `grep`, instead of a panic.
+pub fn line(text: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("vibemon: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Prints rows as an aligned table with a header.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -17,7 +32,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        line(padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
@@ -42,10 +57,7 @@ pub fn list<T: Serialize>(
 
 /// Prints a value as pretty JSON.
 pub fn json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
+    line(serde_json::to_string_pretty(value).expect("serializable"));
 }
 
 /// An optional timestamp for a table cell.

@@ -48,7 +48,7 @@ fn print_one(json: bool, value: &impl Serialize, id: Uuid) {
     if json {
         output::json(value)
     } else {
-        println!("{id}")
+        crate::output::line(id)
     }
 }
 
@@ -214,7 +214,7 @@ async fn create_key(db: &Db, workspace: Uuid, name: &str, json: bool) -> CliResu
         v["key"] = serde_json::Value::from(plaintext);
         output::json(&v)
     } else {
-        println!("{plaintext}");
+        crate::output::line(&plaintext);
         eprintln!(
             "key {} created; this is the only time it is shown: store it as a CI secret now",
             info.id

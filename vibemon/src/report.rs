@@ -310,7 +310,7 @@ pub async fn run(args: ReportArgs, _json: bool) -> CliResult<()> {
     }
     let failure = match outcome {
         Outcome::Accepted(text) => {
-            println!("{text}");
+            crate::output::line(&text);
             return Ok(());
         }
         Outcome::Refused(status, text) => {

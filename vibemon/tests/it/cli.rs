@@ -290,3 +290,25 @@ fn every_command_has_help_with_an_example() {
         assert!(text.contains("Example"), "{args:?} has no example:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_command_quietly_instead_of_a_panic() {
+    let db = TestDb::new().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
+        .args(["workspace", "create", "piped"])
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vibemon");
+    // `vibemon … | head -0`: the reader closes before the first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE name = 'piped'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(made, 1, "the work was done before the output was refused");
+}
