@@ -41,8 +41,7 @@ impl Bucket {
         Self::NAMES[self as usize]
     }
 
-    /// The start of the bucket holding `t`: what Postgres's
-    /// `date_trunc(unit, t, 'UTC')` gives.
+    /// The start of the calendar bucket holding `t`, in UTC.
     pub fn start_of(self, t: DateTime<Utc>) -> DateTime<Utc> {
         let d = t.date_naive();
         let day = match self {
@@ -196,8 +195,11 @@ pub struct DoraReport {
 }
 
 /// The metrics query (parameters: workspace, environment, repository or
-/// NULL, since, until, bucket unit). Each part is grouped per bucket and in
-/// total (`k` NULL); the parts are merged by bucket in Rust.
+/// NULL, since, until, and the start of each bucket as [`buckets`] gives
+/// them). Each part is grouped per bucket (`k`, the bucket's 1-based index
+/// by `width_bucket`, a binary search with no time-zone work per row) and in
+/// total (`k` NULL); the parts are merged by bucket in Rust. Seconds come
+/// from `date_part`, a float, where `extract` would compute a numeric.
 ///
 /// `lineage` names only the columns it uses, which the covering indexes of
 /// migrations/20261130000002_dora_indexes.sql hold, so one environment's
@@ -205,19 +207,19 @@ pub struct DoraReport {
 pub const DORA_SQL: &str = "WITH
      lineage AS (
          SELECT l.deployment_id, l.repo_full_name, l.deployed_at, l.rollback_to, l.rolled_back_by,
-             date_trunc($6, l.deployed_at, 'UTC') AS k
+             width_bucket(l.deployed_at, $6::timestamptz[]) AS k
          FROM deployment_lineage l
          WHERE l.workspace_id = $1 AND l.environment_id = $2
            AND ($3::text IS NULL OR l.repo_full_name = $3)
            AND l.deployed_at >= $4 AND l.deployed_at < $5
      ), failed AS (
-         SELECT d.id, d.repo_full_name, d.deployed_at, date_trunc($6, d.deployed_at, 'UTC') AS k
+         SELECT d.id, d.repo_full_name, d.deployed_at, width_bucket(d.deployed_at, $6::timestamptz[]) AS k
          FROM deployments d
          WHERE d.workspace_id = $1 AND d.environment_id = $2 AND d.status = 'failed'
            AND ($3::text IS NULL OR d.repo_full_name = $3)
            AND d.deployed_at >= $4 AND d.deployed_at < $5
      ), incidents AS (
-         SELECT i.k, extract(epoch FROM r.deployed_at - i.deployed_at)::float8 AS seconds
+         SELECT i.k, date_part('epoch', r.deployed_at - i.deployed_at) AS seconds
          FROM (
              SELECT k, repo_full_name, deployed_at, id FROM failed
              UNION ALL
@@ -231,8 +233,8 @@ pub const DORA_SQL: &str = "WITH
              ORDER BY g.deployed_at, g.deployment_id LIMIT 1
          ) r ON true
      ), shipped AS (
-         SELECT date_trunc($6, s.deployed_at, 'UTC') AS k,
-             greatest(extract(epoch FROM s.deployed_at - s.committed_at)::float8, 0) AS seconds
+         SELECT width_bucket(s.deployed_at, $6::timestamptz[]) AS k,
+             greatest(date_part('epoch', s.deployed_at - s.committed_at), 0) AS seconds
          FROM shipped_commits s
          WHERE s.workspace_id = $1 AND s.environment_id = $2
            AND ($3::text IS NULL OR s.repo_full_name = $3)
@@ -261,7 +263,7 @@ pub const DORA_SQL: &str = "WITH
 /// whole window (`k` NULL).
 #[derive(Debug, sqlx::FromRow)]
 struct Part {
-    k: Option<DateTime<Utc>>,
+    k: Option<i32>,
     deployments: i64,
     rollbacks: i64,
     rolled_back: i64,
@@ -351,21 +353,20 @@ pub async fn dora(pool: &PgPool, q: &DoraQuery) -> Result<DoraReport, DoraError>
         .bind(q.repository.as_deref())
         .bind(q.since)
         .bind(q.until)
-        .bind(q.bucket.as_str())
+        .bind(spans.iter().map(|(start, _)| *start).collect::<Vec<_>>())
         .fetch_all(pool)
         .await
         .map_err(DoraError::Database)?;
-    let mut by_bucket: BTreeMap<Option<DateTime<Utc>>, Sums> = BTreeMap::new();
+    let mut by_bucket: BTreeMap<Option<i32>, Sums> = BTreeMap::new();
     for p in &parts {
         by_bucket.entry(p.k).or_default().add(p);
     }
     let empty = Sums::default();
     let buckets = spans
         .into_iter()
-        .map(|(start, end)| {
-            let sums = by_bucket
-                .get(&Some(q.bucket.start_of(start)))
-                .unwrap_or(&empty);
+        .zip(1..)
+        .map(|((start, end), k)| {
+            let sums = by_bucket.get(&Some(k)).unwrap_or(&empty);
             BucketMetrics {
                 start,
                 end,
