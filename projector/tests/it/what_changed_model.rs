@@ -245,7 +245,7 @@ type CommitRow = (
 );
 /// deployment, environment, repository, deployed_at, commit_sha,
 /// predecessor, predecessor's commit, rollback_to, rolled_back_by.
-type LineageRow = (
+pub type LineageRow = (
     Uuid,
     Uuid,
     String,
@@ -257,7 +257,7 @@ type LineageRow = (
     Option<Uuid>,
 );
 /// environment, repository, sha, deployment, deployed_at, committed_at.
-type ShippedRow = (Uuid, String, String, Uuid, DateTime<Utc>, DateTime<Utc>);
+pub type ShippedRow = (Uuid, String, String, Uuid, DateTime<Utc>, DateTime<Utc>);
 
 /// The model, from the events in the order they were applied: the first
 /// copy of each event id counts, every later one is a duplicate.
@@ -298,16 +298,7 @@ fn model(in_order: &[&DeploymentReported]) -> Tables {
         })
         .collect();
 
-    // deployment_commits: per (deployment, sha), the greatest event's.
-    let mut listed: BTreeMap<(Uuid, String), (Uuid, &Commit)> = BTreeMap::new();
-    for e in &applied {
-        for c in &e.commits {
-            let key = (e.deployment_id, c.sha.to_string());
-            if listed.get(&key).is_none_or(|(best, _)| e.event_id > *best) {
-                listed.insert(key, (e.event_id, c));
-            }
-        }
-    }
+    let listed = listed_commits(&applied);
     let commits = listed
         .iter()
         .map(|((d, sha), (event, c))| {
@@ -321,10 +312,43 @@ fn model(in_order: &[&DeploymentReported]) -> Tables {
             )
         })
         .collect();
+    let (lineage, shipped) = lineage_and_shipped(&finals, &listed);
+    Tables {
+        deployments,
+        commits,
+        lineage,
+        shipped,
+    }
+}
 
+/// Per (deployment, sha) listed by an applied report: the greatest event
+/// id listing it and the commit as that report gave it.
+pub type Listed<'e> = BTreeMap<(Uuid, String), (Uuid, &'e Commit)>;
+
+/// `deployment_commits` from the applied reports (each event id once).
+pub fn listed_commits<'e>(applied: &[&'e DeploymentReported]) -> Listed<'e> {
+    let mut listed: Listed = BTreeMap::new();
+    for e in applied {
+        for c in &e.commits {
+            let key = (e.deployment_id, c.sha.to_string());
+            if listed.get(&key).is_none_or(|(best, _)| e.event_id > *best) {
+                listed.insert(key, (e.event_id, c));
+            }
+        }
+    }
+    listed
+}
+
+/// `deployment_lineage` and `shipped_commits` from each deployment's
+/// winning report (`finals`) and the commits listed, the obvious way: sort
+/// each key's successes, then scan.
+pub fn lineage_and_shipped(
+    finals: &[&DeploymentReported],
+    listed: &Listed,
+) -> (BTreeSet<LineageRow>, BTreeSet<ShippedRow>) {
     // The successes of each (environment, repository), in order.
     let mut keys: BTreeMap<(Uuid, String), Vec<&DeploymentReported>> = BTreeMap::new();
-    for w in &finals {
+    for w in finals {
         if w.status == DeploymentStatus::Success {
             keys.entry((w.environment_id, w.repository.to_string()))
                 .or_default()
@@ -386,13 +410,32 @@ fn model(in_order: &[&DeploymentReported]) -> Tables {
             }
         }
     }
+    (lineage, shipped)
+}
 
-    Tables {
-        deployments,
-        commits,
-        lineage,
-        shipped,
-    }
+/// What `deployment_lineage` holds.
+pub async fn actual_lineage(pool: &PgPool) -> BTreeSet<LineageRow> {
+    let rows: Vec<LineageRow> = sqlx::query_as(
+        "SELECT deployment_id, environment_id, repo_full_name, deployed_at, commit_sha,
+             predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by
+         FROM deployment_lineage",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().collect()
+}
+
+/// What `shipped_commits` holds.
+pub async fn actual_shipped(pool: &PgPool) -> BTreeSet<ShippedRow> {
+    let rows: Vec<ShippedRow> = sqlx::query_as(
+        "SELECT environment_id, repo_full_name, sha, deployment_id, deployed_at, committed_at
+         FROM shipped_commits",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().collect()
 }
 
 async fn actual(pool: &PgPool) -> Tables {
@@ -410,26 +453,11 @@ async fn actual(pool: &PgPool) -> Tables {
     .fetch_all(pool)
     .await
     .unwrap();
-    let lineage: Vec<LineageRow> = sqlx::query_as(
-        "SELECT deployment_id, environment_id, repo_full_name, deployed_at, commit_sha,
-             predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by
-         FROM deployment_lineage",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let shipped: Vec<ShippedRow> = sqlx::query_as(
-        "SELECT environment_id, repo_full_name, sha, deployment_id, deployed_at, committed_at
-         FROM shipped_commits",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
     Tables {
         deployments: deployments.into_iter().collect(),
         commits: commits.into_iter().collect(),
-        lineage: lineage.into_iter().collect(),
-        shipped: shipped.into_iter().collect(),
+        lineage: actual_lineage(pool).await,
+        shipped: actual_shipped(pool).await,
     }
 }
 
