@@ -32,7 +32,7 @@ const REPOS: [&str; 2] = ["acme/api", "acme/web"];
 
 /// The commit a deployment reports (`commit_sha`): few, so a commit is often
 /// deployed again (a redeploy, or a rollback when another came between).
-const DEPLOYED: [char; 4] = ['a', 'b', 'c', 'd'];
+const DEPLOYED: [char; 3] = ['a', 'b', 'c'];
 
 /// The commits a report may list: `1` to `6`.
 const LISTED: usize = 6;
@@ -90,11 +90,11 @@ fn commits() -> impl Strategy<Value = Vec<(usize, i64, u8)>> {
 
 fn op(envs: usize, repos: usize) -> impl Strategy<Value = Op> {
     let identity = prop_oneof![
-        2 => Just(Identity::Own),
-        5 => (0u8..2, any::<bool>()).prop_map(|(ext, legacy)| Identity::External { ext, legacy }),
+        4 => Just(Identity::Own),
+        4 => (0u8..4, any::<bool>()).prop_map(|(ext, legacy)| Identity::External { ext, legacy }),
         1 => (0u8..2).prop_map(|key| Identity::Keyed { key }),
     ];
-    let sha = prop_oneof![1 => Just(None), 6 => (0..DEPLOYED.len()).prop_map(Some)];
+    let sha = prop_oneof![1 => Just(None), 8 => (0..DEPLOYED.len()).prop_map(Some)];
     (
         (0..envs, 0..repos, identity, status()),
         (0i64..6, 0i64..4, sha, commits()),
@@ -138,7 +138,7 @@ fn plan(n: usize) -> impl Strategy<Value = Plan> {
 
 fn history() -> impl Strategy<Value = (Vec<Op>, Plan, Plan)> {
     (1usize..=2, 1usize..=2)
-        .prop_flat_map(|(envs, repos)| prop::collection::vec(op(envs, repos), 1..24))
+        .prop_flat_map(|(envs, repos)| prop::collection::vec(op(envs, repos), 1..32))
         .prop_flat_map(|ops| {
             let n = ops.len() + ops.iter().filter(|o| o.redeliver).count();
             (Just(ops), plan(n), plan(n))
@@ -543,7 +543,8 @@ fn the_what_changed_tables_equal_the_model_in_any_order_and_batching() {
     let dbs = rt.block_on(async { (TestDb::new().await, TestDb::new().await) });
     let mut runner = TestRunner::new(ProptestConfig {
         cases: cases(),
-        max_shrink_iters: 1024,
+        max_shrink_iters: 256,
+        max_shrink_time: 120_000,
         failure_persistence: None,
         ..ProptestConfig::default()
     });
