@@ -13,3 +13,4 @@ mod ordering;
 mod projection;
 mod tls;
 mod versions;
+mod what_changed_model;

@@ -4,6 +4,9 @@
 //! projector binary projects them from real Kafka into real Postgres with
 //! random batch sizes and writer counts and is SIGKILLed at a random point,
 //! and the tables must equal what a few lines of obviously right code say.
+//! Reports deploy commits from a small pool (so rollbacks are common) and
+//! some list commits, so the lineage and the first-shipped commits are
+//! checked too, against `what_changed_model`'s model of them.
 //!
 //! The suite runs a few cases; run many more with
 //! `VIBEMON_MODEL_CASES=200 cargo test -p vibemon-projector --test it model::`.
@@ -21,6 +24,9 @@ use vibemon_testkit::events::publish_fingerprinted;
 use vibemon_testkit::{TestDb, TestTopic};
 
 use crate::helpers::*;
+use crate::what_changed_model::{
+    actual_lineage, actual_shipped, lineage_and_shipped, listed_commits, LineageRow, ShippedRow,
+};
 
 const REPOS: [&str; 2] = ["acme/api", "acme/web"];
 
@@ -47,6 +53,10 @@ struct Op {
     minute: i64,
     /// Published twice, as a producer retry or a redelivery would.
     redeliver: bool,
+    /// The deployed commit: one of three, or none.
+    sha: Option<u8>,
+    /// (commit `1` to `4`, minutes before the base) of each listed commit.
+    commits: Vec<(u8, i64)>,
 }
 
 /// How the projector runs the history.
@@ -70,22 +80,26 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     // Half the reports are successes, so current state has much to track.
     let status = prop_oneof![1 => Just(2usize), 1 => 0usize..5];
+    let sha = prop_oneof![1 => Just(None), 5 => (0u8..3).prop_map(Some)];
+    let listed = prop::collection::btree_map(0u8..4, 0i64..3, 1..3)
+        .prop_map(|m| m.into_iter().collect::<Vec<_>>());
+    let commits = prop_oneof![2 => Just(Vec::new()), 1 => listed];
     (
-        0usize..2,
-        0usize..REPOS.len(),
-        identity,
-        status,
-        0i64..30,
-        prop::bool::weighted(0.15),
+        (0usize..2, 0usize..REPOS.len(), identity, status),
+        (0i64..30, prop::bool::weighted(0.15), sha, commits),
     )
-        .prop_map(|(env, repo, identity, status, minute, redeliver)| Op {
-            env,
-            repo,
-            identity,
-            status,
-            minute,
-            redeliver,
-        })
+        .prop_map(
+            |((env, repo, identity, status), (minute, redeliver, sha, commits))| Op {
+                env,
+                repo,
+                identity,
+                status,
+                minute,
+                redeliver,
+                sha,
+                commits,
+            },
+        )
 }
 
 fn run() -> impl Strategy<Value = Run> {
@@ -127,6 +141,23 @@ fn build(ops: &[Op]) -> Vec<Published> {
         e.status = DeploymentStatus::ALL[op.status];
         // Reports arrive in list order, a second apart.
         e.received_at = base + chrono::Duration::seconds(3600 + i as i64);
+        e.commit_sha = op.sha.map(|s| {
+            vibemon_schemas::CommitSha::parse(["a", "b", "c"][s as usize].repeat(40)).unwrap()
+        });
+        e.commits = op
+            .commits
+            .iter()
+            .map(|&(c, minutes)| vibemon_schemas::Commit {
+                sha: vibemon_schemas::CommitSha::parse((c + 1).to_string().repeat(40)).unwrap(),
+                committed_at: base - chrono::Duration::minutes(minutes),
+                authored_at: None,
+                author: None,
+                subject: None,
+            })
+            .collect();
+        if !e.commits.is_empty() {
+            e.schema_version = vibemon_schemas::LATEST_SCHEMA_VERSION;
+        }
         let mut fingerprint = None;
         match &op.identity {
             Identity::Own => {}
@@ -179,6 +210,8 @@ struct Expected {
     deployments: BTreeSet<DeploymentRow>,
     current: BTreeSet<(Uuid, String, Uuid)>,
     conflicts: BTreeSet<(Uuid, String, String)>,
+    lineage: BTreeSet<LineageRow>,
+    shipped: BTreeSet<ShippedRow>,
 }
 
 /// id, repository, status, deployed_at, created_at, updated_at, reports, last event.
@@ -239,6 +272,7 @@ fn model(records: &[Published]) -> Expected {
         ));
         rows.push(*w);
     }
+    let (lineage, shipped) = lineage_and_shipped(&rows, &listed_commits(&applied));
     // Current state: per (environment, repository), the newest success.
     let mut current: BTreeMap<(Uuid, String), (DateTime<Utc>, Uuid)> = BTreeMap::new();
     for w in rows {
@@ -258,6 +292,8 @@ fn model(records: &[Published]) -> Expected {
             .map(|((env, repo), (_, id))| (env, repo, id))
             .collect(),
         conflicts,
+        lineage,
+        shipped,
     }
 }
 
@@ -291,6 +327,8 @@ async fn actual(pool: &sqlx::PgPool) -> Expected {
         deployments: deployments.into_iter().collect(),
         current: current.into_iter().collect(),
         conflicts: conflicts.into_iter().collect(),
+        lineage: actual_lineage(pool).await,
+        shipped: actual_shipped(pool).await,
     };
     assert_eq!(
         audit_len,
@@ -351,6 +389,8 @@ async fn check(ops: Vec<Op>, run: Run) -> Result<(), TestCaseError> {
     prop_assert_eq!(&got.conflicts, &expected.conflicts);
     prop_assert_eq!(&got.deployments, &expected.deployments);
     prop_assert_eq!(&got.current, &expected.current);
+    prop_assert_eq!(&got.lineage, &expected.lineage);
+    prop_assert_eq!(&got.shipped, &expected.shipped);
     Ok(())
 }
 
