@@ -15,6 +15,7 @@ pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod dead_letters;
+pub mod lineage;
 pub mod metrics;
 mod retry;
 pub mod topic_check;

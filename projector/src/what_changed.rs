@@ -7,17 +7,18 @@
 //! `deployments` for what a batch touched, so they do not depend on the
 //! order events arrive in (docs/dora.md defines each column):
 //! - the lineage of an environment and repository is recomputed from a lower
-//!   bound to its newest deployment. A change at position P (a success
-//!   appearing, moving, or ceasing to be one) can alter the facts of the
-//!   successes after P, of P's predecessor, and, through a rollback's
-//!   anchor, of the successes after the last earlier deployment of P's
-//!   commit. The bound is the earliest of those over every change in the
-//!   batch, before and after it; live traffic appends, so the span is a few
-//!   rows.
+//!   bound to its newest deployment, by [`crate::lineage`]. A change at
+//!   position P (a success appearing, moving, or ceasing to be one) can alter
+//!   the facts of the successes after P, and, through what they compare
+//!   against, of those after P's predecessor, after the latest success of
+//!   known commit before P, and after the latest earlier deployment of P's
+//!   commit (a rollback's anchor). The bound is the earliest of those over
+//!   every change in the batch, before and after it; live traffic appends,
+//!   so the span is a few rows, and the computation is linear in it.
 //! - `shipped_commits` is recomputed for every (environment, repository,
 //!   sha) that a touched deployment lists.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 use vibemon_schemas::DeploymentStatus;
 
 use crate::batch::Located;
+use crate::lineage;
 
 /// A deployment as the database held it before a batch changed it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -238,7 +240,9 @@ impl OldKeys {
 
 /// Recomputes `deployment_lineage` for every environment and repository
 /// where `fresh` may have added, moved or removed a success; `earlier` are
-/// the successes the batch's deployments were before it.
+/// the successes the batch's deployments were before it. Postgres finds each
+/// key's bound and the rows from it on ([`LINEAGE_SPAN`]), [`lineage::facts`]
+/// computes, and one statement writes what changed.
 async fn refresh_lineage(
     tx: &mut Transaction<'_, Postgres>,
     fresh: &[&Located],
@@ -248,7 +252,7 @@ async fn refresh_lineage(
     let old = OldKeys::of(earlier.iter().copied());
     let sha: Vec<Option<String>> = earlier.iter().map(|b| b.commit_sha.clone()).collect();
     let at: Vec<DateTime<Utc>> = earlier.iter().map(|b| b.deployed_at).collect();
-    sqlx::query(REFRESH_LINEAGE)
+    let rows: Vec<SpanRow> = sqlx::query_as(LINEAGE_SPAN)
         .bind(ids)
         .bind(old.id)
         .bind(old.workspace)
@@ -256,23 +260,79 @@ async fn refresh_lineage(
         .bind(old.repository)
         .bind(sha)
         .bind(at)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
-    Ok(())
+    let mut keys: BTreeMap<LineageKey, KeySpan> = BTreeMap::new();
+    for row in rows {
+        keys.entry((row.ws, row.env, row.repo.clone()))
+            .or_default()
+            .add(row);
+    }
+    let mut write = LineageWrite::default();
+    for ((ws, env, repo), mut key) in keys {
+        key.span.sort_by_key(lineage::Success::position);
+        let facts = lineage::facts(&key.before, &key.span);
+        write.push(ws, env, &repo, key.bound, &key.span, facts);
+    }
+    write.execute(tx).await
+}
+
+/// (workspace, environment, repository): one lineage.
+type LineageKey = (Uuid, Uuid, String);
+
+/// One row of [`LINEAGE_SPAN`].
+#[derive(sqlx::FromRow)]
+struct SpanRow {
+    kind: String,
+    ws: Uuid,
+    env: Uuid,
+    repo: String,
+    at: DateTime<Utc>,
+    id: Uuid,
+    sha: Option<String>,
+}
+
+/// A key's bound, the successes from it on, and what came before.
+#[derive(Default)]
+struct KeySpan {
+    bound: Option<lineage::Position>,
+    span: Vec<lineage::Success>,
+    before: lineage::Before,
+}
+
+impl KeySpan {
+    fn add(&mut self, row: SpanRow) {
+        let success = lineage::Success {
+            id: row.id,
+            deployed_at: row.at,
+            commit_sha: row.sha,
+        };
+        match row.kind.as_str() {
+            "bound" => self.bound = Some(success.position()),
+            "span" => self.span.push(success),
+            "predecessor" => self.before.predecessor = Some(success),
+            "known" => self.before.known = Some(success),
+            "anchor" => {
+                if let Some(sha) = success.commit_sha.clone() {
+                    self.before.anchors.insert(sha, success);
+                }
+            }
+            other => unreachable!("LINEAGE_SPAN has no row kind {other:?}"),
+        }
+    }
 }
 
 /// `$1`: deployments touched (their successes now count as changes);
 /// `$2..$7`: (id, workspace, environment, repository, sha, deployed_at) of
 /// the successes they were before.
 ///
-/// `bounds`: per key, the earliest position a change can affect (the change
-/// itself, the success before it, the latest earlier success of its commit).
-/// `span`: the successes from the bound on, and the one before it as context.
-/// In `ordered`, `anchor` is the latest earlier success of the same commit
-/// (looked up before the span when the span holds none); a row whose anchor
-/// is not its predecessor is a rollback to the anchor. A row is rolled back
-/// by the first later rollback whose anchor is before it.
-const REFRESH_LINEAGE: &str = "WITH changed AS (
+/// `bounds`: per key, the earliest position a change can affect: the change
+/// itself, the success before it, the latest success of known commit before
+/// it, and the latest earlier success of its commit (a rollback's anchor).
+/// Rows: each bound; the successes from it on (`span`); and before
+/// the bound, the success just before it, the latest success of known commit,
+/// and the latest success of each commit the span deploys.
+const LINEAGE_SPAN: &str = "WITH changed AS (
          SELECT ws, env, repo, sha, at, id
          FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[])
              AS o(id, ws, env, repo, sha, at)
@@ -289,6 +349,14 @@ const REFRESH_LINEAGE: &str = "WITH changed AS (
              ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
          ) p
          UNION ALL
+         SELECT c.ws, c.env, c.repo, k.deployed_at, k.id FROM changed c CROSS JOIN LATERAL (
+             SELECT d.deployed_at, d.id FROM deployments d
+             WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
+               AND d.status = 'success' AND d.commit_sha IS NOT NULL
+               AND (d.deployed_at, d.id) < (c.at, c.id)
+             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+         ) k
+         UNION ALL
          SELECT c.ws, c.env, c.repo, a.deployed_at, a.id FROM changed c CROSS JOIN LATERAL (
              SELECT d.deployed_at, d.id FROM deployments d
              WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
@@ -299,62 +367,141 @@ const REFRESH_LINEAGE: &str = "WITH changed AS (
          SELECT DISTINCT ON (ws, env, repo) ws, env, repo, at, id
          FROM candidates ORDER BY ws, env, repo, at, id
      ), span AS (
-         SELECT b.ws, b.env, b.repo, d.id, d.deployed_at, d.commit_sha, true AS in_span
+         SELECT b.ws, b.env, b.repo, d.deployed_at AS at, d.id, d.commit_sha AS sha
          FROM bounds b JOIN deployments d
            ON d.workspace_id = b.ws AND d.environment_id = b.env AND d.repo_full_name = b.repo
           AND d.status = 'success' AND (d.deployed_at, d.id) >= (b.at, b.id)
-         UNION ALL
-         SELECT b.ws, b.env, b.repo, p.id, p.deployed_at, p.commit_sha, false
-         FROM bounds b CROSS JOIN LATERAL (
-             SELECT d.id, d.deployed_at, d.commit_sha FROM deployments d
-             WHERE d.workspace_id = b.ws AND d.environment_id = b.env AND d.repo_full_name = b.repo
-               AND d.status = 'success' AND (d.deployed_at, d.id) < (b.at, b.id)
-             ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
-         ) p
-     ), windowed AS (
-         SELECT s.*,
-             lag(id) OVER k AS pred_id, lag(commit_sha) OVER k AS pred_sha,
-             lag(id) OVER c AS same_id, lag(deployed_at) OVER c AS same_at
-         FROM span s
-         WINDOW k AS (PARTITION BY ws, env, repo ORDER BY deployed_at, id),
-                c AS (PARTITION BY ws, env, repo, commit_sha ORDER BY deployed_at, id)
-     ), ordered AS (
-         SELECT w.ws, w.env, w.repo, w.id, w.deployed_at, w.commit_sha, w.pred_id, w.pred_sha,
-             a.id AS anchor_id, a.deployed_at AS anchor_at,
-             CASE WHEN a.id IS DISTINCT FROM w.pred_id THEN a.id END AS rollback_to
-         FROM windowed w LEFT JOIN LATERAL (
-             SELECT w.same_id AS id, w.same_at AS deployed_at
-             WHERE w.commit_sha IS NOT NULL AND w.same_id IS NOT NULL
-             UNION ALL
-             (SELECT d.id, d.deployed_at FROM deployments d
-              WHERE w.commit_sha IS NOT NULL AND w.same_id IS NULL
-                AND d.workspace_id = w.ws AND d.environment_id = w.env AND d.repo_full_name = w.repo
-                AND d.status = 'success' AND d.commit_sha = w.commit_sha
-                AND (d.deployed_at, d.id) < (w.deployed_at, w.id)
-              ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1)
-         ) a ON true
-         WHERE w.in_span
-     ), rollbacks AS (
-         SELECT * FROM ordered WHERE rollback_to IS NOT NULL
-     ), marked AS (
-         SELECT o.*, (
-             SELECT r.id FROM rollbacks r
-             WHERE r.ws = o.ws AND r.env = o.env AND r.repo = o.repo
-               AND (r.deployed_at, r.id) > (o.deployed_at, o.id)
-               AND (r.anchor_at, r.anchor_id) < (o.deployed_at, o.id)
-             ORDER BY r.deployed_at, r.id LIMIT 1
-         ) AS rolled_back_by
-         FROM ordered o
+     )
+     SELECT 'bound' AS kind, ws, env, repo, at, id, NULL::text AS sha FROM bounds
+     UNION ALL
+     SELECT 'span', * FROM span
+     UNION ALL
+     SELECT 'predecessor', b.ws, b.env, b.repo, p.deployed_at, p.id, p.commit_sha
+     FROM bounds b CROSS JOIN LATERAL (
+         SELECT d.deployed_at, d.id, d.commit_sha FROM deployments d
+         WHERE d.workspace_id = b.ws AND d.environment_id = b.env AND d.repo_full_name = b.repo
+           AND d.status = 'success' AND (d.deployed_at, d.id) < (b.at, b.id)
+         ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+     ) p
+     UNION ALL
+     SELECT 'known', b.ws, b.env, b.repo, k.deployed_at, k.id, k.commit_sha
+     FROM bounds b CROSS JOIN LATERAL (
+         SELECT d.deployed_at, d.id, d.commit_sha FROM deployments d
+         WHERE d.workspace_id = b.ws AND d.environment_id = b.env AND d.repo_full_name = b.repo
+           AND d.status = 'success' AND d.commit_sha IS NOT NULL
+           AND (d.deployed_at, d.id) < (b.at, b.id)
+         ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+     ) k
+     UNION ALL
+     SELECT 'anchor', s.ws, s.env, s.repo, a.deployed_at, a.id, a.commit_sha
+     FROM (SELECT DISTINCT ws, env, repo, sha FROM span WHERE sha IS NOT NULL) s
+     JOIN bounds b ON b.ws = s.ws AND b.env = s.env AND b.repo = s.repo
+     CROSS JOIN LATERAL (
+         SELECT d.deployed_at, d.id, d.commit_sha FROM deployments d
+         WHERE d.workspace_id = s.ws AND d.environment_id = s.env AND d.repo_full_name = s.repo
+           AND d.status = 'success' AND d.commit_sha = s.sha AND (d.deployed_at, d.id) < (b.at, b.id)
+         ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
+     ) a";
+
+/// Column arrays for the lineage write: the bounds, and every success from
+/// them on with its facts.
+#[derive(Default)]
+struct LineageWrite {
+    bound_ws: Vec<Uuid>,
+    bound_env: Vec<Uuid>,
+    bound_repo: Vec<String>,
+    bound_at: Vec<DateTime<Utc>>,
+    bound_id: Vec<Uuid>,
+    id: Vec<Uuid>,
+    ws: Vec<Uuid>,
+    env: Vec<Uuid>,
+    repo: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    sha: Vec<Option<String>>,
+    predecessor_id: Vec<Option<Uuid>>,
+    predecessor_sha: Vec<Option<String>>,
+    rollback_to: Vec<Option<Uuid>>,
+    rolled_back_by: Vec<Option<Uuid>>,
+}
+
+impl LineageWrite {
+    fn push(
+        &mut self,
+        ws: Uuid,
+        env: Uuid,
+        repo: &str,
+        bound: Option<lineage::Position>,
+        span: &[lineage::Success],
+        facts: Vec<lineage::Facts>,
+    ) {
+        if let Some((at, id)) = bound {
+            self.bound_ws.push(ws);
+            self.bound_env.push(env);
+            self.bound_repo.push(repo.to_owned());
+            self.bound_at.push(at);
+            self.bound_id.push(id);
+        }
+        for (s, f) in span.iter().zip(facts) {
+            self.id.push(s.id);
+            self.ws.push(ws);
+            self.env.push(env);
+            self.repo.push(repo.to_owned());
+            self.at.push(s.deployed_at);
+            self.sha.push(s.commit_sha.clone());
+            self.predecessor_id.push(f.predecessor_id);
+            self.predecessor_sha.push(f.predecessor_commit_sha);
+            self.rollback_to.push(f.rollback_to);
+            self.rolled_back_by.push(f.rolled_back_by);
+        }
+    }
+
+    async fn execute(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        if self.bound_ws.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(WRITE_LINEAGE)
+            .bind(self.bound_ws)
+            .bind(self.bound_env)
+            .bind(self.bound_repo)
+            .bind(self.bound_at)
+            .bind(self.bound_id)
+            .bind(self.id)
+            .bind(self.ws)
+            .bind(self.env)
+            .bind(self.repo)
+            .bind(self.at)
+            .bind(self.sha)
+            .bind(self.predecessor_id)
+            .bind(self.predecessor_sha)
+            .bind(self.rollback_to)
+            .bind(self.rolled_back_by)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// `$1..$5`: the bounds; `$6..$15`: the rows from them on. Rows of a key
+/// from its bound on that are not among them go (no longer successes, or
+/// moved to another key, which writes them there); the rest are upserted
+/// when they changed.
+const WRITE_LINEAGE: &str = "WITH bounds AS (
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[])
+             AS b(ws, env, repo, at, id)
+     ), rows AS (
+         SELECT * FROM UNNEST($6::uuid[], $7::uuid[], $8::uuid[], $9::text[], $10::timestamptz[],
+             $11::text[], $12::uuid[], $13::text[], $14::uuid[], $15::uuid[])
+             AS r(id, ws, env, repo, at, sha, predecessor_id, predecessor_sha, rollback_to, rolled_back_by)
      ), gone AS (
          DELETE FROM deployment_lineage l USING bounds b
          WHERE l.workspace_id = b.ws AND l.environment_id = b.env AND l.repo_full_name = b.repo
            AND (l.deployed_at, l.deployment_id) >= (b.at, b.id)
-           AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.id = l.deployment_id)
+           AND NOT EXISTS (SELECT 1 FROM rows r WHERE r.id = l.deployment_id)
      )
      INSERT INTO deployment_lineage AS l (deployment_id, workspace_id, environment_id, repo_full_name,
          deployed_at, commit_sha, predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by)
-     SELECT id, ws, env, repo, deployed_at, commit_sha, pred_id, pred_sha, rollback_to, rolled_back_by
-     FROM marked
+     SELECT id, ws, env, repo, at, sha, predecessor_id, predecessor_sha, rollback_to, rolled_back_by
+     FROM rows
      ON CONFLICT (deployment_id) DO UPDATE SET
          workspace_id = excluded.workspace_id, environment_id = excluded.environment_id,
          repo_full_name = excluded.repo_full_name, deployed_at = excluded.deployed_at,

@@ -368,8 +368,11 @@ pub fn lineage_and_shipped(
                 .rev()
                 .find(|&j| sha(j).as_deref() == Some(s.as_str()))
         };
+        // The latest earlier success whose commit is known: a deployment
+        // of unknown commit neither differs from nor matches anything.
+        let known_before = |i: usize| (0..i).rev().find(|&j| sha(j).is_some());
         let rollback_to: Vec<Option<usize>> = (0..successes.len())
-            .map(|i| anchor(i).filter(|&a| Some(a) != i.checked_sub(1)))
+            .map(|i| anchor(i).filter(|&a| Some(a) != known_before(i)))
             .collect();
         for (i, w) in successes.iter().enumerate() {
             let rolled_back_by =
