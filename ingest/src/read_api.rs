@@ -367,7 +367,13 @@ async fn dora_metrics(
     let environment = p.get("environment", |s| {
         EnvironmentName::parse(s).map_err(|e| e.msg)
     });
-    let repository = p.get("repository", |s| Ok(s.to_owned()));
+    let repository = p.get("repository", |s| {
+        if s.is_empty() {
+            Err("repository must not be empty: leave it out for every repository".to_owned())
+        } else {
+            Ok(s.to_owned())
+        }
+    });
     let since = p.get("since", timestamp("since"));
     let until = p.get("until", timestamp("until"));
     let bucket = p.get("bucket", Bucket::parse);
@@ -385,6 +391,11 @@ async fn dora_metrics(
     let name = environment.ok_or_else(|| ApiError::Validation(vec![required()]))?;
     let until = until.unwrap_or_else(Utc::now);
     let since = since.unwrap_or(until - chrono::Duration::days(DORA_DEFAULT_DAYS));
+    let bucket = bucket.unwrap_or(Bucket::Week);
+    let window_error =
+        |e: dora::WindowError| ApiError::Validation(vec![issue(e.param, "value_error", e.msg)]);
+    // The window is refused before any lookup, like every other bad parameter.
+    dora::buckets(since, until, bucket).map_err(window_error)?;
     let environment_id = state.environments.resolve(who.workspace_id, &name).await?;
     let query = DoraQuery {
         workspace_id: who.workspace_id,
@@ -392,14 +403,12 @@ async fn dora_metrics(
         repository: repository.clone(),
         since,
         until,
-        bucket: bucket.unwrap_or(Bucket::Week),
+        bucket,
     };
     let report = dora::dora(&state.read_pool, &query)
         .await
         .map_err(|e| match e {
-            DoraError::Window(msg) => {
-                ApiError::Validation(vec![issue("since", "value_error", msg)])
-            }
+            DoraError::Window(e) => window_error(e),
             DoraError::Database(e) => db_error(e),
         })?;
     let mut body = serde_json::to_value(&report).expect("a report serializes");

@@ -98,7 +98,10 @@ pub fn facts(before: &Before, span: &[Success]) -> Vec<Facts> {
     let mut after: BinaryHeap<Reverse<(usize, Position)>> = BinaryHeap::new();
     for i in (0..span.len()).rev() {
         let here = span[i].position();
-        while after.peek().is_some_and(|Reverse((_, anchor))| *anchor >= here) {
+        while after
+            .peek()
+            .is_some_and(|Reverse((_, anchor))| *anchor >= here)
+        {
             after.pop();
         }
         out[i].0.rolled_back_by = after.peek().map(|Reverse((r, _))| span[*r].id);
@@ -141,7 +144,12 @@ mod tests {
     fn going_back_to_an_earlier_commit_is_a_rollback_that_undoes_what_came_between() {
         assert_eq!(
             marks(&["a", "b", "c", "a"]),
-            [(None, None), (None, Some(3)), (None, Some(3)), (Some(0), None)]
+            [
+                (None, None),
+                (None, Some(3)),
+                (None, Some(3)),
+                (Some(0), None)
+            ]
         );
     }
 
@@ -155,7 +163,12 @@ mod tests {
         // An unknown commit between does not hide what was replaced.
         assert_eq!(
             marks(&["a", "b", "", "a"]),
-            [(None, None), (None, Some(3)), (None, Some(3)), (Some(0), None)]
+            [
+                (None, None),
+                (None, Some(3)),
+                (None, Some(3)),
+                (Some(0), None)
+            ]
         );
     }
 

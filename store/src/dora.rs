@@ -89,29 +89,44 @@ pub struct DoraQuery {
 /// A `[start, end)` span of time.
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
 
+/// A window the caller must fix: which parameter, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct WindowError {
+    /// `since` or `bucket`.
+    pub param: &'static str,
+    pub msg: String,
+}
+
 /// The buckets of `[since, until)`, each clamped to the window, so the first
 /// and last may be partial; an error for an empty window or one of more than
-/// [`MAX_BUCKETS`].
+/// [`MAX_BUCKETS`]. Checked before anything is asked of Postgres.
 pub fn buckets(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     bucket: Bucket,
-) -> Result<Vec<Span>, String> {
+) -> Result<Vec<Span>, WindowError> {
     if since >= until {
-        return Err(format!(
-            "since ({}) must be before until ({})",
-            since.to_rfc3339(),
-            until.to_rfc3339()
-        ));
+        return Err(WindowError {
+            param: "since",
+            msg: format!(
+                "since ({}) must be before until ({})",
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            ),
+        });
     }
     let mut out = Vec::new();
     let mut start = bucket.start_of(since);
     while start < until {
         if out.len() == MAX_BUCKETS {
-            return Err(format!(
-                "the window holds more than {MAX_BUCKETS} {} buckets: use a larger bucket or a shorter window",
-                bucket.as_str()
-            ));
+            return Err(WindowError {
+                param: "bucket",
+                msg: format!(
+                    "the window holds more than {MAX_BUCKETS} {} buckets: use a larger bucket or a shorter window",
+                    bucket.as_str()
+                ),
+            });
         }
         let next = bucket.next(start);
         out.push((start.max(since), next.min(until)));
@@ -138,13 +153,18 @@ pub struct LeadTime {
     pub p90_seconds: Option<f64>,
 }
 
-/// Change failure rate: (failed + rolled back) over completed deployments.
+/// Change failure rate: (failed deployments + rollbacks) over completed
+/// deployments.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FailureRate {
     pub failed: i64,
-    pub rolled_back: i64,
-    /// `failed + rolled_back`: the numerator.
+    /// Rollbacks deployed in the span: each one remedies a failed change.
+    pub rollbacks: i64,
+    /// `failed + rollbacks`: the numerator.
     pub failures: i64,
+    /// Successes in the span that a rollback undid (one rollback may undo
+    /// several): shown, not counted in the rate.
+    pub rolled_back: i64,
     /// Successful and failed deployments: the denominator.
     pub completed: i64,
     pub rate: Option<f64>,
@@ -309,8 +329,10 @@ impl Sums {
     }
 
     fn metrics(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Metrics {
-        let days = (end - start).num_milliseconds() as f64 / 86_400_000.0;
-        let failures = self.failed + self.rolled_back;
+        // Nanoseconds: a bucket is never empty, however short.
+        let nanos = (end - start).num_nanoseconds().unwrap_or(i64::MAX);
+        let days = nanos as f64 / 86_400e9;
+        let failures = self.failed + self.rollbacks;
         let completed = self.deployments + self.failed;
         Metrics {
             deployment_frequency: Frequency {
@@ -322,8 +344,9 @@ impl Sums {
             lead_time: self.lead.clone(),
             change_failure_rate: FailureRate {
                 failed: self.failed,
-                rolled_back: self.rolled_back,
+                rollbacks: self.rollbacks,
                 failures,
+                rolled_back: self.rolled_back,
                 completed,
                 rate: (completed > 0).then(|| failures as f64 / completed as f64),
             },
@@ -390,8 +413,8 @@ pub async fn dora(pool: &PgPool, q: &DoraQuery) -> Result<DoraReport, DoraError>
 #[derive(Debug, thiserror::Error)]
 pub enum DoraError {
     /// The window is empty or holds too many buckets: the caller's mistake.
-    #[error("{0}")]
-    Window(String),
+    #[error(transparent)]
+    Window(WindowError),
     #[error(transparent)]
     Database(sqlx::Error),
 }
@@ -442,7 +465,9 @@ mod tests {
         assert!(buckets(at, at + Duration::days(MAX_BUCKETS as i64), Bucket::Day).is_ok());
         let err =
             buckets(at, at + Duration::days(MAX_BUCKETS as i64 + 1), Bucket::Day).unwrap_err();
-        assert!(err.contains("more than 1000 day buckets"), "{err}");
+        assert_eq!(err.param, "bucket");
+        assert!(err.msg.contains("more than 1000 day buckets"), "{err}");
+        assert_eq!(buckets(at, at, Bucket::Day).unwrap_err().param, "since");
     }
 
     #[test]

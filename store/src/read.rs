@@ -207,16 +207,23 @@ pub struct CommitView {
 }
 
 /// One deployment of the workspace; `None` when absent or another workspace's.
+/// Its four parts are read in one read-only snapshot, so a batch the
+/// projector commits meanwhile never shows half (a success without its
+/// lineage, a report log ahead of the status).
 pub async fn get_deployment(
     pool: &PgPool,
     workspace_id: Uuid,
     id: Uuid,
 ) -> Result<Option<DeploymentDetail>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let sql = format!("SELECT {VIEW_COLUMNS} FROM deployments WHERE workspace_id = $1 AND id = $2");
     let Some(deployment) = sqlx::query_as::<_, DeploymentView>(&sql)
         .bind(workspace_id)
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?
     else {
         return Ok(None);
@@ -232,7 +239,7 @@ pub async fn get_deployment(
     .bind(id)
     .bind(workspace_id)
     .bind(MAX_REPORT_LOG)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let lineage = sqlx::query_as(
         "SELECT predecessor_id, predecessor_commit_sha, rollback_to, rolled_back_by
@@ -240,7 +247,7 @@ pub async fn get_deployment(
     )
     .bind(id)
     .bind(workspace_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     let commits = sqlx::query_as(
         "SELECT sha, committed_at, authored_at, author, subject FROM deployment_commits
@@ -248,8 +255,9 @@ pub async fn get_deployment(
     )
     .bind(id)
     .bind(MAX_REPORT_LOG)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Some(DeploymentDetail {
         deployment,
         report_log,

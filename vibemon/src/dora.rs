@@ -20,6 +20,8 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
         Some(s) => time("since", s)?,
         None => until - Duration::days(args.days),
     };
+    let window = |e: dora::WindowError| CliError::Invalid(format!("--{}: {}", e.param, e.msg));
+    dora::buckets(since, until, bucket).map_err(window)?;
     let pool = connect(&args.db).await?;
     let environment_id = environment_id(&pool, args.workspace, &args.environment).await?;
     let query = DoraQuery {
@@ -31,7 +33,7 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
         bucket,
     };
     let report = dora::dora(&pool, &query).await.map_err(|e| match e {
-        DoraError::Window(msg) => CliError::Invalid(msg),
+        DoraError::Window(e) => window(e),
         DoraError::Database(e) => CliError::db("computing the metrics", e),
     })?;
     if json {

@@ -233,6 +233,21 @@ impl Pipeline {
 const WINDOW: &str = "since=2024-01-01T00:00:00Z&until=2024-01-08T00:00:00Z";
 const WEEK: &str = "since=2024-01-01T00:00:00Z&until=2024-01-08T00:00:00Z&bucket=week";
 
+/// Checks an answer against its schema in the published OpenAPI document.
+fn fits_openapi(component: &str, value: &Value) {
+    let mut doc: Value = serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap();
+    doc["$ref"] = json!(format!("#/components/schemas/{component}"));
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&doc)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{component}: {errors:?}\n{value}");
+}
+
 /// A figure equal to `want` up to floating-point rounding.
 fn close(got: &Value, want: f64) {
     let got = got
@@ -321,6 +336,9 @@ async fn a_rollback_is_found_and_the_deployment_it_undid_is_marked() {
         m["buckets"][0]["change_failure_rate"],
         total["change_failure_rate"]
     );
+    fits_openapi("DoraReport", &m);
+    fits_openapi("DeploymentDetail", &d3);
+    fits_openapi("DeploymentDetail", &d5);
     p.stop().await;
 }
 
@@ -416,10 +434,23 @@ async fn the_same_history_arriving_in_reverse_gives_the_same_metrics() {
         b["environment_id"] = Value::Null;
         assert_eq!(a, b, "{query}");
     }
-    let marks = |pool: sqlx::PgPool| async move {
-        let rows: Vec<(String, bool, bool)> = sqlx::query_as(
-            "SELECT d.deployed_at::text, l.rollback_to IS NOT NULL, l.rolled_back_by IS NOT NULL
-             FROM deployment_lineage l JOIN deployments d ON d.id = l.deployment_id ORDER BY 1",
+    // Every fact of the lineage, each deployment named by when it ran (the
+    // two pipelines gave their deployments different ids).
+    let lineage = |pool: sqlx::PgPool| async move {
+        let rows: Vec<(
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT d.deployed_at::text, l.commit_sha, p.deployed_at::text, r.deployed_at::text,
+                        b.deployed_at::text
+                 FROM deployment_lineage l JOIN deployments d ON d.id = l.deployment_id
+                 LEFT JOIN deployments p ON p.id = l.predecessor_id
+                 LEFT JOIN deployments r ON r.id = l.rollback_to
+                 LEFT JOIN deployments b ON b.id = l.rolled_back_by
+                 ORDER BY 1",
         )
         .fetch_all(&pool)
         .await
@@ -427,11 +458,25 @@ async fn the_same_history_arriving_in_reverse_gives_the_same_metrics() {
         rows
     };
     let (a, b) = (
-        marks(forward.db.pool.clone()).await,
-        marks(backward.db.pool.clone()).await,
+        lineage(forward.db.pool.clone()).await,
+        lineage(backward.db.pool.clone()).await,
     );
     assert_eq!(a, b);
-    assert_eq!(a.iter().filter(|r| r.1).count(), 1, "one rollback: {a:?}");
+    let rollbacks: Vec<_> = a.iter().filter(|r| r.3.is_some()).collect();
+    assert_eq!(rollbacks.len(), 1, "one rollback: {a:?}");
+    let shipped = |pool: sqlx::PgPool| async move {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT sha, deployed_at::text, committed_at::text FROM shipped_commits ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        rows
+    };
+    assert_eq!(
+        shipped(forward.db.pool.clone()).await,
+        shipped(backward.db.pool.clone()).await
+    );
     forward.stop().await;
     backward.stop().await;
 }
@@ -448,9 +493,15 @@ async fn a_bad_metrics_query_is_a_422_that_names_the_parameter() {
         ),
         (
             "environment=production&since=2000-01-01T00:00:00Z&until=2024-01-01T00:00:00Z&bucket=day",
-            "since",
+            "bucket",
         ),
         ("environment=production&from=2024-01-01T00:00:00Z", "from"),
+        ("environment=production&repository=", "repository"),
+        // A bad window is refused before the environment is looked up.
+        (
+            "environment=nowhere&since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z",
+            "since",
+        ),
     ] {
         let (status, body) = p.get(&format!("/api/v1/metrics/dora?{query}")).await;
         assert_eq!(status, 422, "{query}: {body}");
