@@ -10,6 +10,7 @@
 pub mod checkpoints;
 pub mod copy;
 pub mod dora;
+pub mod integrations;
 pub mod keys;
 pub mod read;
 pub mod reference;
