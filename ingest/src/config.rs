@@ -69,14 +69,16 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_FUTURE_SKEW_SECS", default_value_t = 300)]
     pub max_future_skew_secs: i64,
 
-    /// Highest `DeploymentReported` schema version this ingest writes (1 or
-    /// 2). Version 2 carries `commits` and `previous_commit_sha`; a projector
-    /// or consumer of an older release dead-letters it as unsupported_version.
-    /// To roll out: set 1 while projectors and every other consumer of the
-    /// topic are upgraded to a release that reads version 2 (with 1, a body
-    /// with `commits` or `previous_commit_sha` gets a 422 naming the field,
-    /// and `vibemon report` resends without them), then raise it to 2.
-    #[arg(long, env = "INGEST_MAX_EVENT_VERSION", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// Highest `DeploymentReported` schema version this ingest writes (1 to
+    /// 3). Version 2 carries `commits` and `previous_commit_sha`; version 3
+    /// the sources `github` and `gitlab` of native intake. A projector or
+    /// consumer of an older release dead-letters a newer version as
+    /// unsupported_version. To roll out: keep it at the version every
+    /// consumer of the topic reads while they are upgraded, then raise it.
+    /// Below 2, a body with `commits` or `previous_commit_sha` gets a 422
+    /// naming the field (`vibemon report` resends without them); below 3,
+    /// native intake answers 503 and the code host retries later.
+    #[arg(long, env = "INGEST_MAX_EVENT_VERSION", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub max_event_version: u8,
 
     /// Time allowed to receive a request's headers, in milliseconds (slowloris).

@@ -476,7 +476,7 @@ impl Checker {
         let status = self.string("status", status, false);
         let status = self.parsed("status", status, |s| DeploymentStatus::parse(&s));
         let source = self.string("source", source, false);
-        let source = self.parsed("source", source, |s| DeploymentSource::parse(&s));
+        let source = self.parsed("source", source, |s| DeploymentSource::parse_webhook(&s));
         let external_id = self.string("external_id", external_id, false);
         let external_id = self.parsed("external_id", external_id, ExternalId::parse);
         (status, source, external_id)

@@ -1,13 +1,15 @@
-//! `DeploymentReported`, schema versions 1 and 2: the one event on the topic.
+//! `DeploymentReported`, schema versions 1 to 3: the one event on the topic.
 //!
 //! ingest builds it from an accepted webhook; the projector and RCA consumers
-//! decode it. The JSON Schemas `deployment-reported.v{1,2}.schema.json` beside
+//! decode it. The JSON Schemas `deployment-reported.v{1,2,3}.schema.json` beside
 //! this crate's `Cargo.toml` describe the same shapes for consumers in other
 //! languages, and the tests hold them together with golden fixtures. This is
 //! a compatibility promise: change it only by adding a new version, as
 //! `docs/event-versions.md` says. Version 2 adds two optional fields
 //! (`previous_commit_sha`, `commits`); an event without them is written as
-//! version 1, byte for byte as before, so a v1 consumer reads it.
+//! version 1, byte for byte as before, so a v1 consumer reads it. Version 3
+//! adds the `source` values `github` and `gitlab`, written only for a code
+//! host's own events received natively.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -25,7 +27,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The newest version this code writes and reads; the decoder reads every
 /// version from 1 to this one.
-pub const LATEST_SCHEMA_VERSION: u32 = 2;
+pub const LATEST_SCHEMA_VERSION: u32 = 3;
 
 /// The CloudEvents `type` of a version: `com.vibemonitor.deployment.reported.v1`, `.v2`.
 pub fn ce_type(version: u32) -> String {
@@ -173,24 +175,31 @@ impl DeploymentReported {
             .and_then(|()| check_timestamp_range(self.received_at, "received_at"))
             .map_err(DecodeError::OutOfRange)?;
         let newer = [
-            ("previous_commit_sha", self.previous_commit_sha.is_some()),
-            ("commits", !self.commits.is_empty()),
+            ("source", self.source.is_native_intake(), 3),
+            ("previous_commit_sha", self.previous_commit_sha.is_some(), 2),
+            ("commits", !self.commits.is_empty(), 2),
         ];
-        match newer.iter().find(|(_, present)| *present) {
-            Some((field, _)) if self.schema_version < 2 => Err(DecodeError::NotInVersion {
+        match newer
+            .iter()
+            .find(|(_, present, needed)| *present && self.schema_version < *needed)
+        {
+            Some((field, _, needed)) => Err(DecodeError::NotInVersion {
                 version: self.schema_version,
                 field,
-                needed: 2,
+                needed: *needed,
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
-    /// The lowest version that carries this event: 2 when it has a
-    /// version-2 field, else 1. ingest writes this version, so a consumer of
-    /// version 1 keeps reading every event that has nothing new for it.
+    /// The lowest version that carries this event: 3 for a `source` of
+    /// native intake (`github`, `gitlab`), 2 when it has a version-2 field,
+    /// else 1. ingest writes this version, so a consumer of an older version
+    /// keeps reading every event that has nothing new for it.
     pub fn version_needed(&self) -> u32 {
-        if self.previous_commit_sha.is_some() || !self.commits.is_empty() {
+        if self.source.is_native_intake() {
+            3
+        } else if self.previous_commit_sha.is_some() || !self.commits.is_empty() {
             2
         } else {
             SCHEMA_VERSION
@@ -392,8 +401,8 @@ mod tests {
     #[test]
     fn an_unknown_schema_version_is_named_in_the_error() {
         let err =
-            DeploymentReported::decode(br#"{"schema_version": 3, "whatever": true}"#).unwrap_err();
-        assert!(matches!(err, DecodeError::UnsupportedVersion(3)), "{err}");
+            DeploymentReported::decode(br#"{"schema_version": 4, "whatever": true}"#).unwrap_err();
+        assert!(matches!(err, DecodeError::UnsupportedVersion(4)), "{err}");
     }
 
     #[test]

@@ -588,14 +588,54 @@ impl Default for DeploymentStatus {
 }
 
 wire_enum!(
-    /// Which CI/CD system reported. The seed's default is `webhook`.
+    /// Which CI/CD system reported. The seed's default is `webhook`. The
+    /// webhook takes the seed's four ([`DeploymentSource::WEBHOOK`]); `github`
+    /// and `gitlab` name a code host's own deployment events, received
+    /// natively (event version 3).
     DeploymentSource, "source", {
         Webhook => "webhook",
         GithubActions => "github_actions",
         Argocd => "argocd",
         Jenkins => "jenkins",
+        Github => "github",
+        Gitlab => "gitlab",
     }
 );
+
+impl DeploymentSource {
+    /// The values the webhook accepts: the seed's four.
+    pub const WEBHOOK: &'static [DeploymentSource] = &[
+        DeploymentSource::Webhook,
+        DeploymentSource::GithubActions,
+        DeploymentSource::Argocd,
+        DeploymentSource::Jenkins,
+    ];
+
+    /// A code host's own deployment events, received natively: event
+    /// version 3 carries them.
+    pub fn is_native_intake(self) -> bool {
+        !Self::WEBHOOK.contains(&self)
+    }
+
+    /// Parses a webhook body's `source`: one of the seed's four, the error
+    /// listing them.
+    pub fn parse_webhook(value: &str) -> Result<Self, FieldError> {
+        match Self::parse(value) {
+            Ok(source) if !source.is_native_intake() => Ok(source),
+            _ => Err(FieldError::new(
+                "enum",
+                format!(
+                    "source must be one of {}; got {value:?}",
+                    Self::WEBHOOK
+                        .iter()
+                        .map(|s| format!("'{s}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+}
 
 #[allow(clippy::derivable_impls)]
 impl Default for DeploymentSource {

@@ -9,7 +9,7 @@
 //! - [`api`]: the HTTP bodies clients see.
 //!
 //! The JSON Schema of each released event version
-//! (`deployment-reported.v1.schema.json`, `.v2.`), the
+//! (`deployment-reported.v1.schema.json`, `.v2.`, `.v3.`), the
 //! OpenAPI document (`openapi.json`) and golden fixtures (`fixtures/`) sit beside
 //! this crate's `Cargo.toml`; the tests hold code and files together.
 
@@ -35,11 +35,16 @@ pub const DEPLOYMENT_REPORTED_V1_SCHEMA: &str =
 pub const DEPLOYMENT_REPORTED_V2_SCHEMA: &str =
     include_str!("../deployment-reported.v2.schema.json");
 
+/// The JSON Schema (draft 2020-12) of `DeploymentReported` v3.
+pub const DEPLOYMENT_REPORTED_V3_SCHEMA: &str =
+    include_str!("../deployment-reported.v3.schema.json");
+
 /// Every released version's JSON Schema, oldest first: kept forever, since
 /// the topic keeps every event ever written (`docs/event-versions.md`).
-pub const EVENT_SCHEMAS: [(u32, &str); 2] = [
+pub const EVENT_SCHEMAS: [(u32, &str); 3] = [
     (1, DEPLOYMENT_REPORTED_V1_SCHEMA),
     (2, DEPLOYMENT_REPORTED_V2_SCHEMA),
+    (3, DEPLOYMENT_REPORTED_V3_SCHEMA),
 ];
 
 /// The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json`.

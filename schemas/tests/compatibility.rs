@@ -18,7 +18,7 @@ use vibemon_schemas::{DeploymentReported, EVENT_SCHEMAS, LATEST_SCHEMA_VERSION, 
 /// SHA-256 of each released schema file as it was released. A released
 /// version never changes: a consumer may have compiled it into its code.
 /// Version 2 is pinned as it ships (100 commits at most, 64-character
-/// commit timestamps).
+/// commit timestamps); version 3 adds the sources `github` and `gitlab`.
 const RELEASED: &[(u32, &str)] = &[
     (
         1,
@@ -27,6 +27,10 @@ const RELEASED: &[(u32, &str)] = &[
     (
         2,
         "19fb0a7bb8d8990b96f1ea8a5e134c02f456b12fda1b543f8c2f717839bdf9d4",
+    ),
+    (
+        3,
+        "00d2ceebc1da8d5960028e23eea590bfabf76adbcac7484120860f3650a68b76",
     ),
 ];
 
@@ -106,7 +110,8 @@ fn every_released_version_has_its_schema_file_and_it_never_changes() {
 }
 
 #[test]
-fn each_version_keeps_every_property_of_the_one_before_and_adds_only_optional_ones() {
+fn each_version_keeps_every_property_of_the_one_before_and_adds_only_optional_ones_or_enum_values()
+{
     for pair in EVENT_SCHEMAS.windows(2) {
         let (old_v, new_v) = (pair[0].0, pair[1].0);
         let (old, new) = (schema(old_v), schema(new_v));
@@ -114,8 +119,26 @@ fn each_version_keeps_every_property_of_the_one_before_and_adds_only_optional_on
             old["properties"].as_object().unwrap(),
             new["properties"].as_object().unwrap(),
         );
+        let mut widened = Vec::new();
         for (name, sub) in old_props.iter().filter(|(n, _)| *n != "schema_version") {
-            assert_eq!(new_props.get(name), Some(sub), "v{new_v} changed {name}");
+            let now = new_props.get(name);
+            if now == Some(sub) {
+                continue;
+            }
+            // The one other change allowed: an enum that gains values, so
+            // every value the old version allowed is still allowed.
+            let values =
+                |s: Option<&Value>| -> Option<Vec<Value>> { s?.get("enum")?.as_array().cloned() };
+            let (before, after) = (values(Some(sub)), values(now));
+            let kept_every_value = before
+                .as_ref()
+                .zip(after.as_ref())
+                .is_some_and(|(b, a)| a.len() > b.len() && a.starts_with(b));
+            assert!(
+                kept_every_value && now.unwrap().as_object().unwrap().len() == 1,
+                "v{new_v} changed {name}: only adding optional properties or enum values is allowed"
+            );
+            widened.push(name);
         }
         assert_eq!(
             new["required"], old["required"],
@@ -134,7 +157,7 @@ fn each_version_keeps_every_property_of_the_one_before_and_adds_only_optional_on
             .filter(|k| !old_props.contains_key(*k))
             .collect();
         assert!(
-            !added.is_empty(),
+            !added.is_empty() || !widened.is_empty(),
             "v{new_v} adds nothing; it needs no version"
         );
     }
@@ -234,6 +257,24 @@ fn a_version_1_event_carrying_a_version_2_field_is_refused() {
         let err = DeploymentReported::decode(&serde_json::to_vec(&event).unwrap()).unwrap_err();
         assert_eq!(err.class(), "invalid", "{field}: {err}");
         assert!(err.to_string().contains(field), "{err}");
+    }
+}
+
+#[test]
+fn an_event_of_native_intake_needs_version_3_and_an_older_one_claiming_it_is_refused() {
+    let (_, _, bytes) = fixtures()
+        .into_iter()
+        .find(|(n, _, _)| n.contains("v3.github"))
+        .unwrap();
+    for older in [1, 2] {
+        let mut event: Value = serde_json::from_slice(&bytes).unwrap();
+        event["schema_version"] = Value::from(older);
+        let err = DeploymentReported::decode(&serde_json::to_vec(&event).unwrap()).unwrap_err();
+        assert_eq!(err.class(), "invalid", "v{older}: {err}");
+        assert!(
+            err.to_string().contains("source needs schema_version 3"),
+            "{err}"
+        );
     }
 }
 

@@ -26,21 +26,23 @@ fn crate_dir() -> PathBuf {
 
 const EVENT_SCHEMA: &str = "deployment-reported.v1.schema.json";
 const EVENT_SCHEMA_V2: &str = "deployment-reported.v2.schema.json";
+const EVENT_SCHEMA_V3: &str = "deployment-reported.v3.schema.json";
 const OPENAPI: &str = "openapi.json";
 
 /// Every document that holds a pattern, and the job's name for it.
-const DOCUMENTS: [(&str, &str); 3] = [
+const DOCUMENTS: [(&str, &str); 4] = [
     (EVENT_SCHEMA, "event"),
     (EVENT_SCHEMA_V2, "event.v2"),
+    (EVENT_SCHEMA_V3, "event.v3"),
     (OPENAPI, "openapi"),
 ];
 
 /// The job's name for the event schema of `version`.
 fn event_document(version: u64) -> &'static str {
-    if version == 2 {
-        "event.v2"
-    } else {
-        "event"
+    match version {
+        2 => "event.v2",
+        3 => "event.v3",
+        _ => "event",
     }
 }
 
@@ -185,9 +187,12 @@ fn literal(file: &'static str, pointer: &str, pattern: &str) -> PatternSpec {
 /// Every `pattern` in the documents, and nothing else.
 fn pattern_specs() -> Vec<PatternSpec> {
     // Version 2 keeps every pattern of version 1 where it was.
+    // Version 3 keeps every pattern of version 2 where it was.
     let mut specs = event_pattern_specs(EVENT_SCHEMA);
     specs.extend(event_pattern_specs(EVENT_SCHEMA_V2));
-    specs.extend(v2_pattern_specs());
+    specs.extend(v2_pattern_specs(EVENT_SCHEMA_V2));
+    specs.extend(event_pattern_specs(EVENT_SCHEMA_V3));
+    specs.extend(v2_pattern_specs(EVENT_SCHEMA_V3));
     specs.extend(openapi_pattern_specs());
     specs
 }
@@ -209,9 +214,9 @@ fn event_pattern_specs(ev: &'static str) -> Vec<PatternSpec> {
     ]
 }
 
-/// The patterns version 2 adds.
-fn v2_pattern_specs() -> Vec<PatternSpec> {
-    let (v2, inv) = (EVENT_SCHEMA_V2, invisible());
+/// The patterns version 2 adds, in the file of version 2 or later.
+fn v2_pattern_specs(v2: &'static str) -> Vec<PatternSpec> {
+    let inv = invisible();
     let c = |field: &str| format!("/$defs/Commit/properties/{field}/pattern");
     vec![
         literal(
@@ -250,6 +255,22 @@ fn openapi_pattern_specs() -> Vec<PatternSpec> {
         generated(OPENAPI, &commit("author"), &inv, '*'),
         generated(OPENAPI, &commit("subject"), &inv, '*'),
         literal(OPENAPI, "/components/schemas/SingleLine/not/pattern", "\n"),
+        // What the read API answers and takes.
+        literal(
+            OPENAPI,
+            "/components/schemas/DeploymentDetail/allOf/1/properties/commits/items/properties/sha/pattern",
+            "^[0-9a-f]{40}$",
+        ),
+        literal(
+            OPENAPI,
+            "/components/schemas/DeploymentDetail/allOf/1/properties/lineage/oneOf/1/properties/predecessor_commit_sha/pattern",
+            "^[0-9a-f]{40}$",
+        ),
+        literal(
+            OPENAPI,
+            "/paths/~1api~1v1~1metrics~1dora/get/parameters/0/schema/pattern",
+            ENVIRONMENT,
+        ),
     ]
 }
 
