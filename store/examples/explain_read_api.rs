@@ -349,7 +349,17 @@ impl DoraArgs {
             .bind(self.repo)
             .bind(self.since)
             .bind(self.until)
-            .bind(self.unit)
+            .bind(
+                vibemon_store::dora::buckets(
+                    self.since,
+                    self.until,
+                    vibemon_store::dora::Bucket::parse(self.unit).expect("a bucket name"),
+                )
+                .expect("a valid window")
+                .into_iter()
+                .map(|(start, _)| start)
+                .collect::<Vec<_>>(),
+            )
     }
 }
 

@@ -248,6 +248,16 @@ fn fits_openapi(component: &str, value: &Value) {
     assert!(errors.is_empty(), "{component}: {errors:?}\n{value}");
 }
 
+/// A lineage row by times: deployed_at, commit, and the deployed_at of its
+/// predecessor, of what it rolled back to, and of what rolled it back.
+type LineageFacts = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// A figure equal to `want` up to floating-point rounding.
 fn close(got: &Value, want: f64) {
     let got = got
@@ -437,13 +447,7 @@ async fn the_same_history_arriving_in_reverse_gives_the_same_metrics() {
     // Every fact of the lineage, each deployment named by when it ran (the
     // two pipelines gave their deployments different ids).
     let lineage = |pool: sqlx::PgPool| async move {
-        let rows: Vec<(
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<LineageFacts> = sqlx::query_as(
             "SELECT d.deployed_at::text, l.commit_sha, p.deployed_at::text, r.deployed_at::text,
                         b.deployed_at::text
                  FROM deployment_lineage l JOIN deployments d ON d.id = l.deployment_id
