@@ -437,13 +437,16 @@ async fn the_same_history_arriving_in_reverse_gives_the_same_metrics() {
     // Every fact of the lineage, each deployment named by when it ran (the
     // two pipelines gave their deployments different ids).
     let lineage = |pool: sqlx::PgPool| async move {
-        let rows: Vec<(
+        // When it ran, its commit, and when its predecessor, rollback
+        // target and rolled-back-by ran.
+        type Fact = (
             String,
             Option<String>,
             Option<String>,
             Option<String>,
             Option<String>,
-        )> = sqlx::query_as(
+        );
+        let rows: Vec<Fact> = sqlx::query_as(
             "SELECT d.deployed_at::text, l.commit_sha, p.deployed_at::text, r.deployed_at::text,
                         b.deployed_at::text
                  FROM deployment_lineage l JOIN deployments d ON d.id = l.deployment_id
