@@ -35,8 +35,9 @@ def used_metrics(text):
 
 def env_names(bin_dir):
     names = set()
-    for b in ["ingest", "projector", "vibemon"]:
-        out = subprocess.run([str(bin_dir / b), "--help"], capture_output=True, text=True, check=True).stdout
+    # vibemon's variables are per command; these are the ones a service may share.
+    for b, *args in [["ingest"], ["projector"], ["vibemon"], ["vibemon", "integration", "create"]]:
+        out = subprocess.run([str(bin_dir / b), *args, "--help"], capture_output=True, text=True, check=True).stdout
         names |= set(re.findall(r"\[env: ([A-Z_]+)", out))
     if "vibemon" in names or not names:
         raise SystemExit("could not read env names from --help")

@@ -21,6 +21,7 @@ Examples:
   WS=$(vibemon workspace create acme)
   vibemon environment create --workspace \"$WS\" production
   vibemon key create --workspace \"$WS\" --name \"GitHub Actions\"
+  vibemon integration create --workspace \"$WS\" --provider github
 
 Exit codes: 0 ok, 1 unexpected error, 2 invalid input, 3 not found, 4 conflict, 5 Postgres or Kafka unreachable."
 )]
@@ -63,6 +64,11 @@ pub enum Command {
     /// Workspace API keys for CI systems.
     #[command(subcommand)]
     Key(KeyCommand),
+
+    /// Receivers of GitHub's and GitLab's own deployment events (native
+    /// intake: no CI step needed), one per workspace and code host.
+    #[command(subcommand)]
+    Integration(IntegrationCommand),
 
     /// Deployment history and "what was running at T", from the read model.
     #[command(subcommand)]
@@ -440,4 +446,70 @@ pub enum KeyCommand {
         #[arg(long)]
         workspace: Uuid,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationCommand {
+    /// Create a receiver; prints its URL and its secret, once. Paste both
+    /// into the code host's webhook settings (README.md, "Native intake").
+    #[command(after_help = "\
+Examples:
+  export VIBEMON_INTEGRATION_KEY=...   # the same as ingest's; make one with: openssl rand -base64 32
+  vibemon integration create --workspace \"$WS\" --provider github --url https://ingest.example.com
+  vibemon integration create --workspace \"$WS\" --provider gitlab --name \"GitLab group acme\" \\
+    --map-environment prod=production --map-environment stage=staging --json
+
+The secret is derived from VIBEMON_INTEGRATION_KEY and the receiver, never
+stored: a lost secret cannot be shown again (revoke and create another), and
+changing the key changes every receiver's secret.")]
+    Create(IntegrationCreateArgs),
+    /// List a workspace's receivers: id, provider, name, path, created, last
+    /// used, revoked. Never a secret.
+    #[command(after_help = "Example:\n  vibemon integration list --workspace \"$WS\" --json")]
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        workspace: Uuid,
+    },
+    /// Revoke a receiver; ingest refuses its deliveries from then on.
+    /// Revoking one twice keeps the first time.
+    #[command(
+        after_help = "Example:\n  vibemon integration revoke 0193f5d0-4444-7aaa-8bbb-ffffffffffff"
+    )]
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        id: Uuid,
+    },
+}
+
+// The flags of `integration create` (its help text is on the variant).
+#[derive(Debug, Args)]
+pub struct IntegrationCreateArgs {
+    #[command(flatten)]
+    pub db: Db,
+    #[arg(long)]
+    pub workspace: Uuid,
+    /// github or gitlab.
+    #[arg(long)]
+    pub provider: String,
+    /// A name for people, shown by `integration list`; default: the provider.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Base URL of ingest as the code host reaches it, to print the full URL.
+    #[arg(long, env = "VM_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The code host's environment name -> ours, repeatable; other names are
+    /// used as they are.
+    #[arg(long = "map-environment", value_name = "PROVIDER_NAME=OURS")]
+    pub map_environment: Vec<String>,
+    /// Create an environment the first time a delivery names one that is
+    /// neither mapped nor known (default: such a delivery is refused, 404).
+    #[arg(long)]
+    pub create_environments: bool,
+    /// The key receivers' secrets are derived from, base64 of at least 32
+    /// bytes: the same value ingest has.
+    #[arg(long, env = "VIBEMON_INTEGRATION_KEY", hide_env_values = true)]
+    pub integration_key: Option<String>,
 }

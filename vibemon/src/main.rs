@@ -6,6 +6,7 @@ mod deployments;
 mod dora;
 mod error;
 mod git;
+mod integration;
 mod output;
 mod reference;
 mod replay;
@@ -56,6 +57,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Workspace(cmd) => reference::workspace(cmd, json).await,
         Command::Environment(cmd) => reference::environment(cmd, json).await,
         Command::Key(cmd) => reference::key(cmd, json).await,
+        Command::Integration(cmd) => integration::run(cmd, json).await,
         Command::Deployments(cmd) => deployments::run(cmd, json).await,
         Command::Dora(args) => dora::run(args, json).await,
         Command::Report(args) => report::run(args, json).await,

@@ -17,7 +17,7 @@ pub async fn connect(db: &Db) -> CliResult<PgPool> {
         .map_err(|e| CliError::db("connecting to DATABASE_URL", e))
 }
 
-async fn require_workspace(pool: &PgPool, id: Uuid) -> CliResult<()> {
+pub async fn require_workspace(pool: &PgPool, id: Uuid) -> CliResult<()> {
     match reference::get_workspace(pool, id).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(CliError::NotFound(format!(

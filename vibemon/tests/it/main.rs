@@ -6,6 +6,7 @@ mod cli;
 mod deploy_files;
 mod dora;
 mod faults;
+mod integrations;
 mod pipeline;
 mod read_and_report;
 mod replay_tail;
