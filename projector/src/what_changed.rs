@@ -339,17 +339,23 @@ const LINEAGE_SPAN: &str = "WITH changed AS (
          UNION ALL
          SELECT workspace_id, environment_id, repo_full_name, commit_sha, deployed_at, id
          FROM deployments WHERE id = ANY($1) AND status = 'success'
+     ), earliest AS (
+         -- Per key, its earliest change: the success before it and the
+         -- latest of known commit before it are at or before those of any
+         -- later change.
+         SELECT DISTINCT ON (ws, env, repo) ws, env, repo, at, id
+         FROM changed ORDER BY ws, env, repo, at, id
      ), candidates AS (
-         SELECT ws, env, repo, at, id FROM changed
+         SELECT ws, env, repo, at, id FROM earliest
          UNION ALL
-         SELECT c.ws, c.env, c.repo, p.deployed_at, p.id FROM changed c CROSS JOIN LATERAL (
+         SELECT c.ws, c.env, c.repo, p.deployed_at, p.id FROM earliest c CROSS JOIN LATERAL (
              SELECT d.deployed_at, d.id FROM deployments d
              WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
                AND d.status = 'success' AND (d.deployed_at, d.id) < (c.at, c.id)
              ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
          ) p
          UNION ALL
-         SELECT c.ws, c.env, c.repo, k.deployed_at, k.id FROM changed c CROSS JOIN LATERAL (
+         SELECT c.ws, c.env, c.repo, k.deployed_at, k.id FROM earliest c CROSS JOIN LATERAL (
              SELECT d.deployed_at, d.id FROM deployments d
              WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
                AND d.status = 'success' AND d.commit_sha IS NOT NULL
