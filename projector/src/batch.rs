@@ -216,11 +216,14 @@ mod tests {
 
     #[test]
     fn each_kind_of_undecodable_record_keeps_its_reason_text_and_class() {
-        let future = br#"{"schema_version":3}"#;
+        let future = format!(
+            r#"{{"schema_version":{}}}"#,
+            vibemon_schemas::LATEST_SCHEMA_VERSION + 1
+        );
         let got = reasons(vec![
             record(0, None),
             record(1, Some(b"{not json")),
-            record(2, Some(future)),
+            record(2, Some(future.as_bytes())),
         ]);
 
         assert_eq!(
@@ -236,7 +239,11 @@ mod tests {
         assert_eq!(
             got[2],
             (
-                "unsupported schema_version 3 (this build reads versions 1 to 2)".to_owned(),
+                format!(
+                    "unsupported schema_version {} (this build reads versions 1 to {})",
+                    vibemon_schemas::LATEST_SCHEMA_VERSION + 1,
+                    vibemon_schemas::LATEST_SCHEMA_VERSION
+                ),
                 "unsupported_version"
             )
         );
