@@ -3,7 +3,7 @@
 //!
 //! [`app`] builds the whole `Router` from an [`AppState`], so tests drive it
 //! with `tower::ServiceExt::oneshot` and no socket. The handlers live
-//! elsewhere: `webhook`, `read_api` and `ops`.
+//! elsewhere: `webhook`, `integrations`, `read_api` and `ops`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,7 @@ use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::integrations::{self, GITHUB_PATH, GITLAB_PATH};
 use crate::ops;
 use crate::state::{AppState, SharedState};
 use crate::webhook::{self, WEBHOOK_PATH, X_REQUEST_ID};
@@ -33,6 +34,10 @@ pub fn app(state: AppState) -> Router {
         state.clone(),
         webhook::arrive,
     ));
+    // A code host's delivery has the webhook's deadline and hand-off.
+    let arrive = || middleware::from_fn_with_state(state.clone(), webhook::arrive);
+    let github = post(integrations::github).route_layer(arrive());
+    let gitlab = post(integrations::gitlab).route_layer(arrive());
     // The work the in-flight cap bounds. Health, readiness and metrics stay
     // outside it: an overloaded ingest must not look dead to its probes,
     // nor go dark to the dashboards that show the overload.
@@ -43,6 +48,8 @@ pub fn app(state: AppState) -> Router {
         // could answer 408 while the event is already on its way to Kafka.
         // The webhook keeps its own deadline, up to the hand-off.
         .route(WEBHOOK_PATH, webhook)
+        .route(GITHUB_PATH, github)
+        .route(GITLAB_PATH, gitlab)
         .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(ops::healthz))

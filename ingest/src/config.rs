@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use vibemon_runtime::KafkaArgs;
+use vibemon_store::integrations::SecretKey;
 
 use crate::auth::AuthConfig;
 use crate::sink::{ProducerConfig, SinkKind};
@@ -64,6 +65,22 @@ pub struct Config {
     // memory; 250 such commits would have needed 540 KiB bodies.
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest accepted body of a code host's delivery to
+    /// `/api/v1/integrations/...`, in bytes (413 above it). GitHub's and
+    /// GitLab's deployment events carry whole repository and user objects,
+    /// typically 10 to 30 KiB; GitHub caps its payloads at 25 MiB, but a
+    /// deployment event is nowhere near. Deliveries share
+    /// `INGEST_MAX_IN_FLIGHT` with the webhook.
+    #[arg(long, env = "INGEST_MAX_INTEGRATION_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_integration_body_bytes: usize,
+
+    /// The key receivers' secrets are derived from (base64 of at least 32
+    /// bytes, `openssl rand -base64 32`), the same as `vibemon integration`
+    /// uses. Unset: the integration routes answer 503 saying integrations
+    /// are not configured.
+    #[arg(long, env = "VIBEMON_INTEGRATION_KEY", hide_env_values = true, value_parser = SecretKey::parse)]
+    pub integration_key: Option<SecretKey>,
 
     /// How far in the future `deployed_at` may be, in seconds (CI clock skew).
     #[arg(long, env = "INGEST_MAX_FUTURE_SKEW_SECS", default_value_t = 300)]

@@ -65,6 +65,30 @@ pub enum ApiError {
     /// A workspace-scoped resource that does not exist (or is another workspace's).
     #[error("{0} not found")]
     NotFound(String),
+    /// A code host delivered to an integration route but ingest has no
+    /// `VIBEMON_INTEGRATION_KEY`, so no receiver's secret can be derived.
+    #[error("integrations are not configured")]
+    IntegrationsNotConfigured,
+    /// The delivery's signature or token (the header named) does not match
+    /// the receiver's secret: forged, or signed with an old secret.
+    #[error("bad {0}")]
+    BadSignature(&'static str),
+    /// No receiver of this provider has this id. Answered only after the
+    /// same signature work as for a real one, so timing does not tell.
+    #[error("no such integration")]
+    UnknownReceiver,
+    /// The receiver was revoked; said only after the signature matched, so
+    /// only the secret's holder learns it.
+    #[error("integration revoked")]
+    ReceiverRevoked,
+    /// The code host's environment is neither mapped nor known here (or
+    /// not a usable name), and the receiver does not create environments.
+    #[error("environment {named:?} refused: {problem}")]
+    EnvironmentRefused {
+        /// As the code host named it.
+        named: String,
+        problem: String,
+    },
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -106,6 +130,11 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
+            ApiError::IntegrationsNotConfigured => "integrations_not_configured",
+            ApiError::BadSignature(_) => "bad_signature",
+            ApiError::UnknownReceiver => "unknown_receiver",
+            ApiError::ReceiverRevoked => "revoked",
+            ApiError::EnvironmentRefused { .. } => "refused_environment",
         }
     }
 }
@@ -114,8 +143,15 @@ impl ApiError {
     /// The status of each error: why that status is said once, here.
     fn status(&self) -> StatusCode {
         match self {
-            // The seed's exact answer, whatever went wrong with the key.
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            // The seed's exact answer, whatever went wrong with the key; a
+            // code host's signature or token is its key, and a revoked
+            // receiver is a revoked key.
+            ApiError::Unauthorized | ApiError::BadSignature(_) | ApiError::ReceiverRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
+            // Ours to configure, not the code host's fault: a 5xx makes
+            // GitHub and GitLab show the delivery as failed and retry it.
+            ApiError::IntegrationsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             // Ours and retryable: Postgres is away and the key is not cached
             // (not a bad key); argon2 or the in-flight cap is saturated, and
             // shedding at once beats queueing without bound; we were too slow
@@ -129,7 +165,12 @@ impl ApiError {
             | ApiError::SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // The seed's troubleshooting: 404 means the environment name does
             // not match; another workspace's resources do not exist for this key.
-            ApiError::EnvironmentNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            // An unknown receiver is a path that does not exist; an
+            // integration's environment follows the seed's environment rule.
+            ApiError::EnvironmentNotFound(_)
+            | ApiError::NotFound(_)
+            | ApiError::UnknownReceiver
+            | ApiError::EnvironmentRefused { .. } => StatusCode::NOT_FOUND,
             // FastAPI's shape for a body that broke rules; the IETF
             // Idempotency-Key draft's answer to a key reused with another payload.
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
@@ -194,6 +235,21 @@ impl ApiError {
                 retry_after_secs,
             } => format!("Too many requests from this {what}; retry after {retry_after_secs}s"),
             ApiError::Internal(_) => "Internal server error".to_owned(),
+            ApiError::IntegrationsNotConfigured => "Integrations are not configured on this server \
+                 (VIBEMON_INTEGRATION_KEY is not set); nothing was recorded"
+                .to_owned(),
+            ApiError::BadSignature(header) => format!(
+                "{header} does not match this integration's secret; nothing was recorded"
+            ),
+            ApiError::UnknownReceiver => "Integration not found".to_owned(),
+            ApiError::ReceiverRevoked => "This integration was revoked; nothing was recorded. \
+                 Create a new one with `vibemon integration create` and point the webhook at it"
+                .to_owned(),
+            ApiError::EnvironmentRefused { named, problem } => format!(
+                "Environment '{named}' {problem}; nothing was recorded. Map it to one of this \
+                 workspace's environments in the integration's environment map, create it with \
+                 `vibemon environment create`, or let the integration create environments"
+            ),
             // Answered in the validation shape by `into_response`.
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => String::new(),
         }
@@ -206,6 +262,7 @@ impl ApiError {
             ApiError::ReferenceUnavailable(_)
             | ApiError::SinkUnavailable(_)
             | ApiError::DeadlineExceeded(_)
+            | ApiError::IntegrationsNotConfigured
             | ApiError::Internal(_) => {
                 tracing::error!(error = %self, "request failed")
             }

@@ -5,7 +5,9 @@
 //! ([`environments`]), turned into one `DeploymentReported` event and
 //! published ([`sink`], through [`idempotency`] with an `Idempotency-Key`);
 //! the 201 goes out only after Kafka acknowledged. [`read_api`] serves the
-//! read side behind the same key. [`state`] is what every handler shares,
+//! read side behind the same key. [`integrations`] takes GitHub's and
+//! GitLab's own deployment events to the same event, signed by a receiver's
+//! secret instead of a key. [`state`] is what every handler shares,
 //! [`app`] the router, [`error`] the one place errors become status codes,
 //! [`server`] the accept loop, [`config`] the knobs.
 
@@ -17,6 +19,7 @@ pub mod deadline;
 pub mod environments;
 pub mod error;
 pub mod idempotency;
+pub mod integrations;
 pub mod limits;
 pub mod metrics;
 pub mod ops;
@@ -82,6 +85,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         limits: RequestLimits {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_body_bytes: config.max_body_bytes,
+            max_integration_body_bytes: config.max_integration_body_bytes,
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
             max_event_version: config.max_event_version,
@@ -89,6 +93,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         idempotent: Idempotency::new(),
         rate_limits: limits::RateLimits::new(config.rate_limit_per_ip, config.rate_limit_per_key),
         in_flight: limits::InFlight::new(config.max_in_flight as usize),
+        integration_key: config.integration_key.clone(),
     })
 }
 

@@ -39,6 +39,16 @@ pub struct Metrics {
     /// Requests answered 503 before their body was read because every
     /// in-flight slot was taken: load shed, which a retry should find room for.
     pub requests_refused: IntCounter,
+    /// Code-host deliveries to the integration routes by provider and
+    /// outcome (published, ping, ignored_event, inactive, refused_environment,
+    /// bad_signature, unknown_receiver, revoked, invalid_body, ...): a
+    /// receiver that refuses everything shows here before anyone reads the
+    /// code host's delivery log.
+    pub integration_deliveries: IntCounterVec,
+    /// Deliveries answered 202 and not published because their event type
+    /// is not a deployment event, by provider and event type (an
+    /// organization webhook sending everything).
+    pub integration_ignored_events: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -100,6 +110,8 @@ impl Metrics {
             connections_refused: counter(&r, "vibemon_http_connections_refused_total", "TCP connections refused with a 503 because the connection cap was reached"),
             requests_in_flight: gauge(&r, "vibemon_http_requests_in_flight", "Webhook and read-API requests being worked on"),
             requests_refused: counter(&r, "vibemon_http_requests_refused_total", "Requests refused with a 503 before their body was read because the in-flight cap was reached"),
+            integration_deliveries: registered(&r, IntCounterVec::new(Opts::new("vibemon_ingest_integration_deliveries_total", "Code-host deliveries to the integration routes by provider and outcome"), &["provider", "outcome"])),
+            integration_ignored_events: registered(&r, IntCounterVec::new(Opts::new("vibemon_ingest_integration_ignored_events_total", "Code-host deliveries not published because their event type is not a deployment event, by provider and event type"), &["provider", "event"])),
             registry: r,
         }
     }

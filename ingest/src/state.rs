@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use vibemon_store::integrations::SecretKey;
+
 use crate::auth::Authenticator;
 use crate::environments::Environments;
 use crate::idempotency::Idempotency;
@@ -35,6 +37,10 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// The cap on webhook and read-API requests worked on at once.
     pub in_flight: InFlight,
+    /// What integration receivers' secrets are derived from; `None` when
+    /// `VIBEMON_INTEGRATION_KEY` is not set, and the integration routes
+    /// answer 503.
+    pub integration_key: Option<SecretKey>,
 }
 
 /// The state as the router holds it: one pointer to clone per request.
@@ -49,6 +55,8 @@ pub struct RequestLimits {
     /// `message.timeout.ms` bounds the rest.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// The body limit of a code host's delivery (`INGEST_MAX_INTEGRATION_BODY_BYTES`).
+    pub max_integration_body_bytes: usize,
     pub body_timeout: Duration,
     pub max_future_skew: chrono::Duration,
     /// Highest event schema version written (`INGEST_MAX_EVENT_VERSION`).

@@ -170,7 +170,14 @@ async fn prepare(
     require_json(headers)?;
     require_printable_request_id(headers)?;
     let idempotency_key = idempotency_key(headers)?;
-    let bytes = read_body(headers, body, &state.limits, deadline).await?;
+    let bytes = read_body(
+        headers,
+        body,
+        state.limits.max_body_bytes,
+        &state.limits,
+        deadline,
+    )
+    .await?;
     let request = request::parse(
         &bytes,
         received_at,
@@ -215,7 +222,9 @@ async fn hand_off(
         .await
 }
 
-fn build_event(
+/// The event of a validated report: also how an integration's delivery
+/// becomes one (`integrations`), so both write events alike.
+pub(crate) fn build_event(
     event_id: Uuid,
     environment_id: Uuid,
     principal: &Principal,
@@ -255,7 +264,7 @@ fn build_event(
 }
 /// The contract says `Content-Type: application/json`; `+json` types and
 /// parameters such as `charset=utf-8` are fine.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -317,11 +326,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Reads the body within the body timeout and the request deadline,
-/// whichever comes first; either way the client was too slow (408).
-async fn read_body(
+/// Reads a body of at most `max_bytes` (413 past it) within the body
+/// timeout and the request deadline, whichever comes first; either way the
+/// client was too slow (408).
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
+    max_bytes: usize,
     limits: &RequestLimits,
     deadline: Deadline,
 ) -> Result<bytes::Bytes, ApiError> {
@@ -329,10 +340,10 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return Err(ApiError::PayloadTooLarge(limits.max_body_bytes));
+    if declared.is_some_and(|n| n > max_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge(max_bytes));
     }
-    let limited = Limited::new(body, limits.max_body_bytes);
+    let limited = Limited::new(body, max_bytes);
     let until = deadline
         .0
         .min(tokio::time::Instant::now() + limits.body_timeout);
@@ -340,7 +351,7 @@ async fn read_body(
         Err(_) => Err(ApiError::BodyTimeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge(limits.max_body_bytes))
+            Err(ApiError::PayloadTooLarge(max_bytes))
         }
         Ok(Err(e)) => Err(ApiError::Validation(vec![ValidationIssue {
             loc: vec![LocPart::from("body")],

@@ -18,6 +18,8 @@ mod flood;
 mod header_bytes;
 mod idempotency;
 mod in_flight;
+mod integrations;
+mod integrations_gitlab;
 mod limits;
 mod operability;
 mod producer_queue;
