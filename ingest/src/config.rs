@@ -71,14 +71,16 @@ pub struct Config {
     /// GitLab's deployment events carry whole repository and user objects,
     /// typically 10 to 30 KiB; GitHub caps its payloads at 25 MiB, but a
     /// deployment event is nowhere near. Deliveries share
-    /// `INGEST_MAX_IN_FLIGHT` with the webhook.
-    #[arg(long, env = "INGEST_MAX_INTEGRATION_BODY_BYTES", default_value_t = 1024 * 1024)]
+    /// `INGEST_MAX_IN_FLIGHT` with the webhook, so the default keeps the
+    /// bodies held at once to 256 × 256 KiB = 64 MiB, as for the webhook;
+    /// raising it raises that bound.
+    #[arg(long, env = "INGEST_MAX_INTEGRATION_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_integration_body_bytes: usize,
 
     /// The key receivers' secrets are derived from (base64 of at least 32
     /// bytes, `openssl rand -base64 32`), the same as `vibemon integration`
-    /// uses. Unset: the integration routes answer 503 saying integrations
-    /// are not configured.
+    /// uses. Unset or empty: the integration routes answer 503 saying
+    /// integrations are not configured.
     #[arg(long, env = "VIBEMON_INTEGRATION_KEY", hide_env_values = true, value_parser = SecretKey::parse)]
     pub integration_key: Option<SecretKey>,
 

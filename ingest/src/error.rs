@@ -69,6 +69,10 @@ pub enum ApiError {
     /// `VIBEMON_INTEGRATION_KEY`, so no receiver's secret can be derived.
     #[error("integrations are not configured")]
     IntegrationsNotConfigured,
+    /// `INGEST_MAX_EVENT_VERSION` is below 3, the version native intake
+    /// writes: a consumer of the topic may not read it yet.
+    #[error("native intake needs event version 3; this ingest writes at most {0}")]
+    IntakeVersionHeld(u8),
     /// The delivery's signature or token (the header named) does not match
     /// the receiver's secret: forged, or signed with an old secret.
     #[error("bad {0}")]
@@ -131,6 +135,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
             ApiError::IntegrationsNotConfigured => "integrations_not_configured",
+            ApiError::IntakeVersionHeld(_) => "intake_version_held",
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::UnknownReceiver => "unknown_receiver",
             ApiError::ReceiverRevoked => "revoked",
@@ -151,7 +156,9 @@ impl ApiError {
             }
             // Ours to configure, not the code host's fault: a 5xx makes
             // GitHub and GitLab show the delivery as failed and retry it.
-            ApiError::IntegrationsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::IntegrationsNotConfigured | ApiError::IntakeVersionHeld(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // Ours and retryable: Postgres is away and the key is not cached
             // (not a bad key); argon2 or the in-flight cap is saturated, and
             // shedding at once beats queueing without bound; we were too slow
@@ -238,6 +245,11 @@ impl ApiError {
             ApiError::IntegrationsNotConfigured => "Integrations are not configured on this server \
                  (VIBEMON_INTEGRATION_KEY is not set); nothing was recorded"
                 .to_owned(),
+            ApiError::IntakeVersionHeld(max) => format!(
+                "This server writes events up to version {max} (INGEST_MAX_EVENT_VERSION) while \
+                 the topic's consumers are upgraded; a code host's deployment event needs \
+                 version 3. Nothing was recorded; the delivery will be retried"
+            ),
             ApiError::BadSignature(header) => format!(
                 "{header} does not match this integration's secret; nothing was recorded"
             ),

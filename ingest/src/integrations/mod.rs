@@ -43,14 +43,17 @@ pub const GITLAB_PATH: &str = "/api/v1/integrations/gitlab/{id}";
 /// Longest header value taken as a delivery id or event type.
 const HEADER_MAX_LEN: usize = 255;
 
-/// The `source` of the events a provider's deliveries become.
+/// The `source` of the events a provider's deliveries become: event
+/// schema version 3.
 fn source_for(provider: Provider) -> DeploymentSource {
-    // TODO(v3): DeploymentSource::Github and DeploymentSource::Gitlab once
-    // event schema version 3 is on main; until then they are `webhook`.
     match provider {
-        Provider::Github | Provider::Gitlab => DeploymentSource::Webhook,
+        Provider::Github => DeploymentSource::Github,
+        Provider::Gitlab => DeploymentSource::Gitlab,
     }
 }
+
+/// The event version native intake writes.
+const INTAKE_EVENT_VERSION: u8 = 3;
 
 /// What a delivery with a valid signature asks for.
 #[derive(Debug)]
@@ -204,6 +207,11 @@ async fn receive(
         .integration_key
         .as_ref()
         .ok_or(ApiError::IntegrationsNotConfigured)?;
+    if state.limits.max_event_version < INTAKE_EVENT_VERSION {
+        // Mid-upgrade: a consumer of the topic may not read version 3 yet.
+        // A 503 makes the code host retry the delivery later.
+        return Err(ApiError::IntakeVersionHeld(state.limits.max_event_version));
+    }
     let max = state.limits.max_integration_body_bytes;
     let bytes = webhook::read_body(headers, body, max, &state.limits, deadline).await?;
     let found = deadline

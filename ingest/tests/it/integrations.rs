@@ -272,7 +272,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
             .to_owned();
         let (body, status) = &bodies[&delivery];
         assert_eq!(event["status"], *status, "{event}");
-        assert_eq!(event["source"], "webhook", "until schema version 3");
+        assert_eq!(event["source"], "github");
         assert_eq!(event["repository"], "Codertocat/Hello-World");
         assert_eq!(event["environment"], "production");
         assert_eq!(
@@ -285,7 +285,10 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
         assert_eq!(event["deployed_at"], "2024-05-15T15:20:56Z", "updated_at");
         assert_eq!(event["api_key_id"], json!(receiver.id));
         assert_eq!(event["api_key_name"], "github integration: deploys");
-        assert_eq!(event["schema_version"], 1);
+        assert_eq!(
+            event["schema_version"], 3,
+            "the version that carries source github"
+        );
         let extra = &event["extra_data"];
         assert_eq!(extra["provider"], "github");
         assert_eq!(extra["deployment_id"], 145988746);
@@ -343,7 +346,7 @@ async fn the_statuses_of_one_github_deployment_project_into_one_row() {
     .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let (status, source, branch, sha, reports, extra) = &rows[0];
-    assert_eq!((status.as_str(), source.as_str()), ("success", "webhook"));
+    assert_eq!((status.as_str(), source.as_str()), ("success", "github"));
     assert_eq!(
         (branch.as_deref(), sha.as_deref()),
         (Some("main"), Some(SHA))
@@ -729,4 +732,23 @@ async fn a_delivery_over_the_integration_body_limit_gets_413_and_a_large_one_und
         "over the webhook's limit, under the receivers': {answer}"
     );
     assert_eq!(intake.app.record_count().await, 1);
+}
+
+#[tokio::test]
+async fn while_ingest_is_held_below_event_version_3_a_delivery_gets_503_and_nothing_is_published() {
+    let intake = Intake::spawn_with(|c| c.max_event_version = 2).await;
+    let (receiver, secret) = intake.receiver(Provider::Github, &[], false).await;
+    let (body, headers) = changed(&secret, |_| {});
+
+    let (code, answer) = json(intake.post(&receiver.path(), &headers, &body).await).await;
+
+    assert_eq!(code, 503, "the code host retries later: {answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("INGEST_MAX_EVENT_VERSION"),
+        "{answer}"
+    );
+    assert_eq!(intake.app.record_count().await, 0);
 }

@@ -76,7 +76,8 @@ async fn every_gitlab_status_is_published_with_its_mapped_status_and_the_full_sh
         let key = event["extra_data"]["delivery_id"].as_str().unwrap();
         let (body, status) = &sent[key];
         assert_eq!(event["status"], *status);
-        assert_eq!(event["source"], "webhook", "until schema version 3");
+        assert_eq!(event["source"], "gitlab");
+        assert_eq!(event["schema_version"], 3);
         assert_eq!(event["commit_sha"], SHA);
         assert_eq!(event["repository"], "root/test-deployment-webhooks");
         assert_eq!(event["branch"], "master");
