@@ -103,9 +103,19 @@ async fn every_route_of_the_router_is_in_the_openapi_document() {
         })
         .collect();
     let webhook = "/api/v1/deployments/webhook";
-
-    // The webhook is routed through the WEBHOOK_PATH constant, the rest as literals.
-    assert!(source.contains(".route(WEBHOOK_PATH,") && paths.contains_key(webhook));
+    // The webhook and native intake are routed through constants, the rest
+    // as literals.
+    let constants = [
+        ("WEBHOOK_PATH", vibemon_ingest::webhook::WEBHOOK_PATH),
+        ("GITHUB_PATH", vibemon_ingest::integrations::GITHUB_PATH),
+        ("GITLAB_PATH", vibemon_ingest::integrations::GITLAB_PATH),
+    ];
+    for (name, path) in constants {
+        assert!(
+            source.contains(&format!(".route({name},")) && paths.contains_key(path),
+            "{name} ({path}) is served and documented"
+        );
+    }
     assert!(routes.len() >= 8, "{routes:?}");
     for route in &routes {
         assert!(
@@ -115,7 +125,7 @@ async fn every_route_of_the_router_is_in_the_openapi_document() {
     }
     for path in paths.keys() {
         assert!(
-            path == webhook || routes.contains(&path.as_str()),
+            constants.iter().any(|(_, c)| c == path) || routes.contains(&path.as_str()),
             "{path} is documented but not served"
         );
     }
