@@ -102,7 +102,6 @@ async fn every_route_of_the_router_is_in_the_openapi_document() {
             &rest[..rest.find('"').unwrap()]
         })
         .collect();
-    let webhook = "/api/v1/deployments/webhook";
     // The webhook and native intake are routed through constants, the rest
     // as literals.
     let constants = [
