@@ -20,6 +20,7 @@ pub mod receiver;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -102,7 +103,7 @@ pub async fn github(
     Extension(ReceivedAt(received_at)): Extension<ReceivedAt>,
     Extension(deadline): Extension<Deadline>,
     admission: Option<Extension<Admission>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -111,7 +112,15 @@ pub async fn github(
         deadline,
         admission: admission.map(|a| a.0),
     };
-    deliver(state, Provider::Github, arrival, &id, &headers, body).await
+    deliver(
+        state,
+        Provider::Github,
+        arrival,
+        &path_id(id),
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// `POST /api/v1/integrations/gitlab/{id}`.
@@ -120,7 +129,7 @@ pub async fn gitlab(
     Extension(ReceivedAt(received_at)): Extension<ReceivedAt>,
     Extension(deadline): Extension<Deadline>,
     admission: Option<Extension<Admission>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -129,7 +138,23 @@ pub async fn gitlab(
         deadline,
         admission: admission.map(|a| a.0),
     };
-    deliver(state, Provider::Gitlab, arrival, &id, &headers, body).await
+    deliver(
+        state,
+        Provider::Gitlab,
+        arrival,
+        &path_id(id),
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// The receiver id in the path. An id that is not UTF-8 (`%FF`) is no
+/// receiver's: it becomes one that is not a UUID, so it is answered as every
+/// unknown id is (404, after the same work) rather than by axum's plain-text
+/// 400.
+fn path_id(id: Result<Path<String>, PathRejection>) -> String {
+    id.map(|Path(id)| id).unwrap_or_default()
 }
 
 /// What the request brought besides its headers and body.

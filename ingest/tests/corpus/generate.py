@@ -11,7 +11,19 @@ Optional: method and path (default POST to the webhook; the path may carry a
 query string), headers (extra [name, value] pairs). A case with raw_b64 is a
 whole HTTP/1.1 request sent over TCP as it is (`{KEY}` becomes the tenant's
 key): for what an HTTP client refuses to send, such as non-UTF-8 or
-duplicate headers and Content-Length beside Transfer-Encoding."""
+duplicate headers and Content-Length beside Transfer-Encoding.
+
+Native intake (POST /api/v1/integrations/{github,gitlab}/{id}): the runner
+creates one live and one revoked receiver of each provider, and resolves in
+path, header values, token and raw requests the placeholders {github},
+{gitlab}, {github_revoked} and {gitlab_revoked} (the receivers' ids; in the
+token, their secrets) and {GITHUB} (the GitHub id in upper case). Optional:
+sign (whose secret signs X-Hub-Signature-256: a placeholder or a literal
+wrong secret), signature (its format, default "sha256={hex}"; {HEX} is the
+upper-case digest), signed_body (sign this text instead of the body sent),
+and token (X-Gitlab-Token). In a raw request {gitlab_token} is the GitLab
+receiver's secret and {GITHUB_SIGNATURE} the GitHub receiver's signature of
+the raw body."""
 
 import base64
 import json
@@ -22,8 +34,11 @@ cases = []
 
 
 def add(name, expect, body=None, *, raw=None, size=None, content_type="application/json", key="valid",
-        method=None, path=None, headers=None):
+        method=None, path=None, headers=None, sign=None, signature=None, signed_body=None, token=None):
     c = {"name": name, "expect": expect, "content_type": content_type, "key": key}
+    for field, value in [("sign", sign), ("signature", signature), ("signed_body", signed_body), ("token", token)]:
+        if value is not None:
+            c[field] = value
     if method is not None:
         c["method"] = method
     if path is not None:
@@ -350,6 +365,294 @@ raw_request("raw: non-UTF-8 path segment on the read API", 422,
             b"GET /api/v1/environments/pro%FFd/deployed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + KEY + b"\r\n\r\n")
 raw_request("raw: NUL path segment on the read API", 422,
             b"GET /api/v1/deployments/a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + KEY + b"\r\n\r\n")
+
+
+# Native intake: GitHub deployment_status and GitLab Deployment Hook
+# deliveries. The signature or token is checked before the body is read as
+# an event, the receiver is found by the id in the path (404 for none, after
+# the same work), a revoked one is 401 once the signature matched. Every
+# delivery carries its own delivery id or Idempotency-Key, so each 201 is a
+# new event on the topic.
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "integrations"
+GITHUB_FIXTURE = json.loads((FIXTURES / "github-deployment_status.json").read_text())
+GITLAB_FIXTURE = json.loads((FIXTURES / "gitlab-deployment.json").read_text())
+GITHUB = "/api/v1/integrations/github/{github}"
+GITLAB = "/api/v1/integrations/gitlab/{gitlab}"
+UNKNOWN = "6f1c2a54-3b7e-4c1d-9a8e-2f4b5c6d7e8f"
+
+
+def changed(fixture, change=None):
+    v = json.loads(json.dumps(fixture))
+    if change is not None:
+        change(v)
+    return json.dumps(v)
+
+
+def setting(*path_and_value):
+    *path, value = path_and_value
+
+    def change(v):
+        for k in path[:-1]:
+            v = v[k]
+        if value is DELETE:
+            del v[path[-1]]
+        else:
+            v[path[-1]] = value
+    return change
+
+
+DELETE = object()
+
+
+def github(name, expect, body=None, *, event="deployment_status", sign="{github}", path=GITHUB, extra=(),
+           delivery=True, **kw):
+    headers = [] if event is None else [["X-GitHub-Event", event]]
+    if delivery:
+        headers.append(["X-GitHub-Delivery", f"hostile-github-{len(cases)}"])
+    headers.extend(extra)
+    add(f"github: {name}", expect, changed(GITHUB_FIXTURE) if body is None else body, key="none", path=path,
+        headers=headers, sign=sign, **kw)
+
+
+def gitlab(name, expect, body=None, *, event="Deployment Hook", token="{gitlab}", path=GITLAB, extra=(),
+           idempotency=True, **kw):
+    headers = [] if event is None else [["X-Gitlab-Event", event]]
+    if idempotency:
+        headers.append(["Idempotency-Key", f"hostile-gitlab-{len(cases)}"])
+    headers.extend(extra)
+    add(f"gitlab: {name}", expect, changed(GITLAB_FIXTURE) if body is None else body, key="none", path=path,
+        headers=headers, token=token, **kw)
+
+
+# GitHub: the signature. GitHub sends lower-case hex; hex is read either
+# way (the digest is the same), but the prefix is exactly `sha256=`.
+github("a valid deployment_status is published", 201)
+github("upper-case hex digest is the same digest", 201, signature="sha256={HEX}")
+github("missing signature", 401, sign=None)
+github("signature with another secret", 401, sign="not-the-secret")
+github("signature of another body", 401, signed_body=changed(GITHUB_FIXTURE, setting("deployment_status", "state", "failure")))
+github("signature of the body with a trailing newline", 401, signed_body=changed(GITHUB_FIXTURE) + "\n")
+github("the GitLab receiver's secret", 401, sign="{gitlab}")
+github("sha1= prefix on the sha256 digest", 401, signature="sha1={hex}")
+github("SHA256= prefix in upper case", 401, signature="SHA256={hex}")
+github("digest without its prefix", 401, signature="{hex}")
+github("sha256= and nothing", 401, signature="sha256=")
+for i, v in enumerate(["sha256=" + "z" * 64, "sha256=" + "0" * 64, "sha256=" + "0" * 63 + "g", "sha256=" + "+" * 64,
+                       "sha256=" + "a" * 63, "sha256=" + "a" * 65, "sha256=" + "a" * 10_000, "sha256=0x" + "a" * 62, "sha1=" + "a" * 40,
+                       "'; DROP TABLE integrations; --", "sha256=%00"]):
+    github(f"literal signature {i}", 401, sign=None, extra=[["X-Hub-Signature-256", v]])
+github("signature in X-Hub-Signature (sha1 header) only", 401, sign=None,
+       extra=[["X-Hub-Signature", "sha1=" + "a" * 40]])
+github("a ping without a signature", 401, '{"zen":"Keep it logically awesome.","hook_id":1}', event="ping", sign=None)
+
+# GitHub: the receiver in the path.
+github("unknown receiver id", 404, path=f"/api/v1/integrations/github/{UNKNOWN}")
+github("the nil UUID", 404, path="/api/v1/integrations/github/00000000-0000-0000-0000-000000000000")
+for i, v in enumerate(["not-a-uuid", "1", "%20", "%00", "%FF", "'%20OR%201=1%20--", "x" * 10_000,
+                       "{github}x", "{github}%00", "{github}%20"]):
+    github(f"non-UUID id {i}", 404, path=f"/api/v1/integrations/github/{v}")
+github("the receiver's id in upper case is the same receiver", 201, path="/api/v1/integrations/github/{GITHUB}")
+for i, v in enumerate(["..%2F..%2Fdeployments%2Fwebhook", "%2e%2e%2fgitlab%2f{gitlab}", "..%5C{github}",
+                       "{github}%2F..%2F{github}"]):
+    github(f"encoded path traversal in the id {i}", 404, path=f"/api/v1/integrations/github/{v}")
+github("the GitLab receiver's id on the GitHub route", 404, path="/api/v1/integrations/github/{gitlab}", sign="{gitlab}")
+github("revoked receiver with its valid signature", 401, path="/api/v1/integrations/github/{github_revoked}",
+       sign="{github_revoked}")
+github("revoked receiver with a wrong signature", 401, path="/api/v1/integrations/github/{github_revoked}",
+       sign="not-the-secret")
+github("revoked receiver's secret on the live receiver", 401, sign="{github_revoked}")
+
+# GitHub: signed, but not the event it claims.
+for i, text in enumerate(["", "{", "null", "[]", '"deployment_status"', "42", '{"deployment": ', "\ufeff{}",
+                          '{"a":1}{"b":2}', "[" * 10_000]):
+    github(f"signed invalid JSON {i}: {text[:16]!r}", 422, text)
+github("signed empty object", 422, "{}")
+for what, path in [("deployment", ["deployment"]), ("deployment_status", ["deployment_status"]),
+                   ("repository", ["repository"]), ("deployment.id", ["deployment", "id"]),
+                   ("deployment.sha", ["deployment", "sha"]), ("deployment.ref", ["deployment", "ref"]),
+                   ("deployment_status.state", ["deployment_status", "state"]),
+                   ("repository.full_name", ["repository", "full_name"])]:
+    github(f"missing {what}", 422, changed(GITHUB_FIXTURE, setting(*path, DELETE)))
+for what, path in [("deployment", ["deployment"]), ("deployment_status", ["deployment_status"]),
+                   ("deployment.sha", ["deployment", "sha"]), ("deployment_status.state", ["deployment_status", "state"]),
+                   ("repository.full_name", ["repository", "full_name"]),
+                   ("deployment_status.environment", ["deployment_status", "environment"])]:
+    for j, v in enumerate([1, True, [], {"x": 1}]):
+        github(f"{what} as {type(v).__name__} {j}", 422, changed(GITHUB_FIXTURE, setting(*path, v)))
+for j, v in enumerate(["145988746", 1.5, True, [], 2 ** 63, 2 ** 64, 10 ** 30, 1e300]):
+    github(f"deployment.id as {v!r:.24}", 422, changed(GITHUB_FIXTURE, setting("deployment", "id", v)))
+    github(f"deployment_status.id as {v!r:.24}", 422, changed(GITHUB_FIXTURE, setting("deployment_status", "id", v)))
+github("deployment.id at i64::MAX is taken", 201, changed(GITHUB_FIXTURE, setting("deployment", "id", 2 ** 63 - 1)))
+github("workflow_run.id over i64", 422, changed(GITHUB_FIXTURE, setting("workflow_run", "id", 2 ** 64)))
+for i, v in enumerate([SHA[:7], SHA[:39], SHA + "0", "g" * 40, "", " " + SHA[1:], "a\u0000" + SHA[:38],
+                       "'; DROP TABLE deployments; --"]):
+    github(f"bad deployment.sha {i}", 422, changed(GITHUB_FIXTURE, setting("deployment", "sha", v)))
+github("upper-case deployment.sha is normalised", 201,
+       changed(GITHUB_FIXTURE, setting("deployment", "sha", GITHUB_FIXTURE["deployment"]["sha"].upper())))
+for i, v in enumerate(["main\u0000x", "\u0000", "refs/heads/a\u0000b"]):
+    github(f"NUL in deployment.ref {i}", 422, changed(GITHUB_FIXTURE, setting("deployment", "ref", v)))
+# A ref that is no branch name is kept, inert, as extra_data.ref (as the
+# webhook keeps control characters in extra_data); only NUL, which jsonb
+# cannot hold, is refused.
+github("escape sequence in deployment.ref is no branch, kept as extra_data", 201,
+       changed(GITHUB_FIXTURE, setting("deployment", "ref", "main\u001b[31m")))
+github("NUL in the environment", 422,
+       changed(GITHUB_FIXTURE, setting("deployment_status", "environment", "produ\u0000ction")))
+github("NUL in the repository", 422, changed(GITHUB_FIXTURE, setting("repository", "full_name", "acme/a\u0000b")))
+github("NUL in the log_url", 422, changed(GITHUB_FIXTURE, setting("deployment_status", "log_url", "https://x/\u0000")))
+for i, v in enumerate(["0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z", "2999-01-01T00:00:00Z",
+                       "275760-09-13T00:00:00Z", "+275760-09-13T00:00:00Z", "2024-02-30T00:00:00Z",
+                       "2024-01-01T00:00:00+25:00", "1e10", "yesterday", "", 1715786456]):
+    github(f"extreme updated_at {i}: {v!r:.28}", 422 if v != "" else 201,
+           changed(GITHUB_FIXTURE, setting("deployment_status", "updated_at", v)))
+github("GitLab's time format is read too", 201,
+       changed(GITHUB_FIXTURE, setting("deployment_status", "updated_at", "2024-05-15 17:20:56 +0200")))
+github("a name over 255 characters", 422, changed(GITHUB_FIXTURE, setting("repository", "full_name", "a/" + "r" * 300)))
+github("state not in the mapping", 422, changed(GITHUB_FIXTURE, setting("deployment_status", "state", "exploded")))
+for i, v in enumerate(["Success", "SUCCESS", "succeeded", "canceled", "cancelled", "", " success"]):
+    github(f"state near-miss {i}", 422, changed(GITHUB_FIXTURE, setting("deployment_status", "state", v)))
+github("an environment that does not exist", 404,
+       changed(GITHUB_FIXTURE, setting("deployment_status", "environment", "does-not-exist")))
+github("form-encoded delivery", 415, "payload=" + changed(GITHUB_FIXTURE), content_type="application/x-www-form-urlencoded")
+
+# GitHub: the headers that say what the delivery is.
+github("a ping", 200, '{"zen":"Keep it logically awesome.","hook_id":1}', event="ping")
+github("a ping whose body is not JSON", 200, "not json at all", event="ping")
+github("an ignored event (push)", 202, '{"ref":"refs/heads/main"}', event="push")
+github("an ignored event (deployment)", 202, event="deployment")
+github("event name in another case", 202, event="Deployment_Status")
+github("inactive is not a new status", 202, changed(GITHUB_FIXTURE, setting("deployment_status", "state", "inactive")))
+github("missing X-GitHub-Event", 422, event=None)
+github("empty X-GitHub-Event", 422, event="")
+github("10 KB X-GitHub-Event", 422, event="e" * 10_000)
+github("256-character X-GitHub-Event", 422, event="e" * 256)
+github("tab inside X-GitHub-Event", 422, event="deployment\tstatus")
+github("non-ASCII X-GitHub-Event", 422, event="d\u00e9ployment_status")
+for i, v in enumerate(["'; DROP TABLE x; --", "<script>alert(1)</script>", "${jndi:ldap://x/a}", "{{7*7}}"]):
+    github(f"injection in X-GitHub-Event {i}", 202, event=v)
+github("missing X-GitHub-Delivery", 422, delivery=False)
+github("10 KB X-GitHub-Delivery", 422, extra=[["X-GitHub-Delivery", "d" * 10_000]], delivery=False)
+
+# GitHub: sizes. The runner pins the receivers' limit at 128 KiB, twice the
+# webhook's.
+github("100 KB delivery, over the webhook's limit but not the receivers'", 201,
+       changed(GITHUB_FIXTURE, setting("deployment", "payload", {"pad": "x" * 100_000})))
+github("140 KB delivery over the receivers' limit", 413,
+       changed(GITHUB_FIXTURE, setting("deployment", "payload", {"pad": "x" * 140_000})))
+github("140 KB unsigned delivery over the limit is refused before anything", 413,
+       changed(GITHUB_FIXTURE, setting("deployment", "payload", {"pad": "x" * 140_000})), sign=None)
+
+# GitLab: the token, compared exactly.
+gitlab("a valid Deployment Hook is published", 201)
+gitlab("missing token", 401, token=None)
+gitlab("empty token", 401, token="")
+gitlab("wrong token", 401, token="not-the-token")
+gitlab("token with a character changed", 401, token="x{gitlab}")
+gitlab("the GitHub receiver's secret", 401, token="{github}")
+gitlab("the token twice", 401, token="{gitlab}{gitlab}")
+gitlab("10 KB token", 401, token="t" * 10_000)
+gitlab("token with an inner space", 401, token="{gitlab} x")
+# A field value's leading and trailing whitespace is not part of it (RFC
+# 9110 section 5.5): hyper drops it before the token is compared.
+gitlab("token with a trailing space", 201, token="{gitlab} ")
+gitlab("token with a leading tab", 201, token="\t{gitlab}")
+gitlab("token sent as a signature", 401, token=None, sign="{gitlab}")
+
+# GitLab: the receiver in the path.
+gitlab("unknown receiver id", 404, path=f"/api/v1/integrations/gitlab/{UNKNOWN}")
+for i, v in enumerate(["not-a-uuid", "%00", "..%2F..%2Fdeployments%2Fwebhook", "%2e%2e%2fgithub%2f{github}",
+                       "x" * 10_000]):
+    gitlab(f"non-UUID id {i}", 404, path=f"/api/v1/integrations/gitlab/{v}")
+gitlab("the GitHub receiver's id on the GitLab route", 404, path="/api/v1/integrations/gitlab/{github}",
+       token="{github}")
+gitlab("revoked receiver with its token", 401, path="/api/v1/integrations/gitlab/{gitlab_revoked}",
+       token="{gitlab_revoked}")
+gitlab("revoked receiver with a wrong token", 401, path="/api/v1/integrations/gitlab/{gitlab_revoked}",
+       token="not-the-token")
+
+# GitLab: the headers.
+for i, v in enumerate(["Push Hook", "deployment hook", "Deployment Hook ", "Pipeline Hook", "'; DROP TABLE x; --"]):
+    gitlab(f"another X-Gitlab-Event {i}", 202 if v.strip() != "Deployment Hook" else 201, event=v)
+gitlab("missing X-Gitlab-Event", 422, event=None)
+gitlab("10 KB X-Gitlab-Event", 422, event="E" * 10_000)
+gitlab("neither Idempotency-Key nor X-Gitlab-Event-UUID", 422, idempotency=False)
+gitlab("X-Gitlab-Event-UUID alone is enough", 201, idempotency=False,
+       extra=[["X-Gitlab-Event-UUID", "3cf0a1e4-66a8-4f3b-9a39-1c5b2d4e8f01"]])
+gitlab("10 KB Idempotency-Key", 422, idempotency=False, extra=[["Idempotency-Key", "k" * 10_000]])
+gitlab("form-encoded hook", 415, content_type="application/x-www-form-urlencoded")
+
+# GitLab: signed, but not the event it claims.
+for i, text in enumerate(["", "{", "null", "[]", '"Deployment Hook"', "[" * 10_000]):
+    gitlab(f"invalid JSON {i}: {text[:16]!r}", 422, text)
+gitlab("empty object", 422, "{}")
+gitlab("object_kind push", 422, changed(GITLAB_FIXTURE, setting("object_kind", "push")))
+COMMIT = "http://10.126.0.2:3000/root/test-deployment-webhooks/-/commit/"
+GL_SHA = "279484c09fbe69ededfced8c1bb6e6d24616b468"
+for i, (short, url) in enumerate([("279484c0", COMMIT + SHA), ("deadbeef", COMMIT + GL_SHA), ("", COMMIT + GL_SHA),
+                                  ("279484c0", COMMIT + GL_SHA[:39]), ("279484c0", COMMIT + "master"),
+                                  ("279484c0", ""), ("279484c0", COMMIT + GL_SHA + "0"),
+                                  ("279484c0 ", COMMIT + GL_SHA), ("279484c0", COMMIT + GL_SHA + "%00")]):
+    gitlab(f"commit_url against short_sha {i}", 422,
+           changed(GITLAB_FIXTURE, lambda v, s=short, u=url: v.update(short_sha=s, commit_url=u)))
+gitlab("commit_url with a trailing slash", 201, changed(GITLAB_FIXTURE, setting("commit_url", COMMIT + GL_SHA + "/")))
+gitlab("short_sha in upper case", 201, changed(GITLAB_FIXTURE, setting("short_sha", "279484C0")))
+gitlab("the full SHA as short_sha", 201, changed(GITLAB_FIXTURE, setting("short_sha", GL_SHA)))
+for what in ["short_sha", "commit_url", "deployment_id", "status", "environment", "project", "ref"]:
+    gitlab(f"missing {what}", 422, changed(GITLAB_FIXTURE, setting(what, DELETE)))
+for i, v in enumerate(["Success", "SUCCESS", "cancelled", "pending", "in_progress", "error", "", " success", 1, None]):
+    gitlab(f"status not in the mapping {i}: {v!r}", 422, changed(GITLAB_FIXTURE, setting("status", v)))
+gitlab("skipped is not recorded", 202, changed(GITLAB_FIXTURE, setting("status", "skipped")))
+for j, v in enumerate(["15", 1.5, True, 2 ** 63, 1e300]):
+    gitlab(f"deployment_id as {v!r:.24}", 422, changed(GITLAB_FIXTURE, setting("deployment_id", v)))
+for i, v in enumerate(["0000-01-01 00:00:00 +0000", "9999-12-31 23:59:59 +0000", "2021-02-30 21:50:00 +0200",
+                       "2021-04-28 21:50:00 +2500", "yesterday", 1619639400]):
+    gitlab(f"extreme status_changed_at {i}: {v!r:.28}", 422, changed(GITLAB_FIXTURE, setting("status_changed_at", v)))
+gitlab("NUL in ref", 422, changed(GITLAB_FIXTURE, setting("ref", "master\u0000x")))
+gitlab("NUL in the user name", 422, changed(GITLAB_FIXTURE, lambda v: v["user"].update(username="ro\u0000ot")))
+gitlab("140 KB hook over the receivers' limit", 413,
+       changed(GITLAB_FIXTURE, setting("commit_title", "x" * 140_000)))
+
+
+# Raw: a dot segment in the path is not resolved (hyper routes the target as
+# sent), so it cannot reach another receiver, with or without its secret.
+def intake_raw(name, expect, target, *lines, body):
+    h = b"POST " + target + b" HTTP/1.1\r\nHost: ingest\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    for line in lines:
+        h += line + b"\r\n"
+    h += b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    raw_request(name, expect, h, body)
+
+
+GH_BODY = changed(GITHUB_FIXTURE).encode()
+GL_BODY = changed(GITLAB_FIXTURE).encode()
+GH_HEADERS = [b"X-GitHub-Event: deployment_status", b"X-Hub-Signature-256: {GITHUB_SIGNATURE}"]
+intake_raw("raw intake: a signed GitHub delivery is published", 201, b"/api/v1/integrations/github/{github}",
+           b"X-GitHub-Delivery: hostile-raw-1", *GH_HEADERS, body=GH_BODY)
+intake_raw("raw intake: dot segments to the GitLab receiver", 404,
+           b"/api/v1/integrations/github/../gitlab/{gitlab}", b"X-Gitlab-Event: Deployment Hook",
+           b"X-Gitlab-Token: {gitlab_token}", b"Idempotency-Key: hostile-raw-2", body=GL_BODY)
+intake_raw("raw intake: the GitHub route with no id", 404, b"/api/v1/integrations/github/",
+           b"X-GitHub-Delivery: hostile-raw-7", *GH_HEADERS, body=GH_BODY)
+intake_raw("raw intake: dot segment as the id", 404, b"/api/v1/integrations/github/..",
+           b"X-GitHub-Delivery: hostile-raw-3", *GH_HEADERS, body=GH_BODY)
+intake_raw("raw intake: ./ before the id", 404, b"/api/v1/integrations/github/./{github}",
+           b"X-GitHub-Delivery: hostile-raw-4", *GH_HEADERS, body=GH_BODY)
+intake_raw("raw intake: back to the webhook by dot segments", 404,
+           b"/api/v1/integrations/github/../../deployments/webhook", b"X-Workspace-Key: {KEY}", body=BODY)
+# Control characters in the event type: hyper refuses all but HTAB (400);
+# obs-text reaches the handler, which wants printable ASCII (422).
+for i, ev in enumerate([b"deployment_status\x01", b"\x1b[31mdeployment_status", b"deployment_status\x7f",
+                        b"deployment_status\x0b", b"deployment\tstatus", b"deployment_status\xff", b"\xc3\xa9v\xc3\xa9nement"]):
+    expect = 422 if (b"\t" in ev or any(c >= 0x80 for c in ev)) else 400
+    intake_raw(f"raw intake: X-GitHub-Event with control or non-ASCII bytes {i}", expect,
+               b"/api/v1/integrations/github/{github}", b"X-GitHub-Event: " + ev,
+               b"X-GitHub-Delivery: hostile-raw-ev-%d" % i, b"X-Hub-Signature-256: {GITHUB_SIGNATURE}", body=GH_BODY)
+intake_raw("raw intake: two signatures, the first wrong", 401, b"/api/v1/integrations/github/{github}",
+           b"X-GitHub-Event: deployment_status", b"X-GitHub-Delivery: hostile-raw-5",
+           b"X-Hub-Signature-256: sha256=" + b"0" * 64, b"X-Hub-Signature-256: {GITHUB_SIGNATURE}", body=GH_BODY)
+intake_raw("raw intake: non-UTF-8 token", 401, b"/api/v1/integrations/gitlab/{gitlab}",
+           b"X-Gitlab-Event: Deployment Hook", b"X-Gitlab-Token: {gitlab_token}\xff", b"Idempotency-Key: hostile-raw-6",
+           body=GL_BODY)
 
 out = Path(__file__).with_name("hostile.jsonl")
 out.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases))
