@@ -96,7 +96,8 @@ pub struct Config {
     /// consumer of the topic reads while they are upgraded, then raise it.
     /// Below 2, a body with `commits` or `previous_commit_sha` gets a 422
     /// naming the field (`vibemon report` resends without them); below 3,
-    /// native intake answers 503 and the code host retries later.
+    /// native intake answers 503 (nothing recorded; GitHub and GitLab do not
+    /// retry by themselves, so connect receivers once this is 3).
     #[arg(long, env = "INGEST_MAX_EVENT_VERSION", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub max_event_version: u8,
 

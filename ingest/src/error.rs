@@ -248,7 +248,8 @@ impl ApiError {
             ApiError::IntakeVersionHeld(max) => format!(
                 "This server writes events up to version {max} (INGEST_MAX_EVENT_VERSION) while \
                  the topic's consumers are upgraded; a code host's deployment event needs \
-                 version 3. Nothing was recorded; the delivery will be retried"
+                 version 3. Nothing was recorded; redeliver this delivery once ingest writes \
+                 version 3"
             ),
             ApiError::BadSignature(header) => format!(
                 "{header} does not match this integration's secret; nothing was recorded"

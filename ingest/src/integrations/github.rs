@@ -5,13 +5,19 @@
 //! |---------------------------|---------------|
 //! | `success`                 | `success`     |
 //! | `failure`, `error`        | `failed`      |
-//! | `pending`, `queued`       | `pending`     |
+//! | `pending`, `queued`, `waiting` | `pending` |
 //! | `in_progress`             | `in_progress` |
 //! | `inactive`                | not recorded (202) |
 //!
 //! GitHub sets `inactive` on a deployment when a newer one to the same
 //! environment succeeds: it says the deployment is superseded, not that it
-//! changed status, so it is answered 202 and not published.
+//! changed status, so it is answered 202 and not published. `waiting` is a
+//! deployment held for an environment's required reviewers.
+//!
+//! One event per deployment status: the event id comes from
+//! `deployment_status.id`, which the signature covers, so a redelivery, or a
+//! replay of a captured delivery under another `X-GitHub-Delivery`, is the
+//! same event. The delivery GUID is kept in `extra_data`.
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
@@ -27,12 +33,16 @@ pub const DELIVERY: &str = "x-github-delivery";
 /// The delivery, once its signature matched.
 pub fn read(headers: &HeaderMap, body: &[u8], clock: Clock) -> Result<Delivery, ApiError> {
     let event = header_value(headers, EVENT)?;
+    // A ping in another content type would pass while every deployment
+    // status failed: it is refused the same way.
+    if event == "ping" || event == "deployment_status" {
+        crate::webhook::require_json(headers)?;
+    }
     match event.as_str() {
         "ping" => return Ok(Delivery::Ping),
         "deployment_status" => {}
         _ => return Ok(Delivery::ignored_event(event)),
     }
-    crate::webhook::require_json(headers)?;
     let delivery = header_value(headers, DELIVERY)?;
     let payload = decode(body).map_err(ApiError::Validation)?;
     let mut r = Reader::new(&payload);
@@ -60,12 +70,12 @@ fn status_of(state: String) -> Result<DeploymentStatus, vibemon_schemas::FieldEr
     Ok(match state.as_str() {
         "success" => DeploymentStatus::Success,
         "failure" | "error" => DeploymentStatus::Failed,
-        "pending" | "queued" => DeploymentStatus::Pending,
+        "pending" | "queued" | "waiting" => DeploymentStatus::Pending,
         "in_progress" => DeploymentStatus::InProgress,
         _ => {
             return Err(vibemon_schemas::FieldError::new(
                 "enum",
-                format!("deployment_status.state must be one of 'error', 'failure', 'inactive', 'in_progress', 'queued', 'pending', 'success'; got {state:?}"),
+                format!("deployment_status.state must be one of 'error', 'failure', 'inactive', 'in_progress', 'queued', 'pending', 'waiting', 'success'; got {state:?}"),
             ))
         }
     })
@@ -82,9 +92,12 @@ fn report(
     let sha = r.string(&["deployment", "sha"]);
     let commit_sha = r.parsed(&["deployment", "sha"], sha, CommitSha::parse);
     let reference = r.string(&["deployment", "ref"]);
-    let environment = r
-        .optional_string(&["deployment_status", "environment"])
-        .or_else(|| r.optional_string(&["deployment", "environment"]));
+    // The deployment's environment, which its statuses share, so every
+    // status of one deployment lands in one row.
+    // Both are read, so a mistyped one is refused either way.
+    let of_deployment = r.optional_string(&["deployment", "environment"]);
+    let of_status = r.optional_string(&["deployment_status", "environment"]);
+    let environment = of_deployment.or(of_status);
     if environment.is_none() {
         r.problem(&["deployment", "environment"], "missing", "Field required");
     }
@@ -123,7 +136,7 @@ fn report(
     ];
     let extra_data = extra_data(r, extra);
     Some(Report {
-        idempotency_key: format!("github-delivery:{delivery}"),
+        idempotency_key: format!("github-status:{}", status_id?),
         environment: environment?.to_owned(),
         repository: repository?,
         branch,

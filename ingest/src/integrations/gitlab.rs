@@ -34,12 +34,23 @@ pub fn read(headers: &HeaderMap, body: &[u8], clock: Clock) -> Result<Delivery, 
         return Ok(Delivery::ignored_event(event));
     }
     crate::webhook::require_json(headers)?;
-    let idempotency_key = match optional_header_value(headers, IDEMPOTENCY_KEY)? {
-        Some(k) => format!("gitlab-idempotency:{k}"),
-        None => format!("gitlab-event:{}", header_value(headers, EVENT_UUID)?),
-    };
+    let header_key = optional_header_value(headers, IDEMPOTENCY_KEY)?;
     let payload = decode(body).map_err(ApiError::Validation)?;
     let mut r = Reader::new(&payload);
+    // GitLab 17.4 and later send the same Idempotency-Key on every attempt
+    // of one delivery. Before that, the deployment's id, status and the
+    // time it changed name one status change (X-Gitlab-Event-UUID is shared
+    // by every hook a request sets off, and a resend gets a new one).
+    let idempotency_key = match header_key {
+        Some(k) => format!("gitlab-idempotency:{k}"),
+        None => format!(
+            "gitlab-status:{}:{}:{}",
+            r.optional_id(&["deployment_id"]).unwrap_or_default(),
+            r.optional_string(&["status"]).unwrap_or_default(),
+            r.optional_string(&["status_changed_at"])
+                .unwrap_or_default()
+        ),
+    };
     let status = r.string(&["status"]);
     if status == Some("skipped") {
         return Ok(Delivery::Skipped {

@@ -21,10 +21,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use vibemon_schemas::api::{DeploymentResponse, Detail, LocPart, ValidationIssue};
 use vibemon_schemas::event::{idempotent_event_id, request_fingerprint};
@@ -35,6 +36,7 @@ use crate::auth::Principal;
 use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::limits::Admission;
+use crate::server::PeerAddr;
 use crate::state::SharedState;
 use crate::webhook::{self, ReceivedAt};
 use payload::Clock;
@@ -100,53 +102,25 @@ enum Answer {
 /// `POST /api/v1/integrations/github/{id}`.
 pub async fn github(
     State(state): State<SharedState>,
-    Extension(ReceivedAt(received_at)): Extension<ReceivedAt>,
-    Extension(deadline): Extension<Deadline>,
-    admission: Option<Extension<Admission>>,
+    arrival: Arrival,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let arrival = Arrival {
-        received_at,
-        deadline,
-        admission: admission.map(|a| a.0),
-    };
-    deliver(
-        state,
-        Provider::Github,
-        arrival,
-        &path_id(id),
-        &headers,
-        body,
-    )
-    .await
+    let id = path_id(id);
+    deliver(state, Provider::Github, arrival, &id, &headers, body).await
 }
 
 /// `POST /api/v1/integrations/gitlab/{id}`.
 pub async fn gitlab(
     State(state): State<SharedState>,
-    Extension(ReceivedAt(received_at)): Extension<ReceivedAt>,
-    Extension(deadline): Extension<Deadline>,
-    admission: Option<Extension<Admission>>,
+    arrival: Arrival,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let arrival = Arrival {
-        received_at,
-        deadline,
-        admission: admission.map(|a| a.0),
-    };
-    deliver(
-        state,
-        Provider::Gitlab,
-        arrival,
-        &path_id(id),
-        &headers,
-        body,
-    )
-    .await
+    let id = path_id(id);
+    deliver(state, Provider::Gitlab, arrival, &id, &headers, body).await
 }
 
 /// The receiver id in the path. An id that is not UTF-8 (`%FF`) is no
@@ -157,12 +131,39 @@ fn path_id(id: Result<Path<String>, PathRejection>) -> String {
     id.map(|Path(id)| id).unwrap_or_default()
 }
 
-/// What the request brought besides its headers and body.
-struct Arrival {
+/// What the request brought besides its headers and body: stamped on
+/// arrival by `webhook::arrive` and the accept loop.
+pub struct Arrival {
     received_at: DateTime<Utc>,
     deadline: Deadline,
-    /// Held until the publish ends, as the webhook holds it.
+    /// Held until the publish ends, as the webhook holds it; absent when
+    /// the router is driven without the `admit` layer.
     admission: Option<Admission>,
+    /// The TCP peer, absent when the router is driven without the accept
+    /// loop.
+    peer: Option<std::net::IpAddr>,
+}
+
+impl FromRequestParts<SharedState> for Arrival {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &SharedState) -> Result<Self, ApiError> {
+        let missing = |what: &str| ApiError::Internal(format!("{what} not stamped on arrival"));
+        let ReceivedAt(received_at) = *parts
+            .extensions
+            .get::<ReceivedAt>()
+            .ok_or_else(|| missing("ReceivedAt"))?;
+        let deadline = *parts
+            .extensions
+            .get::<Deadline>()
+            .ok_or_else(|| missing("Deadline"))?;
+        Ok(Self {
+            received_at,
+            deadline,
+            admission: parts.extensions.remove::<Admission>(),
+            peer: parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
+        })
+    }
 }
 
 /// Receives a delivery, counts its outcome and answers.
@@ -227,14 +228,20 @@ async fn receive(
         received_at,
         deadline,
         admission,
+        peer,
     } = arrival;
+    // The webhook's per-client limit, before any work: a flood of made-up
+    // receiver ids must not take the Postgres connections that
+    // authentication and the webhook need.
+    state.rate_limits.check_ip(peer)?;
     let key = state
         .integration_key
         .as_ref()
         .ok_or(ApiError::IntegrationsNotConfigured)?;
     if state.limits.max_event_version < INTAKE_EVENT_VERSION {
         // Mid-upgrade: a consumer of the topic may not read version 3 yet.
-        // A 503 makes the code host retry the delivery later.
+        // A 503 shows the delivery failed in the code host's log, from where
+        // it can be redelivered (neither host retries by itself).
         return Err(ApiError::IntakeVersionHeld(state.limits.max_event_version));
     }
     let max = state.limits.max_integration_body_bytes;

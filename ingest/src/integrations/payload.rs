@@ -19,7 +19,8 @@ use crate::request::WebhookRequest;
 #[derive(Debug)]
 pub struct Report {
     /// What the event id is derived from, prefixed by its origin
-    /// (`github-delivery:<guid>`), so a redelivery is the same event.
+    /// (`github-status:<id>`, `gitlab-idempotency:<key>`), so a redelivery
+    /// is the same event.
     pub idempotency_key: String,
     /// The environment as the code host named it.
     pub environment: String,

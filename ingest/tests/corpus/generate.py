@@ -371,8 +371,10 @@ raw_request("raw: NUL path segment on the read API", 422,
 # deliveries. The signature or token is checked before the body is read as
 # an event, the receiver is found by the id in the path (404 for none, after
 # the same work), a revoked one is 401 once the signature matched. Every
-# delivery carries its own delivery id or Idempotency-Key, so each 201 is a
-# new event on the topic.
+# GitHub delivery is keyed by its deployment_status.id, so each body gets a
+# status id of its own (as GitHub gives each status); each GitLab one carries
+# its own Idempotency-Key, or, without one, a deployment id of its own. So
+# each 201 is a new event on the topic.
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "integrations"
 GITHUB_FIXTURE = json.loads((FIXTURES / "github-deployment_status.json").read_text())
 GITLAB_FIXTURE = json.loads((FIXTURES / "gitlab-deployment.json").read_text())
@@ -404,14 +406,29 @@ def setting(*path_and_value):
 DELETE = object()
 
 
+def own_status(body, n):
+    """`body` with a deployment_status.id of its own when it still has the
+    fixture's; anything else (not JSON, another id) as it is."""
+    try:
+        v = json.loads(body)
+    except (ValueError, RecursionError, TypeError):
+        return body
+    fixture_id = GITHUB_FIXTURE["deployment_status"]["id"]
+    if isinstance(v, dict) and isinstance(v.get("deployment_status"), dict) \
+            and v["deployment_status"].get("id") == fixture_id:
+        v["deployment_status"]["id"] = 3_000_000_000 + n
+        return json.dumps(v)
+    return body
+
+
 def github(name, expect, body=None, *, event="deployment_status", sign="{github}", path=GITHUB, extra=(),
            delivery=True, **kw):
+    body = own_status(changed(GITHUB_FIXTURE) if body is None else body, len(cases))
     headers = [] if event is None else [["X-GitHub-Event", event]]
     if delivery:
         headers.append(["X-GitHub-Delivery", f"hostile-github-{len(cases)}"])
     headers.extend(extra)
-    add(f"github: {name}", expect, changed(GITHUB_FIXTURE) if body is None else body, key="none", path=path,
-        headers=headers, sign=sign, **kw)
+    add(f"github: {name}", expect, body, key="none", path=path, headers=headers, sign=sign, **kw)
 
 
 def gitlab(name, expect, body=None, *, event="Deployment Hook", token="{gitlab}", path=GITLAB, extra=(),
@@ -419,6 +436,9 @@ def gitlab(name, expect, body=None, *, event="Deployment Hook", token="{gitlab}"
     headers = [] if event is None else [["X-Gitlab-Event", event]]
     if idempotency:
         headers.append(["Idempotency-Key", f"hostile-gitlab-{len(cases)}"])
+    elif body is None:
+        # Without the header a delivery is keyed by its status change.
+        body = changed(GITLAB_FIXTURE, setting("deployment_id", 7_000 + len(cases)))
     headers.extend(extra)
     add(f"gitlab: {name}", expect, changed(GITLAB_FIXTURE) if body is None else body, key="none", path=path,
         headers=headers, token=token, **kw)
@@ -497,7 +517,7 @@ for i, v in enumerate(["main\u0000x", "\u0000", "refs/heads/a\u0000b"]):
 github("escape sequence in deployment.ref is no branch, kept as extra_data", 201,
        changed(GITHUB_FIXTURE, setting("deployment", "ref", "main\u001b[31m")))
 github("NUL in the environment", 422,
-       changed(GITHUB_FIXTURE, setting("deployment_status", "environment", "produ\u0000ction")))
+       changed(GITHUB_FIXTURE, setting("deployment", "environment", "produ\u0000ction")))
 github("NUL in the repository", 422, changed(GITHUB_FIXTURE, setting("repository", "full_name", "acme/a\u0000b")))
 github("NUL in the log_url", 422, changed(GITHUB_FIXTURE, setting("deployment_status", "log_url", "https://x/\u0000")))
 for i, v in enumerate(["0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z", "2999-01-01T00:00:00Z",
@@ -512,7 +532,7 @@ github("state not in the mapping", 422, changed(GITHUB_FIXTURE, setting("deploym
 for i, v in enumerate(["Success", "SUCCESS", "succeeded", "canceled", "cancelled", "", " success"]):
     github(f"state near-miss {i}", 422, changed(GITHUB_FIXTURE, setting("deployment_status", "state", v)))
 github("an environment that does not exist", 404,
-       changed(GITHUB_FIXTURE, setting("deployment_status", "environment", "does-not-exist")))
+       changed(GITHUB_FIXTURE, setting("deployment", "environment", "does-not-exist")))
 github("form-encoded delivery", 415, "payload=" + changed(GITHUB_FIXTURE), content_type="application/x-www-form-urlencoded")
 
 # GitHub: the headers that say what the delivery is.
@@ -575,7 +595,7 @@ for i, v in enumerate(["Push Hook", "deployment hook", "Deployment Hook ", "Pipe
     gitlab(f"another X-Gitlab-Event {i}", 202 if v.strip() != "Deployment Hook" else 201, event=v)
 gitlab("missing X-Gitlab-Event", 422, event=None)
 gitlab("10 KB X-Gitlab-Event", 422, event="E" * 10_000)
-gitlab("neither Idempotency-Key nor X-Gitlab-Event-UUID", 422, idempotency=False)
+gitlab("neither Idempotency-Key nor X-Gitlab-Event-UUID: keyed by the status change", 201, idempotency=False)
 gitlab("X-Gitlab-Event-UUID alone is enough", 201, idempotency=False,
        extra=[["X-Gitlab-Event-UUID", "3cf0a1e4-66a8-4f3b-9a39-1c5b2d4e8f01"]])
 gitlab("10 KB Idempotency-Key", 422, idempotency=False, extra=[["Idempotency-Key", "k" * 10_000]])
@@ -623,7 +643,7 @@ def intake_raw(name, expect, target, *lines, body):
     raw_request(name, expect, h, body)
 
 
-GH_BODY = changed(GITHUB_FIXTURE).encode()
+GH_BODY = changed(GITHUB_FIXTURE, setting("deployment_status", "id", 3_999_999_999)).encode()
 GL_BODY = changed(GITLAB_FIXTURE).encode()
 GH_HEADERS = [b"X-GitHub-Event: deployment_status", b"X-Hub-Signature-256: {GITHUB_SIGNATURE}"]
 intake_raw("raw intake: a signed GitHub delivery is published", 201, b"/api/v1/integrations/github/{github}",

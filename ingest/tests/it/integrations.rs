@@ -164,10 +164,22 @@ pub fn header<'a>(record: &'a ReadRecord, name: &str) -> Option<&'a str> {
 const SHA: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
 
 /// GitHub's payload with `state`.
+/// The fixture in `state`. Each state is a status of its own, as GitHub
+/// gives each status its id (the fixture's is `success`'s).
 fn github_body(state: &str) -> Vec<u8> {
     let mut v = fixture("github-deployment_status.json");
     v["deployment_status"]["state"] = json!(state);
+    if state != "success" {
+        let id = 2017326925_i64 + state.bytes().map(i64::from).sum::<i64>();
+        v["deployment_status"]["id"] = json!(id);
+    }
     serde_json::to_vec(&v).unwrap()
+}
+
+/// The `deployment_status.id` of a GitHub body.
+fn status_id(body: &[u8]) -> i64 {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    v["deployment_status"]["id"].as_i64().unwrap()
 }
 
 /// `sha256=` and the hex HMAC-SHA256 of `body` with `secret`, as GitHub signs.
@@ -211,6 +223,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
         ("in_progress", "in_progress"),
         ("queued", "pending"),
         ("pending", "pending"),
+        ("waiting", "pending"),
         ("success", "success"),
     ];
 
@@ -230,6 +243,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
         .await;
         assert_eq!(code, 201, "{state}: {answer}");
         assert_eq!(answer["status"], status, "{state}: {answer}");
+        fits_openapi("DeploymentResponse", &answer);
         bodies.insert(delivery, (body, status));
     }
     let inactive = github_body("inactive");
@@ -292,7 +306,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
         let extra = &event["extra_data"];
         assert_eq!(extra["provider"], "github");
         assert_eq!(extra["deployment_id"], 145988746);
-        assert_eq!(extra["deployment_status_id"], 2017326925_i64);
+        assert_eq!(extra["deployment_status_id"], status_id(body));
         assert_eq!(extra["environment"], "production");
         assert_eq!(
             extra["log_url"],
@@ -304,7 +318,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
             extra.get("ref").is_none(),
             "a branch is not kept as a ref: {extra}"
         );
-        let event_id = idempotent_event_id(ws, &format!("github-delivery:{delivery}"));
+        let event_id = idempotent_event_id(ws, &format!("github-status:{}", status_id(body)));
         assert_eq!(event["event_id"], json!(event_id));
         assert_eq!(header(record, "ce_id"), Some(event_id.to_string().as_str()));
         assert_eq!(
@@ -312,7 +326,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
             Some(request_fingerprint(body).as_str())
         );
     }
-    assert_eq!(intake.deliveries("github", "published").await, 6.0);
+    assert_eq!(intake.deliveries("github", "published").await, 7.0);
     assert_eq!(intake.deliveries("github", "inactive").await, 1.0);
 }
 
@@ -356,7 +370,7 @@ async fn the_statuses_of_one_github_deployment_project_into_one_row() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_github_delivery_is_one_event_sequentially_and_concurrently() {
+async fn a_redelivered_or_replayed_github_status_is_one_event_sequentially_and_concurrently() {
     let intake = Intake::spawn().await;
     let (receiver, secret) = intake.receiver(Provider::Github, &[], false).await;
     let body = github_body("success");
@@ -369,6 +383,8 @@ async fn a_redelivered_github_delivery_is_one_event_sequentially_and_concurrentl
 
     let (first_code, first) = json(intake.post(&receiver.path(), &headers, &body).await).await;
     let (again_code, again) = json(intake.post(&receiver.path(), &headers, &body).await).await;
+    // The same signed body under another delivery GUID (a replay of a
+    // captured delivery, or a second hook): the same status, one event.
     let racing = github_headers("deployment_status", "a-racing-delivery", &secret, &body);
     let raced = futures::future::join_all(
         (0..8).map(|_| intake.request(&receiver.path(), &racing, &body).send()),
@@ -383,8 +399,8 @@ async fn a_redelivered_github_delivery_is_one_event_sequentially_and_concurrentl
     );
     assert_eq!(
         intake.app.record_count().await,
-        2,
-        "one record per delivery id"
+        1,
+        "one record per deployment status, whatever the delivery id"
     );
 }
 
@@ -540,7 +556,17 @@ fn changed(
     change: impl FnOnce(&mut Value),
 ) -> (Vec<u8>, Vec<(&'static str, String)>) {
     let mut v = fixture("github-deployment_status.json");
+    let unchanged = v.clone();
     change(&mut v);
+    // Another status is another status id, as GitHub gives it; a change
+    // that leaves the id as it was keeps the fixture's.
+    if v != unchanged && v["deployment_status"]["id"] == unchanged["deployment_status"]["id"] {
+        let text = serde_json::to_vec(&v).unwrap();
+        let id = text.iter().fold(17_i64, |h, b| {
+            (h.wrapping_mul(31) + i64::from(*b)) % 1_000_000_007
+        });
+        v["deployment_status"]["id"] = json!(id);
+    }
     let body = serde_json::to_vec(&v).unwrap();
     let headers = github_headers("deployment_status", "d-bad", secret, &body);
     (body, headers)
@@ -617,7 +643,8 @@ async fn an_environment_is_mapped_or_must_exist_unless_the_receiver_creates_it()
     let (creating, creating_secret) = intake.receiver(Provider::Github, &[], true).await;
     let named = |name: &str, secret: &str, delivery: &str| {
         let (body, mut headers) = changed(secret, |v| {
-            v["deployment_status"]["environment"] = json!(name)
+            v["deployment"]["environment"] = json!(name);
+            v["deployment_status"]["environment"] = json!(name);
         });
         headers[3].1 = delivery.to_owned();
         (body, headers)
@@ -666,7 +693,11 @@ async fn an_environment_is_mapped_or_must_exist_unless_the_receiver_creates_it()
             .await
             .unwrap();
     assert_eq!(previews, 1, "created once, however many raced");
-    assert_eq!(intake.app.record_count().await, 5);
+    assert_eq!(
+        intake.app.record_count().await,
+        2,
+        "the mapped one, and the racing copies of one status as one event"
+    );
     assert_eq!(
         intake.deliveries("github", "refused_environment").await,
         2.0
@@ -751,4 +782,40 @@ async fn while_ingest_is_held_below_event_version_3_a_delivery_gets_503_and_noth
         "{answer}"
     );
     assert_eq!(intake.app.record_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_ping_in_another_content_type_is_refused_as_its_deployment_statuses_would_be() {
+    let intake = Intake::spawn().await;
+    let (receiver, secret) = intake.receiver(Provider::Github, &[], false).await;
+    let ping = b"payload=%7B%22zen%22%3A%22Keep+it+logically+awesome.%22%7D";
+    let mut headers = github_headers("ping", "ping-form", &secret, ping);
+    headers.retain(|(k, _)| *k != "Content-Type");
+    headers.push((
+        "Content-Type",
+        "application/x-www-form-urlencoded".to_owned(),
+    ));
+
+    let (code, answer) = json(intake.post(&receiver.path(), &headers, ping).await).await;
+
+    assert_eq!(
+        code, 415,
+        "a green ping would hide that nothing can be recorded: {answer}"
+    );
+    assert_eq!(intake.app.record_count().await, 0);
+}
+
+/// Checks an answer against its schema in the published OpenAPI document.
+fn fits_openapi(component: &str, value: &Value) {
+    let mut doc: Value = serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap();
+    doc["$ref"] = json!(format!("#/components/schemas/{component}"));
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&doc)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{component}: {errors:?}\n{value}");
 }

@@ -152,7 +152,7 @@ async fn a_gitlab_running_then_success_projects_to_one_successful_row() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_gitlab_hook_is_one_event_by_its_idempotency_key_or_else_its_event_uuid() {
+async fn a_retried_gitlab_hook_is_one_event_by_its_idempotency_key_or_else_by_its_status_change() {
     let intake = Intake::spawn().await;
     let (receiver, token) = intake
         .receiver(Provider::Gitlab, &[("staging", "production")], false)
@@ -165,26 +165,54 @@ async fn a_retried_gitlab_hook_is_one_event_by_its_idempotency_key_or_else_its_e
         (0..6).map(|_| intake.request(&receiver.path(), &retry, &body).send()),
     )
     .await;
-    let mut by_uuid = gitlab_headers(&token, "unused");
-    by_uuid.retain(|(k, _)| *k != "Idempotency-Key");
-    let uuid_first = intake
-        .post(&receiver.path(), &by_uuid, &body)
+    // Before GitLab 17.4 there is no Idempotency-Key; each attempt has an
+    // X-Gitlab-Event-UUID of its own, and one is shared by every hook a
+    // request sets off: the deployment, status and time name the change.
+    let older = || {
+        let mut h = gitlab_headers(&token, "unused");
+        h.retain(|(k, _)| *k != "Idempotency-Key");
+        h
+    };
+    let older_first = intake
+        .post(&receiver.path(), &older(), &body)
         .await
         .status();
-    let uuid_again = intake
-        .post(&receiver.path(), &by_uuid, &body)
+    let older_again = intake
+        .post(&receiver.path(), &older(), &body)
+        .await
+        .status();
+    let mut shared_uuid = older();
+    shared_uuid.retain(|(k, _)| *k != "X-Gitlab-Event-UUID");
+    shared_uuid.push(("X-Gitlab-Event-UUID", "9f0e1d2c-shared".to_owned()));
+    let running = gitlab_body(|v| v["status"] = json!("running"));
+    let failed = gitlab_body(|v| v["status"] = json!("failed"));
+    let first_shared = intake
+        .post(&receiver.path(), &shared_uuid, &running)
+        .await
+        .status();
+    let second_shared = intake
+        .post(&receiver.path(), &shared_uuid, &failed)
         .await
         .status();
 
     assert_eq!(
-        (first.as_u16(), uuid_first.as_u16(), uuid_again.as_u16()),
+        (first.as_u16(), older_first.as_u16(), older_again.as_u16()),
         (201, 201, 201)
     );
     assert!(
         raced.iter().all(|r| r.as_ref().unwrap().status() == 201),
         "{raced:?}"
     );
-    assert_eq!(intake.app.record_count().await, 2, "one per key");
+    assert_eq!(
+        (first_shared.as_u16(), second_shared.as_u16()),
+        (201, 201),
+        "two changes under one X-Gitlab-Event-UUID are two events"
+    );
+    assert_eq!(
+        intake.app.record_count().await,
+        4,
+        "one per Idempotency-Key, one per status change without it"
+    );
 }
 
 #[tokio::test]
