@@ -7,7 +7,8 @@
 //! [`database`] has the test database, its tenant and a private Postgres;
 //! [`topics`] the test topic and reading it back; [`brokers`] private Kafka
 //! brokers; [`spawned`] a service running in the test; [`events`] events as
-//! ingest publishes them; [`ledger`] exact counts of what a topic holds. The
+//! ingest publishes them; [`ledger`] exact counts of what a topic holds;
+//! [`openapi`] answers held to the published document. The
 //! most used items are re-exported here.
 
 pub mod brokers;
@@ -16,6 +17,7 @@ mod cleanup;
 pub mod database;
 pub mod events;
 pub mod ledger;
+pub mod openapi;
 mod ports;
 mod scripts;
 pub mod spawned;

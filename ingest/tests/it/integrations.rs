@@ -243,7 +243,7 @@ async fn every_github_state_is_published_with_its_mapped_status_and_inactive_is_
         .await;
         assert_eq!(code, 201, "{state}: {answer}");
         assert_eq!(answer["status"], status, "{state}: {answer}");
-        fits_openapi("DeploymentResponse", &answer);
+        vibemon_testkit::openapi::assert_fits("DeploymentResponse", &answer);
         bodies.insert(delivery, (body, status));
     }
     let inactive = github_body("inactive");
@@ -803,19 +803,4 @@ async fn a_ping_in_another_content_type_is_refused_as_its_deployment_statuses_wo
         "a green ping would hide that nothing can be recorded: {answer}"
     );
     assert_eq!(intake.app.record_count().await, 0);
-}
-
-/// Checks an answer against its schema in the published OpenAPI document.
-fn fits_openapi(component: &str, value: &Value) {
-    let mut doc: Value = serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap();
-    doc["$ref"] = json!(format!("#/components/schemas/{component}"));
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&doc)
-        .unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{component}: {errors:?}\n{value}");
 }

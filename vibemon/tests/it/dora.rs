@@ -233,21 +233,6 @@ impl Pipeline {
 const WINDOW: &str = "since=2024-01-01T00:00:00Z&until=2024-01-08T00:00:00Z";
 const WEEK: &str = "since=2024-01-01T00:00:00Z&until=2024-01-08T00:00:00Z&bucket=week";
 
-/// Checks an answer against its schema in the published OpenAPI document.
-fn fits_openapi(component: &str, value: &Value) {
-    let mut doc: Value = serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap();
-    doc["$ref"] = json!(format!("#/components/schemas/{component}"));
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&doc)
-        .unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{component}: {errors:?}\n{value}");
-}
-
 /// A lineage row by times: deployed_at, commit, and the deployed_at of its
 /// predecessor, of what it rolled back to, and of what rolled it back.
 type LineageFacts = (
@@ -346,9 +331,9 @@ async fn a_rollback_is_found_and_the_deployment_it_undid_is_marked() {
         m["buckets"][0]["change_failure_rate"],
         total["change_failure_rate"]
     );
-    fits_openapi("DoraReport", &m);
-    fits_openapi("DeploymentDetail", &d3);
-    fits_openapi("DeploymentDetail", &d5);
+    vibemon_testkit::openapi::assert_fits("DoraReport", &m);
+    vibemon_testkit::openapi::assert_fits("DeploymentDetail", &d3);
+    vibemon_testkit::openapi::assert_fits("DeploymentDetail", &d5);
     p.stop().await;
 }
 
