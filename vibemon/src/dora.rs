@@ -2,7 +2,7 @@
 //! by the same query as `GET /api/v1/metrics/dora`.
 
 use chrono::{Duration, Utc};
-use vibemon_store::dora::{self, Bucket, DoraError, DoraQuery, Metrics};
+use vibemon_store::dora::{self, Bucket, DoraError, DoraQuery, DoraReport, Metrics};
 
 use crate::cli::DoraArgs;
 use crate::deployments::{environment_id, time};
@@ -40,6 +40,13 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
         output::json(&report);
         return Ok(());
     }
+    print_table(&args, &report);
+    Ok(())
+}
+
+/// The report as a table: a title line, one row per bucket, then the total.
+fn print_table(args: &DoraArgs, report: &DoraReport) {
+    let (since, until, bucket) = (report.since, report.until, report.bucket);
     output::line(format_args!(
         "{}{}, {} to {}, by {} (UTC)",
         args.environment,
@@ -48,7 +55,7 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
             .map_or(String::new(), |r| format!(" / {r}")),
         output::when(Some(since)),
         output::when(Some(until)),
-        bucket.as_str()
+        bucket
     ));
     let mut rows: Vec<Vec<String>> = report
         .buckets
@@ -71,7 +78,6 @@ pub async fn run(args: DoraArgs, json: bool) -> CliResult<()> {
         ],
         rows,
     );
-    Ok(())
 }
 
 /// One line of the table: every figure beside what it was computed from.

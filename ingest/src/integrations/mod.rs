@@ -258,13 +258,35 @@ async fn receive(
         now: received_at,
         max_future_skew: state.limits.max_future_skew,
     };
-    let delivery = match provider {
-        Provider::Github => github::read(headers, &bytes, clock)?,
-        Provider::Gitlab => gitlab::read(headers, &bytes, clock)?,
+    let report = match read(state, provider, headers, &bytes, clock)? {
+        Ok(report) => report,
+        Err(answer) => return Ok(answer),
     };
-    let report = match delivery {
-        Delivery::Report(report) => report,
-        Delivery::Ping => return Ok(Answer::Ping),
+    let resolve = environment::resolve(state, &receiver, &report.environment);
+    let (environment_id, environment) = deadline.bound("environment lookup", resolve).await?;
+    let event_id = idempotent_event_id(receiver.workspace_id, &report.idempotency_key);
+    let request = report.into_request(environment, source_for(provider));
+    let principal = principal_of(&receiver);
+    let event = webhook::build_event(event_id, environment_id, &principal, request, received_at);
+    publish(state, event, request_fingerprint(&bytes), admission).await
+}
+
+/// The delivery read by its provider: a report to publish, or the answer
+/// to a ping or a skipped delivery (counted).
+fn read(
+    state: &SharedState,
+    provider: Provider,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    clock: Clock,
+) -> Result<Result<payload::Report, Answer>, ApiError> {
+    let delivery = match provider {
+        Provider::Github => github::read(headers, bytes, clock)?,
+        Provider::Gitlab => gitlab::read(headers, bytes, clock)?,
+    };
+    Ok(match delivery {
+        Delivery::Report(report) => Ok(report),
+        Delivery::Ping => Err(Answer::Ping),
         Delivery::Skipped {
             outcome,
             event,
@@ -273,18 +295,21 @@ async fn receive(
             if let Some(event) = event {
                 count_ignored(state, provider, &event);
             }
-            return Ok(Answer::Skipped { outcome, reason });
+            Err(Answer::Skipped { outcome, reason })
         }
-    };
-    let resolve = environment::resolve(state, &receiver, &report.environment);
-    let (environment_id, environment) = deadline.bound("environment lookup", resolve).await?;
-    let event_id = idempotent_event_id(receiver.workspace_id, &report.idempotency_key);
-    let request = report.into_request(environment, source_for(provider));
-    let principal = principal_of(&receiver);
-    let event = webhook::build_event(event_id, environment_id, &principal, request, received_at);
-    let fingerprint = request_fingerprint(&bytes);
-    // As the webhook: the publish runs to its end on a task of its own even
-    // if the code host hangs up, so its redelivery finds the answer.
+    })
+}
+
+/// Publishes through the idempotency cache, as the webhook does: the
+/// publish runs to its end on a task of its own even if the code host hangs
+/// up, so its redelivery finds the answer; the in-flight slot is held until
+/// then.
+async fn publish(
+    state: &SharedState,
+    event: vibemon_schemas::DeploymentReported,
+    fingerprint: String,
+    admission: Option<Admission>,
+) -> Result<Answer, ApiError> {
     let state = Arc::clone(state);
     let published = tokio::spawn(async move {
         let _admission = admission;
