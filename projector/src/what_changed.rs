@@ -18,7 +18,7 @@
 //! - `shipped_commits` is recomputed for every (environment, repository,
 //!   sha) that a touched deployment lists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
@@ -251,26 +251,46 @@ async fn refresh_lineage(
     let ids: Vec<Uuid> = fresh.iter().map(|l| l.event.deployment_id).collect();
     let old = OldKeys::of(earlier.iter().copied());
     let sha: Vec<Option<String>> = earlier.iter().map(|b| b.commit_sha.clone()).collect();
-    let at: Vec<DateTime<Utc>> = earlier.iter().map(|b| b.deployed_at).collect();
-    let rows: Vec<SpanRow> = sqlx::query_as(LINEAGE_SPAN)
-        .bind(ids)
-        .bind(old.id)
-        .bind(old.workspace)
-        .bind(old.environment)
-        .bind(old.repository)
-        .bind(sha)
-        .bind(at)
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut keys: BTreeMap<LineageKey, KeySpan> = BTreeMap::new();
-    for row in rows {
-        keys.entry((row.ws, row.env, row.repo.clone()))
-            .or_default()
-            .add(row);
+    let at_before: Vec<DateTime<Utc>> = earlier.iter().map(|b| b.deployed_at).collect();
+    let fetch = |extra: Vec<(LineageKey, lineage::Position)>| {
+        let mut x = OldKeys::default();
+        let (mut at, mut id) = (Vec::new(), Vec::new());
+        for ((ws, env, repo), (a, i)) in extra {
+            x.workspace.push(ws);
+            x.environment.push(env);
+            x.repository.push(repo);
+            at.push(a);
+            id.push(i);
+        }
+        sqlx::query_as::<_, SpanRow>(LINEAGE_SPAN)
+            .bind(ids.clone())
+            .bind(old.id.clone())
+            .bind(old.workspace.clone())
+            .bind(old.environment.clone())
+            .bind(old.repository.clone())
+            .bind(sha.clone())
+            .bind(at_before.clone())
+            .bind(x.workspace)
+            .bind(x.environment)
+            .bind(x.repository)
+            .bind(at)
+            .bind(id)
+    };
+    let mut keys = spans(fetch(Vec::new()).fetch_all(&mut **tx).await?);
+    let fresh_ids: HashSet<Uuid> = ids.iter().copied().collect();
+    let further: Vec<(LineageKey, lineage::Position)> = keys
+        .iter()
+        .flat_map(|(key, span)| {
+            span.anchors_before_bound(&fresh_ids)
+                .into_iter()
+                .map(move |p| (key.clone(), p))
+        })
+        .collect();
+    if !further.is_empty() {
+        keys = spans(fetch(further).fetch_all(&mut **tx).await?);
     }
     let mut write = LineageWrite::default();
-    for ((ws, env, repo), mut key) in keys {
-        key.span.sort_by_key(lineage::Success::position);
+    for ((ws, env, repo), key) in keys {
         let facts = lineage::facts(&key.before, &key.span);
         write.push(ws, env, &repo, key.bound, &key.span, facts);
     }
@@ -279,6 +299,20 @@ async fn refresh_lineage(
 
 /// (workspace, environment, repository): one lineage.
 type LineageKey = (Uuid, Uuid, String);
+
+/// The rows of [`LINEAGE_SPAN`] by key, each span in order.
+fn spans(rows: Vec<SpanRow>) -> BTreeMap<LineageKey, KeySpan> {
+    let mut keys: BTreeMap<LineageKey, KeySpan> = BTreeMap::new();
+    for row in rows {
+        keys.entry((row.ws, row.env, row.repo.clone()))
+            .or_default()
+            .add(row);
+    }
+    for key in keys.values_mut() {
+        key.span.sort_by_key(lineage::Success::position);
+    }
+    keys
+}
 
 /// One row of [`LINEAGE_SPAN`].
 #[derive(sqlx::FromRow)]
@@ -301,6 +335,26 @@ struct KeySpan {
 }
 
 impl KeySpan {
+    /// The positions, before the bound, of the anchors of successes the
+    /// batch changed (`fresh`): the earlier deployment of a commit that no
+    /// success of the span deployed before it. Each one is a change's
+    /// candidate the bound did not include.
+    fn anchors_before_bound(&self, fresh: &HashSet<Uuid>) -> Vec<lineage::Position> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        for s in &self.span {
+            let Some(sha) = s.commit_sha.as_deref() else {
+                continue;
+            };
+            if seen.insert(sha) && fresh.contains(&s.id) {
+                if let Some(anchor) = self.before.anchors.get(sha) {
+                    out.push(anchor.position());
+                }
+            }
+        }
+        out
+    }
+
     fn add(&mut self, row: SpanRow) {
         let success = lineage::Success {
             id: row.id,
@@ -329,13 +383,20 @@ impl KeySpan {
 /// `bounds`: per key, the earliest position a change can affect: the change
 /// itself, the success before it, the latest success of known commit before
 /// it, and the latest earlier success of its commit (a rollback's anchor).
+/// That last one is looked up here only for what the batch's deployments
+/// were before (`$2..$7`); for what they are now, [`refresh_lineage`] finds
+/// it among the rows returned and, in the rare case it lies before the
+/// bound, runs the query again with it as an extra candidate (`$8..$12`):
+/// one index probe per new success instead of two.
 /// Rows: each bound; the successes from it on (`span`); and before
 /// the bound, the success just before it, the latest success of known commit,
 /// and the latest success of each commit the span deploys.
-const LINEAGE_SPAN: &str = "WITH changed AS (
+const LINEAGE_SPAN: &str = "WITH was AS (
          SELECT ws, env, repo, sha, at, id
          FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[])
              AS o(id, ws, env, repo, sha, at)
+     ), changed AS (
+         SELECT * FROM was
          UNION ALL
          SELECT workspace_id, environment_id, repo_full_name, commit_sha, deployed_at, id
          FROM deployments WHERE id = ANY($1) AND status = 'success'
@@ -363,12 +424,14 @@ const LINEAGE_SPAN: &str = "WITH changed AS (
              ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
          ) k
          UNION ALL
-         SELECT c.ws, c.env, c.repo, a.deployed_at, a.id FROM changed c CROSS JOIN LATERAL (
+         SELECT c.ws, c.env, c.repo, a.deployed_at, a.id FROM was c CROSS JOIN LATERAL (
              SELECT d.deployed_at, d.id FROM deployments d
              WHERE d.workspace_id = c.ws AND d.environment_id = c.env AND d.repo_full_name = c.repo
                AND d.status = 'success' AND d.commit_sha = c.sha AND (d.deployed_at, d.id) < (c.at, c.id)
              ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1
          ) a
+         UNION ALL
+         SELECT * FROM UNNEST($8::uuid[], $9::uuid[], $10::text[], $11::timestamptz[], $12::uuid[])
      ), bounds AS (
          SELECT DISTINCT ON (ws, env, repo) ws, env, repo, at, id
          FROM candidates ORDER BY ws, env, repo, at, id
