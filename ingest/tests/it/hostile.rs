@@ -259,10 +259,10 @@ async fn every_hostile_request_gets_its_expected_status_and_only_accepted_ones_r
         // The corpus (tests/corpus/generate.py) probes the body limit at
         // 64 KiB, the default before `commits` raised it to 256 KiB.
         c.max_body_bytes = 64 * 1024;
-        // Native intake: its own limit, pinned at twice the webhook's so a
-        // 100 KB delivery shows the two apart and 140 KB is over it.
+        // Native intake: its own limit, pinned at 80 KiB so a 72 KB
+        // delivery shows the two apart and 90 KB is over it.
         c.integration_key = Some(configured);
-        c.max_integration_body_bytes = 128 * 1024;
+        c.max_integration_body_bytes = 80 * 1024;
     })
     .await;
     let receivers = Receivers::create(&app, &key).await;
