@@ -9,7 +9,7 @@ vibemon topics ensure
 if [ -z "$(vibemon --json workspace list | grep '"name": "demo"' || true)" ]; then
   ws=$(vibemon workspace create demo)
   vibemon environment create --workspace "$ws" production > /dev/null
-  key=$(vibemon key create --workspace "$ws" --name "compose demo")
+  key=$(vibemon key create --workspace "$ws" --name "compose demo" --scope ingest,read,admin)
   echo "Demo key (shown once): $key"
   echo "curl -X POST http://localhost:8080/api/v1/deployments/webhook -H \"X-Workspace-Key: $key\" -H 'Content-Type: application/json' -d '{\"environment\": \"production\", \"repository\": \"owner/repo\"}'"
 fi

@@ -27,6 +27,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vibemon_store::keys::{self, PresentedKey, StoredKey};
+use vibemon_store::scopes::Scopes;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Principal {
     pub key_id: Uuid,
     pub key_name: vibemon_schemas::DisplayName,
     pub workspace_id: Uuid,
+    /// What the key may do, as its row said when it was last verified.
+    pub scopes: Scopes,
 }
 
 /// Knobs for [`Authenticator`].
@@ -106,6 +109,7 @@ fn verified(row: &StoredKey, hash: Arc<str>) -> Arc<Verified> {
             key_id: row.id,
             key_name: vibemon_schemas::DisplayName::sanitized(&row.name),
             workspace_id: row.workspace_id,
+            scopes: row.scopes,
         }),
         hash,
         at: Instant::now(),

@@ -1,12 +1,17 @@
 //! The one authentication of every API route: the [`Authenticated`]
-//! extractor, which the webhook and the read API both take.
+//! extractor, which the webhook and the read API both take, each naming the
+//! scope it needs in its type (`Authenticated<IngestScope>`,
+//! `Authenticated<ReadScope>`), so no handler can forget to check it.
 //!
 //! Order matters and is the same everywhere: the per-client-IP rate limit
 //! first (before any key work, so a flood of random keys cannot reach
-//! argon2), then the `X-Workspace-Key`, then that key's own rate limit.
+//! argon2), then the `X-Workspace-Key`, then that key's own rate limit (so a
+//! key hammering routes it may not use is limited too), then the scope: a
+//! valid key without it gets a 403 naming the missing scope.
 //! When the request carries a [`Deadline`] (the webhook), the key work is
 //! cut off at it with a 503.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -17,14 +22,34 @@ use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::server::PeerAddr;
 use crate::state::SharedState;
+use vibemon_store::scopes::Scope;
+
+/// The scope a route needs, as a type.
+pub trait RequiredScope: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+/// The webhook: `ingest`.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestScope;
+impl RequiredScope for IngestScope {
+    const SCOPE: Scope = Scope::Ingest;
+}
+
+/// The read API: `read`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadScope;
+impl RequiredScope for ReadScope {
+    const SCOPE: Scope = Scope::Read;
+}
 
 /// Who sent the request; rejected with the [`ApiError`] that says why not.
 /// A handler that must see the rejection itself (the webhook counts it)
 /// takes `Result<Authenticated, ApiError>`.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Arc<Principal>);
+pub struct Authenticated<S: RequiredScope>(pub Arc<Principal>, pub PhantomData<S>);
 
-impl FromRequestParts<SharedState> for Authenticated {
+impl<S: RequiredScope> FromRequestParts<SharedState> for Authenticated<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -45,6 +70,9 @@ impl FromRequestParts<SharedState> for Authenticated {
             None => authenticating.await?,
         };
         state.rate_limits.check_key(principal.key_id)?;
-        Ok(Self(principal))
+        if !principal.scopes.contains(S::SCOPE) {
+            return Err(ApiError::Forbidden(S::SCOPE));
+        }
+        Ok(Self(principal, PhantomData))
     }
 }

@@ -8,7 +8,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use vibemon_schemas::api::{Detail, ValidationErrors, ValidationIssue};
+use vibemon_schemas::api::{Detail, Forbidden, ValidationErrors, ValidationIssue};
+use vibemon_store::scopes::Scope;
 
 /// Everything a request to ingest can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,10 @@ pub enum ApiError {
     /// response does not tell an attacker which part was wrong.
     #[error("invalid API key")]
     Unauthorized,
+    /// A valid key without the scope the route needs (named): 403, so the
+    /// client knows its key works but may not do this.
+    #[error("key lacks the {0} scope")]
+    Forbidden(Scope),
     /// The key or environment is not cached and Postgres cannot be asked: not the client's
     /// fault, so not a 401.
     #[error("cannot authenticate: {0}")]
@@ -120,6 +125,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::ReferenceUnavailable(_) => "reference_unavailable",
             ApiError::AuthBusy => "auth_busy",
             ApiError::Overloaded => "overloaded",
@@ -154,6 +160,8 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::BadSignature(_) | ApiError::ReceiverRevoked => {
                 StatusCode::UNAUTHORIZED
             }
+            // RFC 9110: the credentials are valid but do not grant this.
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             // Ours to configure, not the code host's fault: a 5xx makes
             // GitHub and GitLab show the delivery as failed and retry it.
             ApiError::IntegrationsNotConfigured | ApiError::IntakeVersionHeld(_) => {
@@ -215,6 +223,12 @@ impl ApiError {
     fn detail_text(&self) -> String {
         match self {
             ApiError::Unauthorized => "Invalid API key".to_owned(),
+            ApiError::Forbidden(scope) => format!(
+                "This API key lacks the '{scope}' scope, which this route needs (it lets a key \
+                 {}); create a key with `vibemon key create --scope {scope}` or in the \
+                 dashboard's Settings > API Keys",
+                scope.grants()
+            ),
             ApiError::ReferenceUnavailable(_) => {
                 "Cannot reach the workspace database to check this request; retry later".to_owned()
             }
@@ -313,6 +327,13 @@ impl IntoResponse for ApiError {
             }
             ApiError::IdempotencyKeyReused => {
                 (status, Json(idempotency_key_reused())).into_response()
+            }
+            ApiError::Forbidden(scope) => {
+                let body = Forbidden {
+                    detail: self.detail_text(),
+                    missing_scope: scope.as_str().to_owned(),
+                };
+                (status, Json(body)).into_response()
             }
             other => detail(status, other.detail_text()),
         };

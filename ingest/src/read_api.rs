@@ -21,7 +21,7 @@ use vibemon_schemas::{DeploymentStatus, EnvironmentName};
 use vibemon_store::dora::{self, Bucket, DoraError, DoraQuery};
 use vibemon_store::read::{self, Cursor, DeploymentFilter};
 
-use crate::authenticated::Authenticated;
+use crate::authenticated::{Authenticated, ReadScope};
 use crate::error::ApiError;
 use crate::state::SharedState;
 use vibemon_schemas::fields::{forbidden_char, parse_query_timestamp};
@@ -262,7 +262,7 @@ impl HistoryQuery {
 
 async fn list_deployments(
     State(state): State<SharedState>,
-    Authenticated(who): Authenticated,
+    Authenticated(who, _): Authenticated<ReadScope>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::Page>, ApiError> {
     let q = HistoryQuery::parse(raw)?;
@@ -291,7 +291,7 @@ async fn list_deployments(
 
 async fn get_deployment(
     State(state): State<SharedState>,
-    Authenticated(who): Authenticated,
+    Authenticated(who, _): Authenticated<ReadScope>,
     id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<read::DeploymentDetail>, ApiError> {
@@ -307,7 +307,7 @@ async fn get_deployment(
 
 async fn list_environments(
     State(state): State<SharedState>,
-    Authenticated(who): Authenticated,
+    Authenticated(who, _): Authenticated<ReadScope>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Params::new(raw, &[]).finish()?;
@@ -319,7 +319,7 @@ async fn list_environments(
 
 async fn deployed_at(
     State(state): State<SharedState>,
-    Authenticated(who): Authenticated,
+    Authenticated(who, _): Authenticated<ReadScope>,
     name: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -357,7 +357,7 @@ const DORA_DEFAULT_DAYS: i64 = 30;
 /// the last 30 days, by week), each with its numerator and denominator.
 async fn dora_metrics(
     State(state): State<SharedState>,
-    Authenticated(who): Authenticated,
+    Authenticated(who, _): Authenticated<ReadScope>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut p = Params::new(

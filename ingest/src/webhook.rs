@@ -25,7 +25,7 @@ use vibemon_schemas::event::{external_deployment_id, idempotent_event_id, reques
 use vibemon_schemas::DeploymentReported;
 
 use crate::auth::Principal;
-use crate::authenticated::Authenticated;
+use crate::authenticated::{Authenticated, IngestScope};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::limits::Admission;
@@ -60,7 +60,7 @@ pub async fn receive(
     Extension(ReceivedAt(received_at)): Extension<ReceivedAt>,
     Extension(deadline): Extension<Deadline>,
     admission: Option<Extension<Admission>>,
-    who: Result<Authenticated, ApiError>,
+    who: Result<Authenticated<IngestScope>, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -70,7 +70,7 @@ pub async fn receive(
         admission: admission.map(|a| a.0),
     };
     let accepted = match who {
-        Ok(Authenticated(principal)) => accept(&state, arrival, principal, &headers, body).await,
+        Ok(Authenticated(principal, _)) => accept(&state, arrival, principal, &headers, body).await,
         Err(err) => Err(err),
     };
     match accepted {

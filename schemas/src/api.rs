@@ -50,6 +50,14 @@ pub struct Detail {
     pub detail: String,
 }
 
+/// The 403 body: the key is valid but lacks the scope the route needs.
+/// `missing_scope` is one of `ingest`, `read`, `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forbidden {
+    pub detail: String,
+    pub missing_scope: String,
+}
+
 /// One problem in a 422 body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationIssue {

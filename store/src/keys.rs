@@ -18,6 +18,8 @@ use rand::RngCore;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::scopes::Scopes;
+
 /// What every key starts with; also the pattern secret scanners match:
 /// `vmk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`.
 pub const KEY_PREFIX: &str = "vmk_";
@@ -136,6 +138,8 @@ pub struct StoredKey {
     pub workspace_id: Uuid,
     pub name: String,
     pub hash: String,
+    #[sqlx(try_from = "Vec<String>")]
+    pub scopes: Scopes,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -146,27 +150,33 @@ pub struct KeyInfo {
     pub workspace_id: Uuid,
     pub name: String,
     pub prefix: String,
+    #[sqlx(try_from = "Vec<String>")]
+    pub scopes: Scopes,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// Stores a new key for a workspace; returns its row and the plaintext.
+/// Stores a new key for a workspace with the scopes it may use; returns its
+/// row and the plaintext.
 pub async fn create(
     pool: &PgPool,
     workspace_id: Uuid,
     name: &vibemon_schemas::DisplayName,
+    scopes: Scopes,
 ) -> Result<(KeyInfo, String), sqlx::Error> {
     let key = tokio_blocking(generate).await;
     let info = sqlx::query_as::<_, KeyInfo>(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, hash) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, workspace_id, name, prefix, created_at, last_used_at, revoked_at",
+        "INSERT INTO api_keys (id, workspace_id, name, prefix, hash, scopes)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, workspace_id, name, prefix, scopes, created_at, last_used_at, revoked_at",
     )
     .bind(Uuid::now_v7())
     .bind(workspace_id)
     .bind(name.as_str())
     .bind(&key.lookup)
     .bind(&key.hash)
+    .bind(scopes.names())
     .fetch_one(pool)
     .await?;
     Ok((info, key.plaintext))
@@ -182,21 +192,28 @@ async fn tokio_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
 /// The key row for a public lookup id, revoked or not.
 pub async fn find_by_lookup(pool: &PgPool, lookup: &str) -> Result<Option<StoredKey>, sqlx::Error> {
     sqlx::query_as::<_, StoredKey>(
-        "SELECT id, workspace_id, name, hash, revoked_at FROM api_keys WHERE prefix = $1",
+        "SELECT id, workspace_id, name, hash, scopes, revoked_at FROM api_keys WHERE prefix = $1",
     )
     .bind(lookup)
     .fetch_optional(pool)
     .await
 }
 
-/// Revokes a key; `None` when there is no such key. Revoking twice keeps the
-/// first revocation time.
-pub async fn revoke(pool: &PgPool, key_id: Uuid) -> Result<Option<KeyInfo>, sqlx::Error> {
+/// Revokes a key; `None` when there is no such key (in `workspace`, when
+/// given: the dashboard revokes only its own workspace's keys). Revoking
+/// twice keeps the first revocation time.
+pub async fn revoke(
+    pool: &PgPool,
+    key_id: Uuid,
+    workspace: Option<Uuid>,
+) -> Result<Option<KeyInfo>, sqlx::Error> {
     sqlx::query_as::<_, KeyInfo>(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
-         RETURNING id, workspace_id, name, prefix, created_at, last_used_at, revoked_at",
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+         WHERE id = $1 AND ($2::uuid IS NULL OR workspace_id = $2)
+         RETURNING id, workspace_id, name, prefix, scopes, created_at, last_used_at, revoked_at",
     )
     .bind(key_id)
+    .bind(workspace)
     .fetch_optional(pool)
     .await
 }
@@ -204,7 +221,7 @@ pub async fn revoke(pool: &PgPool, key_id: Uuid) -> Result<Option<KeyInfo>, sqlx
 /// Every key of a workspace, oldest first.
 pub async fn list(pool: &PgPool, workspace_id: Uuid) -> Result<Vec<KeyInfo>, sqlx::Error> {
     sqlx::query_as::<_, KeyInfo>(
-        "SELECT id, workspace_id, name, prefix, created_at, last_used_at, revoked_at
+        "SELECT id, workspace_id, name, prefix, scopes, created_at, last_used_at, revoked_at
          FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id",
     )
     .bind(workspace_id)

@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod keys;
 pub mod read;
 pub mod reference;
+pub mod scopes;
 
 use std::time::Duration;
 

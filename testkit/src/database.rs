@@ -85,7 +85,12 @@ impl Tenant {
         let env = reference::create_environment(pool, ws.id, "production")
             .await
             .unwrap();
-        let (info, key) = keys::create(pool, ws.id, &DisplayName::parse(key_name).unwrap())
+        let (info, key) = keys::create(
+            pool,
+            ws.id,
+            &DisplayName::parse(key_name).unwrap(),
+            vibemon_store::scopes::Scopes::LEGACY,
+        )
             .await
             .unwrap();
         Self {

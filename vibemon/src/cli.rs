@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 use vibemon_runtime::KafkaArgs;
+use vibemon_store::scopes::Scopes;
 
 /// vibemon: operate the Vibe Monitor deployment pipeline.
 ///
@@ -419,9 +420,14 @@ pub struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create an API key; prints the key once. Store it as a CI secret.
-    #[command(
-        after_help = "Example:\n  vibemon key create --workspace \"$WS\" --name \"GitHub Actions\""
-    )]
+    #[command(after_help = "Scopes (a key may do only what its scopes name):\n  \
+        ingest  send deployment reports to the webhook (the default: what a CI secret needs)\n  \
+        read    read the history: the read API, `vibemon report`'s commit ranges, the dashboard\n  \
+        admin   manage keys and environments in the dashboard\n\n\
+        Examples:\n  \
+        vibemon key create --workspace \"$WS\" --name \"GitHub Actions\"\n  \
+        vibemon key create --workspace \"$WS\" --name \"GitHub Actions\" --scope ingest,read\n  \
+        vibemon key create --workspace \"$WS\" --name \"SRE team\" --scope read,admin")]
     Create {
         #[command(flatten)]
         db: Db,
@@ -430,6 +436,10 @@ pub enum KeyCommand {
         /// Which CI system uses it; shown in the audit trail.
         #[arg(long)]
         name: String,
+        /// What the key may do: a comma-separated list of ingest, read and
+        /// admin. Scopes cannot be changed later; create another key instead.
+        #[arg(long, default_value = "ingest", value_parser = parse_scopes)]
+        scope: Scopes,
     },
     /// Revoke a key; ingest refuses it within its key cache TTL (30 s by default).
     #[command(after_help = "Example:\n  vibemon key revoke 0193f5d0-3333-7aaa-8bbb-eeeeeeeeeeee")]
@@ -512,4 +522,8 @@ pub struct IntegrationCreateArgs {
     /// bytes: the same value ingest has.
     #[arg(long, env = "VIBEMON_INTEGRATION_KEY", hide_env_values = true)]
     pub integration_key: Option<String>,
+}
+
+fn parse_scopes(list: &str) -> Result<Scopes, String> {
+    Scopes::parse_list(list).map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vibemon_schemas::{DisplayName, EnvironmentName};
+use vibemon_store::scopes::Scopes;
 use vibemon_store::{keys, reference};
 
 use crate::cli::{Db, EnvironmentCommand, KeyCommand, WorkspaceCommand};
@@ -196,17 +197,24 @@ pub async fn key(cmd: KeyCommand, json: bool) -> CliResult<()> {
             db,
             workspace,
             name,
-        } => create_key(&db, workspace, &name, json).await,
+            scope,
+        } => create_key(&db, workspace, &name, scope, json).await,
         KeyCommand::Revoke { db, key_id } => revoke_key(&db, key_id, json).await,
         KeyCommand::List { db, workspace } => list_keys(&db, workspace, json).await,
     }
 }
 
-async fn create_key(db: &Db, workspace: Uuid, name: &str, json: bool) -> CliResult<()> {
+async fn create_key(
+    db: &Db,
+    workspace: Uuid,
+    name: &str,
+    scopes: Scopes,
+    json: bool,
+) -> CliResult<()> {
     let name = check_label("key", name)?;
     let pool = connect(db).await?;
     require_workspace(&pool, workspace).await?;
-    let (info, plaintext) = keys::create(&pool, workspace, &name)
+    let (info, plaintext) = keys::create(&pool, workspace, &name, scopes)
         .await
         .map_err(|e| CliError::db("creating the key", e))?;
     if json {
@@ -216,8 +224,8 @@ async fn create_key(db: &Db, workspace: Uuid, name: &str, json: bool) -> CliResu
     } else {
         crate::output::line(&plaintext);
         eprintln!(
-            "key {} created; this is the only time it is shown: store it as a CI secret now",
-            info.id
+            "key {} created with scope {}; this is the only time it is shown: store it as a CI secret now",
+            info.id, info.scopes
         );
     }
     Ok(())
@@ -225,7 +233,7 @@ async fn create_key(db: &Db, workspace: Uuid, name: &str, json: bool) -> CliResu
 
 async fn revoke_key(db: &Db, key_id: Uuid, json: bool) -> CliResult<()> {
     let pool = connect(db).await?;
-    let info = keys::revoke(&pool, key_id)
+    let info = keys::revoke(&pool, key_id, None)
         .await
         .map_err(|e| CliError::db("revoking the key", e))?
         .ok_or_else(|| {
@@ -246,7 +254,7 @@ async fn list_keys(db: &Db, workspace: Uuid, json: bool) -> CliResult<()> {
     output::list(
         json,
         &all,
-        &["id", "name", "prefix", "created", "last used", "revoked"],
+        &["id", "name", "prefix", "scope", "created", "last used", "revoked"],
         key_row,
     );
     Ok(())
@@ -257,6 +265,7 @@ fn key_row(k: &keys::KeyInfo) -> Vec<String> {
         k.id.to_string(),
         k.name.clone(),
         format!("{}{}", keys::KEY_PREFIX, k.prefix),
+        k.scopes.to_string(),
         output::when(Some(k.created_at)),
         output::when(k.last_used_at),
         output::when(k.revoked_at),

@@ -334,6 +334,7 @@ fn principal_of(receiver: &Integration) -> Principal {
         key_id: receiver.id,
         key_name: DisplayName::sanitized(&name),
         workspace_id: receiver.workspace_id,
+        scopes: vibemon_store::scopes::Scopes::DEFAULT_FOR_NEW_KEYS,
     }
 }
 

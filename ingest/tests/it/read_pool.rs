@@ -36,6 +36,7 @@ async fn a_webhook_with_an_uncached_key_gets_201_while_slow_reads_fill_the_read_
         &app.db.pool,
         app.tenant.workspace_id,
         &DisplayName::parse("fresh").unwrap(),
+        vibemon_store::scopes::Scopes::DEFAULT_FOR_NEW_KEYS,
     )
     .await
     .unwrap();

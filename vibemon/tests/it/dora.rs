@@ -154,7 +154,16 @@ impl Pipeline {
         );
         let key = ok(
             &db.url,
-            &["key", "create", "--workspace", &ws, "--name", "ci"],
+            &[
+                "key",
+                "create",
+                "--workspace",
+                &ws,
+                "--name",
+                "ci",
+                "--scope",
+                "ingest,read",
+            ],
         );
         let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
         let ingest = Ingest::spawn(&db.url, kafka.clone()).await;
