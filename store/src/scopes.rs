@@ -159,7 +159,10 @@ mod tests {
         let scopes = Scopes::parse_list(" admin, ingest ,admin").unwrap();
         assert_eq!(scopes.to_string(), "ingest,admin");
         assert!(scopes.contains(Scope::Admin) && !scopes.contains(Scope::Read));
-        assert_eq!(serde_json::to_string(&scopes).unwrap(), r#"["ingest","admin"]"#);
+        assert_eq!(
+            serde_json::to_string(&scopes).unwrap(),
+            r#"["ingest","admin"]"#
+        );
     }
 
     #[test]

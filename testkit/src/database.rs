@@ -91,8 +91,8 @@ impl Tenant {
             &DisplayName::parse(key_name).unwrap(),
             vibemon_store::scopes::Scopes::LEGACY,
         )
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         Self {
             workspace_id: ws.id,
             environment_id: env.id,

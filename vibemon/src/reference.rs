@@ -254,7 +254,15 @@ async fn list_keys(db: &Db, workspace: Uuid, json: bool) -> CliResult<()> {
     output::list(
         json,
         &all,
-        &["id", "name", "prefix", "scope", "created", "last used", "revoked"],
+        &[
+            "id",
+            "name",
+            "prefix",
+            "scope",
+            "created",
+            "last used",
+            "revoked",
+        ],
         key_row,
     );
     Ok(())

@@ -176,10 +176,12 @@ async fn deployed_commit(args: &ReportArgs) -> Result<Option<String>, String> {
     let status = resp.status();
     let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
     if status == reqwest::StatusCode::FORBIDDEN {
-        return Err("the key lacks the read scope, so what is deployed cannot be asked and \
+        return Err(
+            "the key lacks the read scope, so what is deployed cannot be asked and \
                     the previous commit is unknown; a key made with \
                     `vibemon key create --scope ingest,read` gives commit ranges"
-            .to_owned());
+                .to_owned(),
+        );
     }
     if !status.is_success() {
         return Err(unavailable(format!("HTTP {}: {text}", status.as_u16())));

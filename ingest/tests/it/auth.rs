@@ -75,7 +75,9 @@ async fn a_revoked_key_is_refused_within_the_cache_ttl() {
     let app = TestApp::spawn_with(|c| c.key_cache_ttl_secs = 1).await;
     assert_eq!(app.post(MINIMAL).await.status(), 201);
 
-    keys::revoke(&app.db.pool, app.tenant.key_id, None).await.unwrap();
+    keys::revoke(&app.db.pool, app.tenant.key_id, None)
+        .await
+        .unwrap();
     let refused = eventually(Duration::from_secs(5), || async {
         (app.post(MINIMAL).await.status() == 401).then_some(())
     })

@@ -114,7 +114,9 @@ async fn a_key_revoked_between_uses_is_refused_after_its_ttl_even_when_recently_
     let app = TestApp::spawn_with(|c| c.key_cache_ttl_secs = 1).await;
     assert_eq!(app.post(MINIMAL).await.status(), 201);
 
-    keys::revoke(&app.db.pool, app.tenant.key_id, None).await.unwrap();
+    keys::revoke(&app.db.pool, app.tenant.key_id, None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let after = app.post(MINIMAL).await.status();
 

@@ -20,15 +20,15 @@ async fn a_webhook_posted_to_ingest_becomes_a_row_in_postgres() {
     let key = ok(
         &db.url,
         &[
-                "key",
-                "create",
-                "--workspace",
-                &ws,
-                "--name",
-                "curl",
-                "--scope",
-                "ingest,read",
-            ],
+            "key",
+            "create",
+            "--workspace",
+            &ws,
+            "--name",
+            "curl",
+            "--scope",
+            "ingest,read",
+        ],
     );
     let kafka = KafkaArgs::local(&topic.brokers, &topic.name);
 

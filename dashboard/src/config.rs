@@ -1,0 +1,82 @@
+//! The dashboard's configuration: every knob is a flag and an environment
+//! variable, with a default and a line saying what it is for.
+
+use std::net::SocketAddr;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::Parser;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Against the local stack (deploy/local/services up; eval \"$(deploy/local/services env)\"):
+  dashboard
+  # then open http://127.0.0.1:8082 and sign in with a key made with
+  #   vibemon key create --workspace \"$WS\" --name \"SRE team\" --scope read,admin
+
+  # Several replicas behind one load balancer share the session key:
+  DASHBOARD_SESSION_KEY=$(openssl rand -base64 64) dashboard --addr 0.0.0.0:8082
+";
+
+/// The dashboard: what runs in each environment, timelines of deployments
+/// and what each one changed, for anyone with a `read` key; API keys and
+/// environments for `admin` keys. Reads and writes Postgres only.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "dashboard", version, after_help = EXAMPLES)]
+pub struct Config {
+    /// Postgres holding the read model, keys and environments.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(
+        long = "addr",
+        env = "DASHBOARD_ADDR",
+        default_value = "127.0.0.1:8082"
+    )]
+    pub addr: SocketAddr,
+
+    /// The key that signs session cookies and CSRF tokens: at least 64
+    /// bytes, base64. Replicas must share it. When unset, one is made at
+    /// start, so sessions end when the process does.
+    #[arg(long, env = "DASHBOARD_SESSION_KEY", value_parser = parse_session_key, hide_env_values = true)]
+    pub session_key: Option<SessionKey>,
+
+    /// How long a sign-in lasts, in minutes, whatever is done meanwhile.
+    #[arg(long, env = "DASHBOARD_SESSION_MINUTES", default_value_t = 60)]
+    pub session_minutes: u32,
+
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Browsers
+    /// treat http://127.0.0.1 and http://localhost as secure, so this stays
+    /// on for local use too; turn it off only behind a plain-HTTP proxy on
+    /// another host, for a test.
+    #[arg(long, env = "DASHBOARD_SECURE_COOKIE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub secure_cookie: bool,
+
+    /// Postgres connections.
+    #[arg(long, env = "DASHBOARD_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+/// The session-signing key's bytes (at least 64).
+#[derive(Clone)]
+pub struct SessionKey(pub Vec<u8>);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
+
+fn parse_session_key(s: &str) -> Result<SessionKey, String> {
+    let bytes = STANDARD
+        .decode(s.trim())
+        .map_err(|e| format!("not base64: {e}; make one with `openssl rand -base64 64`"))?;
+    if bytes.len() < 64 {
+        return Err(format!(
+            "{} bytes is too short: at least 64 are needed; make one with `openssl rand -base64 64`",
+            bytes.len()
+        ));
+    }
+    Ok(SessionKey(bytes))
+}

@@ -1,0 +1,36 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_extra::extract::cookie::Key;
+use sqlx::PgPool;
+
+use crate::config::Config;
+
+/// The pool, the key that signs cookies and CSRF tokens, and the session rules.
+pub struct AppState {
+    pub pool: PgPool,
+    pub cookie_key: Key,
+    pub session_ttl: Duration,
+    pub secure_cookie: bool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(pool: PgPool, config: &Config) -> Self {
+        let cookie_key = match &config.session_key {
+            Some(key) => {
+                Key::try_from(key.0.as_slice()).expect("the config checks 64 bytes or more")
+            }
+            None => Key::generate(),
+        };
+        Self {
+            pool,
+            cookie_key,
+            session_ttl: Duration::from_secs(u64::from(config.session_minutes.max(1)) * 60),
+            secure_cookie: config.secure_cookie,
+        }
+    }
+}
