@@ -80,3 +80,17 @@ fn parse_session_key(s: &str) -> Result<SessionKey, String> {
     }
     Ok(SessionKey(bytes))
 }
+
+impl Config {
+    /// The defaults, for a database: what tests and embedders start from.
+    pub fn new(database_url: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            addr: "127.0.0.1:0".parse().expect("a valid address"),
+            session_key: None,
+            session_minutes: 60,
+            secure_cookie: true,
+            db_pool_size: 8,
+        }
+    }
+}

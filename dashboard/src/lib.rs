@@ -8,7 +8,12 @@
 //! errors become pages and status codes; [`config`] the knobs.
 
 pub mod app;
+pub mod assets;
 pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pages;
+pub mod session;
 pub mod state;
 
 use std::future::Future;

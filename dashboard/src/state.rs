@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use axum_extra::extract::cookie::Key;
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// The pool, the key that signs cookies and CSRF tokens, and the session rules.
 pub struct AppState {
@@ -14,6 +16,10 @@ pub struct AppState {
     pub cookie_key: Key,
     pub session_ttl: Duration,
     pub secure_cookie: bool,
+    /// argon2 verifications of sign-ins allowed at once (each takes a core
+    /// for tens of milliseconds).
+    pub sign_in_slots: Arc<Semaphore>,
+    pub metrics: Metrics,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -31,6 +37,8 @@ impl AppState {
             cookie_key,
             session_ttl: Duration::from_secs(u64::from(config.session_minutes.max(1)) * 60),
             secure_cookie: config.secure_cookie,
+            sign_in_slots: Arc::new(Semaphore::new(2)),
+            metrics: Metrics::new(),
         }
     }
 }

@@ -318,6 +318,103 @@ pub async fn environments_now(
         .collect())
 }
 
+/// What runs in one environment for one repository, with what the
+/// dashboard's overview shows beside it: the deployment's status and source,
+/// who reported it last, and whether it is a rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OverviewRow {
+    pub environment_id: Uuid,
+    pub repo_full_name: String,
+    pub deployment_id: Uuid,
+    pub commit_sha: Option<String>,
+    pub branch: Option<String>,
+    pub status: String,
+    pub source: String,
+    #[serde(with = "ts")]
+    pub deployed_at: DateTime<Utc>,
+    /// The key (or integration) name of its latest report.
+    pub reported_by: Option<String>,
+    pub rollback_to: Option<Uuid>,
+}
+
+/// Every environment of the workspace (by name) with what runs there now,
+/// per repository: one index probe per current row, whatever the history's
+/// length.
+pub async fn overview(
+    pool: &PgPool,
+    workspace_id: Uuid,
+) -> Result<Vec<(crate::reference::Environment, Vec<OverviewRow>)>, sqlx::Error> {
+    let envs = crate::reference::list_environments(pool, workspace_id).await?;
+    let rows: Vec<OverviewRow> = sqlx::query_as(
+        "SELECT c.environment_id, c.repo_full_name, d.id AS deployment_id, d.commit_sha, d.branch,
+                d.status, d.source, d.deployed_at, a.api_key_name AS reported_by, l.rollback_to
+         FROM current_deployments c
+         JOIN deployments d ON d.id = c.deployment_id
+         LEFT JOIN deployment_lineage l ON l.deployment_id = d.id
+         LEFT JOIN LATERAL (
+             SELECT api_key_name FROM deployment_audit
+             WHERE deployment_id = d.id ORDER BY received_at DESC LIMIT 1
+         ) a ON true
+         WHERE c.workspace_id = $1
+         ORDER BY c.repo_full_name",
+    )
+    .bind(workspace_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(envs
+        .into_iter()
+        .map(|e| {
+            let here = rows
+                .iter()
+                .filter(|r| r.environment_id == e.id)
+                .cloned()
+                .collect();
+            (e, here)
+        })
+        .collect())
+}
+
+/// The repositories that ever succeeded in an environment, by name (the
+/// timeline's repository filter offers them).
+pub async fn overview_repositories(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    environment_id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT repo_full_name FROM current_deployments
+         WHERE workspace_id = $1 AND environment_id = $2 ORDER BY repo_full_name",
+    )
+    .bind(workspace_id)
+    .bind(environment_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A successful deployment's rollback marks, for a page of a timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct LineageMarks {
+    pub deployment_id: Uuid,
+    pub rollback_to: Option<Uuid>,
+    pub rolled_back_by: Option<Uuid>,
+}
+
+/// The rollback marks of the given deployments (only successes have any).
+pub async fn lineage_marks(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<LineageMarks>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT deployment_id, rollback_to, rolled_back_by FROM deployment_lineage
+         WHERE workspace_id = $1 AND deployment_id = ANY($2)",
+    )
+    .bind(workspace_id)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// The as-of query (parameters: workspace, environment id, at, repository).
 pub const DEPLOYED_AT_SQL: &str = "SELECT d.repo_full_name, d.id AS deployment_id, d.commit_sha, d.branch, d.deployed_at
          FROM current_deployments c
