@@ -83,34 +83,3 @@ pub async fn shutdown_signal() {
         _ = term => tracing::info!("received SIGTERM, shutting down"),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kafka_options_are_name_value_pairs() {
-        assert_eq!(
-            parse_property("security.protocol=SASL_SSL").unwrap(),
-            ("security.protocol".to_owned(), "SASL_SSL".to_owned())
-        );
-        assert_eq!(parse_property("sasl.password=a=b").unwrap().1, "a=b");
-        assert!(parse_property("novalue").is_err());
-    }
-
-    #[test]
-    fn a_pass_through_option_overrides_a_services_tuning_default() {
-        let mut args = KafkaArgs::local("127.0.0.1:9092", "t");
-        args.options = vec![("fetch.max.bytes".into(), "1048576".into())];
-        let config = args.client_config_tuned(
-            "c",
-            &[
-                ("fetch.max.bytes", "4194304"),
-                ("queued.min.messages", "10000"),
-            ],
-        );
-        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
-        assert_eq!(config.get("queued.min.messages"), Some("10000"));
-        assert_eq!(config.get("client.id"), Some("c"));
-    }
-}
