@@ -41,7 +41,12 @@ fn asyncapi() -> Value {
 fn documented_headers(schema: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let doc = asyncapi();
     let s = &doc["components"]["schemas"][schema];
-    let names = s["properties"].as_object().unwrap().keys().cloned().collect();
+    let names = s["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     let required = s["required"]
         .as_array()
         .unwrap()
@@ -113,7 +118,13 @@ fn webhook_bodies() -> Vec<Value> {
         ),
         pending,
         done,
-        v1("production", "acme/web", 'e', "failed", "2026-01-02T10:00:00Z"),
+        v1(
+            "production",
+            "acme/web",
+            'e',
+            "failed",
+            "2026-01-02T10:00:00Z",
+        ),
         v2,
     ]
 }
@@ -150,7 +161,9 @@ async fn publish_through_ingest(db: &TestDb, tenant: &Tenant, ingest: &Ingest) -
         .header("X-Gitlab-Event", "Deployment Hook")
         .header("X-Gitlab-Token", token)
         .header("X-Gitlab-Event-UUID", Uuid::new_v4().to_string())
-        .body(include_str!("../../../ingest/tests/fixtures/integrations/gitlab-deployment.json"))
+        .body(include_str!(
+            "../../../ingest/tests/fixtures/integrations/gitlab-deployment.json"
+        ))
         .send()
         .await
         .unwrap();
@@ -173,8 +186,14 @@ fn assert_headers_as_documented(records: &[ReadRecord]) {
         versions.insert(version);
         let (names, required) = documented_headers(&format!("cloudEventsHeadersV{version}"));
         let present: BTreeSet<String> = r.headers.iter().map(|(k, _)| k.clone()).collect();
-        assert!(present.is_subset(&names), "{present:?} not all in {names:?}");
-        assert!(required.is_subset(&present), "{required:?} not all in {present:?}");
+        assert!(
+            present.is_subset(&names),
+            "{present:?} not all in {names:?}"
+        );
+        assert!(
+            required.is_subset(&present),
+            "{required:?} not all in {present:?}"
+        );
         assert_eq!(
             header(r, "ce_type"),
             format!("com.vibemonitor.deployment.reported.v{version}")
@@ -349,8 +368,9 @@ fn run_consumer(lang: &str, topic: &TestTopic, dlq: bool) -> Value {
         started.elapsed()
     );
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{lang}: the last line is not a summary ({e}):\n{stdout}\n{stderr}"))
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("{lang}: the last line is not a summary ({e}):\n{stdout}\n{stderr}")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +388,13 @@ async fn three_consumers_in_three_languages_see_what_the_read_api_sees() {
 
     // Act: events of every version through ingest, then the oddities.
     let published = publish_through_ingest(&db, &tenant, &ingest).await;
-    let records = read_topic(&topic.brokers, &topic.name, published, Duration::from_secs(20)).await;
+    let records = read_topic(
+        &topic.brokers,
+        &topic.name,
+        published,
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(records.len(), published);
     assert_headers_as_documented(&records);
     let odd = publish_oddities(&topic, &records).await;
@@ -411,17 +437,20 @@ async fn three_consumers_in_three_languages_see_what_the_read_api_sees() {
                    "original_offset": header(r, "dlq_original_offset").parse::<i64>().unwrap()})
         })
         .collect();
-    let classes: BTreeSet<&str> = dead
-        .iter()
-        .map(|r| header(r, "dlq_reason_class"))
-        .collect();
+    let classes: BTreeSet<&str> = dead.iter().map(|r| header(r, "dlq_reason_class")).collect();
     assert_eq!(classes, BTreeSet::from(["invalid", "unsupported_version"]));
     // The answer itself is what the histories say: the latest success by
     // `deployed_at` (a late older report does not win), an external
     // deployment at its final status, the v2 and v3 events' commits.
     let here = &running[tenant.workspace_id.to_string()];
-    assert_eq!(here["production"]["acme/api"]["commit_sha"], json!(sha('b')));
-    assert_eq!(here["production"]["acme/web"]["commit_sha"], json!(sha('f')));
+    assert_eq!(
+        here["production"]["acme/api"]["commit_sha"],
+        json!(sha('b'))
+    );
+    assert_eq!(
+        here["production"]["acme/web"]["commit_sha"],
+        json!(sha('f'))
+    );
     assert_eq!(here["staging"]["acme/api"]["commit_sha"], json!(sha('d')));
     assert_eq!(
         here["staging"]["root/test-deployment-webhooks"]["commit_sha"],
@@ -446,9 +475,19 @@ async fn three_consumers_in_three_languages_see_what_the_read_api_sees() {
             "{lang}: {summary}"
         );
         let mut got = dlq["dead_letters"].as_array().unwrap().clone();
-        got.sort_by_key(|d| (d["original_partition"].as_i64(), d["original_offset"].as_i64()));
+        got.sort_by_key(|d| {
+            (
+                d["original_partition"].as_i64(),
+                d["original_offset"].as_i64(),
+            )
+        });
         let mut want = expected_dead.clone();
-        want.sort_by_key(|d| (d["original_partition"].as_i64(), d["original_offset"].as_i64()));
+        want.sort_by_key(|d| {
+            (
+                d["original_partition"].as_i64(),
+                d["original_offset"].as_i64(),
+            )
+        });
         assert_eq!(got, want, "{lang}: the DLQ");
     }
     assert_eq!(odd, 3);
