@@ -3,6 +3,7 @@
 //! projector together.
 
 mod cli;
+mod consumers;
 mod deploy_files;
 mod dora;
 mod faults;
