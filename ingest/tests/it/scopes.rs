@@ -103,7 +103,13 @@ const KEYED_ROUTES: [KeyedRoute; 6] = [
 ];
 
 /// The scope sets a key can be made with that the suite tries.
-const SCOPE_SETS: [&str; 5] = ["ingest", "read", "admin", "ingest,read", "ingest,read,admin"];
+const SCOPE_SETS: [&str; 5] = [
+    "ingest",
+    "read",
+    "admin",
+    "ingest,read",
+    "ingest,read,admin",
+];
 
 fn openapi() -> Value {
     serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap()
