@@ -130,3 +130,82 @@ fn the_schema_refuses_what_the_decoder_refuses() {
     assert!(!v.is_valid(&bad));
     assert!(DeploymentReported::decode(&serde_json::to_vec(&bad).unwrap()).is_err());
 }
+
+/// A validator of one component schema of the OpenAPI document, as a client
+/// generated from `/openapi.json` would check an answer.
+fn openapi_component(name: &str) -> jsonschema::Validator {
+    let mut doc: Value = serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap();
+    doc["$ref"] = Value::from(format!("#/components/schemas/{name}"));
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&doc)
+        .expect("the OpenAPI document's schemas compile")
+}
+
+#[test]
+fn the_403_body_rust_writes_fits_the_openapi_forbidden_schema_for_every_scope() {
+    use vibemon_schemas::api::Forbidden;
+    let v = openapi_component("Forbidden");
+    for scope in ["ingest", "read", "admin"] {
+        let body = serde_json::to_value(Forbidden {
+            detail: format!("This API key lacks the '{scope}' scope"),
+            missing_scope: scope.to_owned(),
+        })
+        .unwrap();
+        let errors: Vec<String> = v.iter_errors(&body).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{scope}: {errors:?}");
+        // And back: what the document allows, the Rust type reads.
+        let again: Forbidden = serde_json::from_value(body).unwrap();
+        assert_eq!(again.missing_scope, scope);
+    }
+}
+
+#[test]
+fn the_openapi_forbidden_schema_refuses_an_unknown_scope_a_missing_field_or_an_extra_one() {
+    let v = openapi_component("Forbidden");
+    let ok = serde_json::json!({"detail": "no", "missing_scope": "read"});
+    assert!(v.is_valid(&ok));
+    for bad in [
+        serde_json::json!({"detail": "no", "missing_scope": "write"}),
+        serde_json::json!({"detail": "no", "missing_scope": "Read"}),
+        serde_json::json!({"detail": "no"}),
+        serde_json::json!({"missing_scope": "read"}),
+        serde_json::json!({"detail": "no", "missing_scope": "read", "scopes": ["ingest"]}),
+    ] {
+        assert!(!v.is_valid(&bad), "accepted {bad}");
+    }
+}
+
+#[test]
+fn every_operation_that_takes_a_workspace_key_documents_its_403_and_its_scope() {
+    let doc: Value = serde_json::from_str(vibemon_schemas::OPENAPI_JSON).unwrap();
+    let scheme = doc["components"]["securitySchemes"]["WorkspaceKey"]["description"]
+        .as_str()
+        .unwrap();
+    for scope in ["ingest", "read", "admin"] {
+        assert!(scheme.contains(&format!("`{scope}`")), "{scheme}");
+    }
+    let mut keyed = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let security = op["security"].as_array().cloned().unwrap_or_default();
+            if !security.iter().any(|s| s.get("WorkspaceKey").is_some()) {
+                continue;
+            }
+            keyed += 1;
+            let forbidden = &op["responses"]["403"]["content"]["application/json"]["schema"];
+            assert_eq!(
+                forbidden["$ref"], "#/components/schemas/Forbidden",
+                "{method} {path}"
+            );
+            let description = op["description"].as_str().unwrap_or("");
+            assert!(
+                ["ingest", "read", "admin"]
+                    .iter()
+                    .any(|s| description.contains(&format!("`{s}` scope"))),
+                "{method} {path}: the description names no scope: {description:?}"
+            );
+        }
+    }
+    assert!(keyed >= 6, "only {keyed} keyed operations found");
+}

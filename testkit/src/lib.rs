@@ -8,10 +8,12 @@
 //! [`topics`] the test topic and reading it back; [`brokers`] private Kafka
 //! brokers; [`spawned`] a service running in the test; [`events`] events as
 //! ingest publishes them; [`ledger`] exact counts of what a topic holds;
-//! [`openapi`] answers held to the published document. The
+//! [`openapi`] answers held to the published document; [`browser`] a headless
+//! Chromium driven over WebDriver, for the dashboard. The
 //! most used items are re-exported here.
 
 pub mod brokers;
+pub mod browser;
 mod certs;
 mod cleanup;
 pub mod database;

@@ -26,5 +26,6 @@ mod producer_queue;
 mod read_api;
 mod read_pool;
 mod router;
+mod scopes;
 mod secrets;
 mod seed_examples;

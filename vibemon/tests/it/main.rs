@@ -8,6 +8,7 @@ mod deploy_files;
 mod dora;
 mod faults;
 mod integrations;
+mod key_scopes;
 mod pipeline;
 mod read_and_report;
 mod replay_tail;

@@ -376,3 +376,87 @@ async fn report_with_a_refused_body_is_final_and_strict_exits_2() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("404"));
     ingest.stop().await;
 }
+
+/// A git work tree with one commit, in a temp dir removed afterwards.
+struct OneCommitRepo(std::path::PathBuf);
+
+impl OneCommitRepo {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("vibemon-scope-git-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&dir)
+                .args(args)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "git {args:?}: {o:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["config", "user.name", "Ada Lovelace"]);
+        git(&["config", "user.email", "ada@example.com"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+        Self(dir)
+    }
+}
+
+impl Drop for OneCommitRepo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_with_an_ingest_only_key_is_delivered_and_says_the_read_scope_would_give_commits() {
+    let (db, topic) = (TestDb::new().await, TestTopic::new(1).await);
+    let t = Tenant::create(&db.pool, "ci").await;
+    let ws = t.workspace_id.to_string();
+    // As a CI secret is made today: no --scope, so ingest only.
+    let key = ok(
+        &db.url,
+        &["key", "create", "--workspace", &ws, "--name", "ci only"],
+    );
+    let ingest = Ingest::spawn(&db.url, KafkaArgs::local(&topic.brokers, &topic.name)).await;
+    let repo = OneCommitRepo::new();
+    let url = format!("http://{}", ingest.addr);
+
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_vibemon"))
+        .current_dir(&repo.0)
+        .args([
+            "report",
+            "--strict",
+            "--url",
+            &url,
+            "--key",
+            &key,
+            "--environment",
+            "production",
+            "--repository",
+            "acme/api",
+            "--timeout-secs",
+            "10",
+        ])
+        .output()
+        .await
+        .unwrap();
+
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let body: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(body["repo_full_name"], "acme/api", "the 201 body");
+    assert!(
+        err.contains("lacks the read scope") && err.contains("--scope ingest,read"),
+        "no note about the read scope: {err}"
+    );
+    let events = read_topic(
+        &topic.brokers,
+        &topic.name,
+        2,
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(events.len(), 1, "delivered once");
+    ingest.stop().await;
+}
