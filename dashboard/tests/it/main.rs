@@ -2,6 +2,7 @@
 //! Postgres (`pages`, `security`), and the flows a person goes through in a
 //! real Chromium against real Kafka and Postgres (`browser`).
 
+mod browser;
 mod helpers;
 mod pages;
 mod security;
