@@ -4,7 +4,8 @@
 //! Each part is a module: `ingest` (durable and no-op sinks, the load sweep),
 //! `peers` (the FastAPI designs of `bench/peers/`), `kafka` (ProducerPerformance,
 //! the Strimzi bridge), `projector` (the projector, COPY, row-at-a-time
-//! INSERT), `connect` (Kafka Connect with the Debezium JDBC sink) and `e2e`;
+//! INSERT), `connect` (Kafka Connect with the Debezium JDBC sink), `e2e` and
+//! `dashboard` (the first screen of a long timeline in Chromium);
 //! `history` is the `deployments` row every baseline writes. `wrk` drives the
 //! closed loops and `trivial` is the endpoint that measures its ceiling;
 //! `load` is our own open-loop generator. `process` runs the services as real
@@ -12,6 +13,7 @@
 //! table and the targets.
 
 pub mod connect;
+pub mod dashboard;
 pub mod e2e;
 pub mod history;
 pub mod ingest;
@@ -58,6 +60,8 @@ pub enum Part {
     Connect,
     /// 201 to row visible, at half the durable maximum.
     E2e,
+    /// The dashboard's first screen of a 10,000-deployment timeline, in Chromium.
+    Dashboard,
 }
 
 /// Measures ingest, the projector and their peers on the local stack, side
@@ -70,7 +74,7 @@ pub struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,peers,kafka,bridge,projector,connect,e2e"
+        default_value = "ingest,peers,kafka,bridge,projector,connect,e2e,dashboard"
     )]
     pub parts: Vec<Part>,
 
@@ -209,6 +213,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             if let Err(e) = e2e::run(opts, rate, counts, &mut report).await {
                 failed(&mut report, "end to end", &e);
             }
+        }
+    }
+    if opts.runs(Part::Dashboard) {
+        if let Err(e) = dashboard::run(&mut report).await {
+            failed(&mut report, "dashboard", &e);
         }
     }
     report.write(&opts.out)?;

@@ -85,6 +85,9 @@ pub struct Figures {
     pub peer_postgres_missing: Option<String>,
     pub ingest_rss_mib: Option<f64>,
     pub projector_rss_mib: Option<f64>,
+    /// The dashboard: median First Contentful Paint of a 10,000-deployment
+    /// timeline, ms.
+    pub dashboard_fcp_ms: Option<f64>,
 }
 
 /// One target and whether this run met it.
@@ -260,6 +263,12 @@ impl Report {
                 "MiB",
                 f.projector_rss_mib,
                 128.0,
+            ),
+            bound_check(
+                "dashboard: first screen of 10,000 deployments < 300 ms (FCP)",
+                "ms",
+                f.dashboard_fcp_ms,
+                300.0,
             ),
         ]
     }
