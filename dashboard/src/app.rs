@@ -16,6 +16,7 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 
 use crate::assets;
+use crate::error::DashboardError;
 use crate::pages::{deployment, environments, keys, settings_environments, sign_in, timeline};
 use crate::state::{AppState, SharedState};
 
@@ -57,7 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .fallback(|| async { DashboardError::NotFound("This page".into()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_http_metrics,

@@ -56,6 +56,33 @@ pub struct Config {
     /// Postgres connections.
     #[arg(long, env = "DASHBOARD_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// The origin people reach the dashboard at, e.g.
+    /// `https://dash.example.com`: form posts must come from it. Unset, a
+    /// post's `Origin` must match its `Host` header, which holds unless a
+    /// proxy rewrites `Host` (nginx's default does: set this then).
+    #[arg(long, env = "DASHBOARD_PUBLIC_ORIGIN", value_parser = parse_origin)]
+    pub public_origin: Option<String>,
+
+    /// Sign-in attempts allowed per client IP per minute (each costs an
+    /// argon2 verification); past it, 429. Behind a proxy every client has
+    /// the proxy's address, so raise it there.
+    #[arg(long, env = "DASHBOARD_SIGN_INS_PER_MINUTE", default_value_t = 20)]
+    pub sign_ins_per_minute: u32,
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an origin such as https://dash.example.com"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(format!(
+            "{s:?} is not an origin (scheme://host[:port], no path), such as https://dash.example.com"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// The session-signing key's bytes (at least 64).
@@ -91,6 +118,8 @@ impl Config {
             session_minutes: 60,
             secure_cookie: true,
             db_pool_size: 8,
+            public_origin: None,
+            sign_ins_per_minute: 20,
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum DashboardError {
     /// Too many sign-ins are being verified at once.
     #[error("sign-in is saturated")]
     Busy,
+    /// This client tried to sign in too often.
+    #[error("too many sign-ins from this client")]
+    TooManySignIns,
     /// Postgres did not answer.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -67,6 +70,7 @@ impl DashboardError {
             DashboardError::Forbidden(_) | DashboardError::CrossSite(_) => StatusCode::FORBIDDEN,
             DashboardError::NotFound(_) => StatusCode::NOT_FOUND,
             DashboardError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DashboardError::TooManySignIns => StatusCode::TOO_MANY_REQUESTS,
             DashboardError::Busy | DashboardError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -96,6 +100,10 @@ impl DashboardError {
             DashboardError::Busy => (
                 "Busy".into(),
                 "Too many sign-ins are being checked at once; try again in a few seconds.".into(),
+            ),
+            DashboardError::TooManySignIns => (
+                "Too many sign-ins".into(),
+                "This address tried to sign in too often; wait a minute and try again.".into(),
             ),
             DashboardError::Database(_) => (
                 "Database unavailable".into(),

@@ -55,7 +55,8 @@ pub async fn serve(
         );
     }
     tracing::info!(addr = %listener.local_addr()?, "dashboard listening");
-    axum::serve(listener, app::app(state))
+    let app = app::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving")

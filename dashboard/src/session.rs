@@ -15,16 +15,17 @@
 //! that changes anything can forget either check.
 
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use axum::Form;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::SignedCookieJar;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -140,16 +141,21 @@ impl<S: Need> FromRequest<SharedState> for Mutation<S> {
     type Rejection = DashboardError;
 
     async fn from_request(req: Request, state: &SharedState) -> Result<Self, Self::Rejection> {
-        check_same_origin(req.headers())?;
+        check_same_origin(req.headers(), state.public_origin.as_deref())?;
         let (mut parts, body) = req.into_parts();
         let Signed(viewer, _) = Signed::<S>::from_request_parts(&mut parts, state).await?;
-        let Form(pairs) =
-            Form::<Vec<(String, String)>>::from_request(Request::from_parts(parts, body), state)
-                .await
-                .map_err(|e| {
-                    DashboardError::BadRequest(format!("The form could not be read: {e}"))
-                })?;
-        let form = Fields(pairs);
+        let form_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        if !form_type {
+            return Err(DashboardError::BadRequest("Expected a form post.".into()));
+        }
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| DashboardError::BadRequest(format!("The form could not be read: {e}")))?;
+        let form = Fields(parse_form(&bytes)?);
         let sent = form.get("csrf").unwrap_or_default();
         if !verify_csrf(state, &viewer.token_sha256, sent) {
             return Err(DashboardError::CrossSite("missing or wrong CSRF token"));
@@ -163,25 +169,64 @@ impl<S: Need> FromRequest<SharedState> for Mutation<S> {
 }
 
 /// Refuses a post that the browser says came from another site, or whose
-/// `Origin` is not this host. Browsers send `Origin` on every POST; a
+/// `Origin` is not the dashboard's: `DASHBOARD_PUBLIC_ORIGIN` when set,
+/// else this request's `Host`. Browsers send `Origin` on every POST; a
 /// request without one (curl) still needs the session cookie and the CSRF
 /// token, which a third-party page cannot read.
-pub fn check_same_origin(headers: &HeaderMap) -> Result<(), DashboardError> {
+pub fn check_same_origin(
+    headers: &HeaderMap,
+    public_origin: Option<&str>,
+) -> Result<(), DashboardError> {
     let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
     if value("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
         return Err(DashboardError::CrossSite(
             "Sec-Fetch-Site is not same-origin",
         ));
     }
-    if let Some(origin) = value(header::ORIGIN.as_str()) {
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        if authority.is_none() || authority != value(header::HOST.as_str()) {
-            return Err(DashboardError::CrossSite("Origin is not this host"));
+    let Some(origin) = value(header::ORIGIN.as_str()) else {
+        return Ok(());
+    };
+    let same = match public_origin {
+        Some(public) => origin == public,
+        None => {
+            let authority = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            authority.is_some() && authority == value(header::HOST.as_str())
         }
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(DashboardError::CrossSite("Origin is not this dashboard's"))
     }
-    Ok(())
+}
+
+/// A form body, refused unless every name and value is UTF-8 after
+/// percent-decoding (a browser never sends anything else; a lossy decode
+/// would store U+FFFD in a key's name).
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, DashboardError> {
+    let decode = |raw: &[u8]| -> Result<String, DashboardError> {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| {
+                DashboardError::BadRequest("The form held bytes that are not UTF-8.".into())
+            })
+    };
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |&b| b == b'=');
+            let name = decode(it.next().unwrap_or_default())?;
+            let value = decode(it.next().unwrap_or_default())?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 fn token_digest(token: &str) -> [u8; 32] {
@@ -207,6 +252,24 @@ fn verify_csrf(state: &SharedState, token_sha256: &[u8; 32], sent: &str) -> bool
         // `verify_slice` compares in constant time.
         Ok(bytes) => csrf_mac(state, token_sha256).verify_slice(&bytes).is_ok(),
         Err(_) => false,
+    }
+}
+
+/// The client's address (the TCP peer), when the router runs behind the
+/// accept loop; `None` when driven without a socket (tests).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<SharedState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self(peer.map(|p| p.0.ip())))
     }
 }
 
@@ -271,11 +334,19 @@ impl From<sqlx::Error> for SignInRefused {
 }
 
 /// Checks a key and starts a session for it; returns the cookie to set and
-/// what the key may do.
+/// what the key may do. `client` is the TCP peer, whose attempts are
+/// limited before any key work, so a flood cannot hold the argon2 slots
+/// that other people's sign-ins need.
 pub async fn sign_in(
     state: &SharedState,
+    client: Option<IpAddr>,
     presented: &str,
 ) -> Result<(Cookie<'static>, Scopes), SignInRefused> {
+    if let Some(ip) = client {
+        if state.sign_in_limit.check_key(&ip).is_err() {
+            return Err(SignInRefused::Failed(DashboardError::TooManySignIns));
+        }
+    }
     let presented = presented.trim();
     let Some(parts) = PresentedKey::parse(presented) else {
         return Err(SignInRefused::InvalidKey);

@@ -1,9 +1,12 @@
 //! What every handler shares.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum_extra::extract::cookie::Key;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
@@ -20,6 +23,11 @@ pub struct AppState {
     /// for tens of milliseconds).
     pub sign_in_slots: Arc<Semaphore>,
     pub metrics: Metrics,
+    /// Form posts must come from this origin; `None`: from the `Host` of
+    /// the request.
+    pub public_origin: Option<String>,
+    /// Sign-in attempts per client IP.
+    pub sign_in_limit: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -39,6 +47,10 @@ impl AppState {
             secure_cookie: config.secure_cookie,
             sign_in_slots: Arc::new(Semaphore::new(2)),
             metrics: Metrics::new(),
+            public_origin: config.public_origin.clone(),
+            sign_in_limit: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(config.sign_ins_per_minute.max(1)).expect("at least 1"),
+            )),
         }
     }
 }

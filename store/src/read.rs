@@ -335,6 +335,13 @@ pub struct OverviewRow {
     /// The key (or integration) name of its latest report.
     pub reported_by: Option<String>,
     pub rollback_to: Option<Uuid>,
+    /// The newest deployment of the repository here when it is later than
+    /// what runs and did not succeed (failed, or still under way): what
+    /// runs is the last success, and this says something came after it.
+    pub later_id: Option<Uuid>,
+    pub later_status: Option<String>,
+    #[serde(with = "ts_opt")]
+    pub later_at: Option<DateTime<Utc>>,
 }
 
 /// Every environment of the workspace (by name) with what runs there now,
@@ -347,7 +354,8 @@ pub async fn overview(
     let envs = crate::reference::list_environments(pool, workspace_id).await?;
     let rows: Vec<OverviewRow> = sqlx::query_as(
         "SELECT c.environment_id, c.repo_full_name, d.id AS deployment_id, d.commit_sha, d.branch,
-                d.status, d.source, d.deployed_at, a.api_key_name AS reported_by, l.rollback_to
+                d.status, d.source, d.deployed_at, a.api_key_name AS reported_by, l.rollback_to,
+                later.id AS later_id, later.status AS later_status, later.deployed_at AS later_at
          FROM current_deployments c
          JOIN deployments d ON d.id = c.deployment_id
          LEFT JOIN deployment_lineage l ON l.deployment_id = d.id
@@ -355,6 +363,14 @@ pub async fn overview(
              SELECT api_key_name FROM deployment_audit
              WHERE deployment_id = d.id ORDER BY received_at DESC LIMIT 1
          ) a ON true
+         -- Only deployments after the last success are read (an index range
+         -- of deployments_ws_env_time), however long the history is.
+         LEFT JOIN LATERAL (
+             SELECT id, status, deployed_at FROM deployments n
+             WHERE n.workspace_id = c.workspace_id AND n.environment_id = c.environment_id
+               AND n.deployed_at > c.deployed_at AND n.repo_full_name = c.repo_full_name
+             ORDER BY n.deployed_at DESC, n.id DESC LIMIT 1
+         ) later ON true
          WHERE c.workspace_id = $1
          ORDER BY c.repo_full_name",
     )

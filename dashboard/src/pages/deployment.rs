@@ -25,7 +25,18 @@ pub async fn show(
         .await?
         .ok_or_else(not_found)?;
     let d = &detail.deployment;
-    let env_link = format!("/environments/{}", layout::segment(&d.environment));
+    // The environment as it is called now (it may have been renamed since
+    // the report, whose name `d.environment` keeps), or none if deleted.
+    let env_now = vibemon_store::reference::list_environments(&state.pool, viewer.workspace_id)
+        .await?
+        .into_iter()
+        .find(|e| e.id == d.environment_id);
+    let env_crumb = match &env_now {
+        Some(env) => html! {
+            a href={ "/environments/" (layout::segment(&env.name)) } { (env.name) }
+        },
+        None => html! { (d.environment) " (deleted)" },
+    };
     let extra = serde_json::to_string_pretty(&d.extra_data).unwrap_or_default();
     let deployment_link = |id: Uuid| html! { a href={ "/deployments/" (id) } { code { (id) } } };
     Ok(layout::page(
@@ -35,7 +46,7 @@ pub async fn show(
         html! {
             p.crumbs {
                 a href="/environments" { "Environments" } " › "
-                a href=(env_link) { (d.environment) } " › deployment"
+                (env_crumb) " › deployment"
             }
             h1 { (d.repo_full_name) " in " (d.environment) " " (layout::status(&d.status)) }
             dl.facts {

@@ -21,6 +21,10 @@ pub async fn show(
         "Environments",
         html! {
             h1 { "Environments" }
+            p.muted {
+                "What runs in each environment: per repository, its last successful deployment. "
+                "A later deployment that failed or is still under way is shown under it."
+            }
             @if all.is_empty() {
                 p.empty { "This workspace has no environments yet." }
             }
@@ -52,6 +56,12 @@ pub async fn show(
                                             td {
                                                 (layout::status(&r.status))
                                                 @if r.rollback_to.is_some() { " " span.badge.mark { "rollback" } }
+                                                @if let (Some(id), Some(status), Some(at)) = (r.later_id, &r.later_status, r.later_at) {
+                                                    div.later {
+                                                        "then " a href={ "/deployments/" (id) } { (layout::status(status)) }
+                                                        " " (layout::when(at))
+                                                    }
+                                                }
                                             }
                                             td { (layout::when(r.deployed_at)) }
                                             td {

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::WithRejection;
 use maud::{html, Markup};
 use uuid::Uuid;
+use vibemon_schemas::fields::DISPLAY_NAME_MAX_LEN;
 use vibemon_schemas::DisplayName;
 use vibemon_store::keys::{self, KeyInfo};
 use vibemon_store::scopes::{Scope, Scopes};
@@ -57,7 +58,7 @@ fn create_form(viewer: &Viewer, problem: Option<&str>, name: &str) -> Markup {
             form method="post" action="/settings/keys" {
                 (layout::csrf(viewer))
                 label for="name" { "Name" }
-                input #name name="name" required maxlength="200" value=(name)
+                input #name name="name" required maxlength=(DISPLAY_NAME_MAX_LEN) value=(name)
                     placeholder="e.g. GitHub Actions, Jenkins CI";
                 fieldset {
                     legend { "Scope" }
@@ -175,6 +176,19 @@ pub async fn confirm_revoke(
     WithRejection(Path(id), _): WithRejection<Path<String>, DashboardError>,
 ) -> Result<Markup, DashboardError> {
     let key = find(&state, &viewer, &id).await?;
+    if let Some(at) = key.revoked_at {
+        return Ok(layout::page(
+            &viewer,
+            Nav::Keys,
+            "API key already revoked",
+            html! {
+                p.crumbs { a href="/settings/keys" { "Settings › API Keys" } " › revoke" }
+                h1 { (key.name) " is already revoked" }
+                p { "It was revoked " (layout::when(at)) "." }
+                p { a href="/settings/keys" { "Back to the keys" } }
+            },
+        ));
+    }
     Ok(layout::page(
         &viewer,
         Nav::Keys,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::WithRejection;
 use maud::{html, Markup};
 use uuid::Uuid;
+use vibemon_schemas::fields::ENVIRONMENT_MAX_LEN;
 use vibemon_schemas::EnvironmentName;
 use vibemon_store::reference::{self, Environment};
 
@@ -35,7 +36,7 @@ fn page(viewer: &Viewer, all: &[Environment], problem: Option<&str>, name: &str)
                 form.inline method="post" action="/settings/environments" {
                     (layout::csrf(viewer))
                     label for="new-environment" { "Name" }
-                    input #new-environment name="name" required maxlength="100" value=(name);
+                    input #new-environment name="name" required maxlength=(ENVIRONMENT_MAX_LEN) value=(name);
                     button type="submit" { "Create" }
                 }
             }
@@ -49,7 +50,7 @@ fn page(viewer: &Viewer, all: &[Environment], problem: Option<&str>, name: &str)
                             form.inline method="post" action={ "/settings/environments/" (env.id) "/rename" } {
                                 (layout::csrf(viewer))
                                 label.visually-hidden for={ "rename-" (env.id) } { "New name for " (env.name) }
-                                input id={ "rename-" (env.id) } name="name" required maxlength="100" value=(env.name);
+                                input id={ "rename-" (env.id) } name="name" required maxlength=(ENVIRONMENT_MAX_LEN) value=(env.name);
                                 button type="submit" { "Rename" }
                             }
                             a.danger href={ "/settings/environments/" (env.id) "/delete" } { "Delete…" }

@@ -11,7 +11,7 @@ use vibemon_store::scopes::{Scope, Scopes};
 
 use crate::error::DashboardError;
 use crate::pages::layout;
-use crate::session::{self, AnySession, Mutation, SignInRefused};
+use crate::session::{self, AnySession, ClientIp, Mutation, SignInRefused};
 use crate::state::SharedState;
 
 /// Where a key lands after signing in: the environments when it may read,
@@ -67,12 +67,13 @@ pub struct SignInForm {
 /// `POST /sign-in`: checks the key, sets the session cookie.
 pub async fn submit(
     State(state): State<SharedState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Form(sent): Form<SignInForm>,
 ) -> Result<Response, DashboardError> {
-    session::check_same_origin(&headers)?;
+    session::check_same_origin(&headers, state.public_origin.as_deref())?;
     let jar = SignedCookieJar::from_headers(&headers, state.cookie_key.clone());
-    match session::sign_in(&state, &sent.key).await {
+    match session::sign_in(&state, client, &sent.key).await {
         Ok((cookie, scopes)) => {
             Ok((jar.add(cookie), Redirect::to(landing(scopes))).into_response())
         }

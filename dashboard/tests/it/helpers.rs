@@ -46,9 +46,16 @@ pub struct Dash {
 
 impl Dash {
     pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// With the configuration changed by `adjust`.
+    pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::new().await;
         let tenant = Tenant::create(&db.pool, "legacy").await;
-        let state = vibemon_dashboard::build_state(&Config::new(&db.url)).unwrap();
+        let mut config = Config::new(&db.url);
+        adjust(&mut config);
+        let state = vibemon_dashboard::build_state(&config).unwrap();
         let app = vibemon_dashboard::app::app(state);
         Self { db, tenant, app }
     }
@@ -108,16 +115,50 @@ impl Dash {
             .map(|(k, v)| format!("{k}={}", percent(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let mut req = Request::post(path)
-            .header(header::HOST, HOST)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.post_raw(path, session, body.into_bytes(), origin, &[])
+            .await
+    }
+
+    /// A post of raw body bytes with extra headers, from `origin`.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        session: Option<&Session>,
+        body: Vec<u8>,
+        origin: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = Request::post(path).header(header::HOST, HOST);
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
         if let Some(origin) = origin {
             req = req.header(header::ORIGIN, origin);
         }
         if let Some(s) = session {
             req = req.header(header::COOKIE, &s.cookie);
         }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    /// A sign-in attempt from the TCP peer `ip`.
+    pub async fn sign_in_from(&self, ip: [u8; 4], key: &str) -> Answer {
+        let body = format!("key={}", percent(key));
+        let mut req = Request::post("/sign-in")
+            .header(header::HOST, HOST)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let peer = std::net::SocketAddr::from((ip, 40000));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        self.send(req).await
     }
 
     /// Signs in with `key`; panics unless it worked.

@@ -383,3 +383,33 @@ async fn environments_are_created_renamed_and_deleted_with_their_rules_said_on_t
         .collect();
     assert_eq!(names, vec!["qa".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_deployment_links_to_its_environment_by_its_name_now() {
+    let dash = Dash::new().await;
+    let id = dash.deployment(Row::default()).await;
+    reference::rename_environment(
+        &dash.db.pool,
+        dash.tenant.workspace_id,
+        "production",
+        "prod",
+    )
+    .await
+    .unwrap();
+    let (_, key) = dash.key("read").await;
+    let session = dash.sign_in(&key).await;
+    let page = dash
+        .get(&format!("/deployments/{id}"), Some(&session))
+        .await
+        .body;
+    assert!(page.contains("href=\"/environments/prod\""), "{page}");
+    assert!(!page.contains("href=\"/environments/production\""));
+    reference::delete_environment(&dash.db.pool, dash.tenant.environment_id)
+        .await
+        .unwrap();
+    let page = dash
+        .get(&format!("/deployments/{id}"), Some(&session))
+        .await
+        .body;
+    assert!(page.contains("production (deleted)"), "{page}");
+}

@@ -6,15 +6,256 @@ use vibemon_store::keys;
 
 use crate::helpers::{Dash, Row, Session};
 
-/// Every page a session may ask for, with the scope it needs. A route
-/// added to the router without a line here still fails the tests below
-/// that walk them, because each is asked for with each kind of key.
+/// The read pages that need no id, for the redirect test.
 const PAGES: &[(&str, &str)] = &[
     ("/environments", "read"),
     ("/environments/production", "read"),
     ("/settings/keys", "admin"),
     ("/settings/environments", "admin"),
 ];
+
+/// Every route a session may use: method, path (`{deployment}`, `{key}`,
+/// `{env}` filled in), the scope it needs, and the status a key holding it
+/// gets (with the CSRF token, on a post).
+const ROUTES: &[(&str, &str, &str, u16)] = &[
+    ("GET", "/environments", "read", 200),
+    ("GET", "/environments/production", "read", 200),
+    ("GET", "/deployments/{deployment}", "read", 200),
+    ("GET", "/settings/keys", "admin", 200),
+    ("POST", "/settings/keys", "admin", 200),
+    ("GET", "/settings/keys/{key}/revoke", "admin", 200),
+    ("POST", "/settings/keys/{key}/revoke", "admin", 303),
+    ("GET", "/settings/environments", "admin", 200),
+    ("POST", "/settings/environments", "admin", 303),
+    ("POST", "/settings/environments/{env}/rename", "admin", 303),
+    ("GET", "/settings/environments/{env}/delete", "admin", 200),
+    ("POST", "/settings/environments/{env}/delete", "admin", 303),
+];
+
+#[tokio::test]
+async fn every_route_is_listed_with_its_scope_and_refuses_a_key_without_it_naming_the_scope() {
+    // The router's routes, from its source: a route added without a line
+    // in ROUTES fails here.
+    let app = include_str!("../../src/app.rs");
+    let mut listed: Vec<&str> = ROUTES.iter().map(|(_, p, _, _)| *p).collect();
+    listed.extend([
+        "/",
+        "/sign-in",
+        "/sign-out",
+        "/assets/{file}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/environments/{name}",
+        "/deployments/{id}",
+        "/settings/keys/{id}/revoke",
+        "/settings/environments/{id}/rename",
+        "/settings/environments/{id}/delete",
+    ]);
+    for route in app.split(".route(").skip(1) {
+        let path = route.trim_start().trim_start_matches('"');
+        let path = &path[..path.find('"').unwrap()];
+        assert!(
+            listed.contains(&path),
+            "{path} is not in ROUTES with its scope"
+        );
+    }
+
+    for scopes in ["read", "admin", "ingest,read", "read,admin"] {
+        let dash = Dash::new().await;
+        let deployment = dash.deployment(Row::default()).await;
+        let (_, key) = dash.key(scopes).await;
+        let session = dash.sign_in(&key).await;
+        for (method, path, needs, ok) in ROUTES {
+            let (victim, _) = dash.key("ingest").await;
+            let env = vibemon_store::reference::create_environment(
+                &dash.db.pool,
+                dash.tenant.workspace_id,
+                &format!("e{}", uuid::Uuid::new_v4().simple()),
+            )
+            .await
+            .unwrap();
+            let path = path
+                .replace("{deployment}", &deployment.to_string())
+                .replace("{key}", &victim.to_string())
+                .replace("{env}", &env.id.to_string());
+            let fresh = format!("f{}", uuid::Uuid::new_v4().simple());
+            let form = [
+                ("csrf", session.csrf.as_str()),
+                ("name", fresh.as_str()),
+                ("scope", "ingest"),
+            ];
+            let answer = match *method {
+                "GET" => dash.get(&path, Some(&session)).await,
+                _ => dash.post(&path, Some(&session), &form).await,
+            };
+            if scopes.split(',').any(|s| s == *needs) {
+                assert_eq!(
+                    answer.status.as_u16(),
+                    *ok,
+                    "{scopes} {method} {path}: {}",
+                    answer.body
+                );
+            } else {
+                assert_eq!(
+                    answer.status,
+                    StatusCode::FORBIDDEN,
+                    "{scopes} {method} {path}"
+                );
+                assert!(
+                    answer
+                        .body
+                        .contains(&format!("the &#39;{needs}&#39; scope"))
+                        || answer.body.contains(&format!("the '{needs}' scope")),
+                    "{scopes} {method} {path}: {}",
+                    answer.body
+                );
+                // And nothing changed.
+                let revoked = keys::list(&dash.db.pool, dash.tenant.workspace_id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|k| k.revoked_at.is_some());
+                assert!(!revoked, "{scopes} {method} {path} revoked a key");
+                let envs = vibemon_store::reference::list_environments(
+                    &dash.db.pool,
+                    dash.tenant.workspace_id,
+                )
+                .await
+                .unwrap();
+                assert!(
+                    envs.iter().any(|e| e.id == env.id && e.name == env.name),
+                    "{scopes} {method} {path}"
+                );
+                assert!(
+                    envs.iter().all(|e| e.name != fresh),
+                    "{scopes} {method} {path} created"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_from_another_site_is_refused_and_a_public_origin_replaces_the_host_check() {
+    let dash = Dash::new().await;
+    let (_, key) = dash.key("read").await;
+    let form = format!("key={key}").into_bytes();
+    for (origin, fetch_site) in [
+        (Some("http://evil.example"), None),
+        (Some("null"), None),
+        (None, Some("cross-site")),
+        (None, Some("same-site")),
+    ] {
+        let headers: Vec<(&str, &str)> = fetch_site
+            .map(|s| ("sec-fetch-site", s))
+            .into_iter()
+            .collect();
+        let answer = dash
+            .post_raw("/sign-in", None, form.clone(), origin, &headers)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{origin:?} {fetch_site:?}"
+        );
+        assert!(answer.headers.get(header::SET_COOKIE).is_none());
+    }
+    let behind_proxy =
+        Dash::with(|c| c.public_origin = Some("https://dash.example.com".into())).await;
+    let (_, key) = behind_proxy.key("read").await;
+    let form = format!("key={key}").into_bytes();
+    let own_host = behind_proxy
+        .post_raw(
+            "/sign-in",
+            None,
+            form.clone(),
+            Some(crate::helpers::ORIGIN),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        own_host.status,
+        StatusCode::FORBIDDEN,
+        "the Host no longer counts"
+    );
+    let public = behind_proxy
+        .post_raw(
+            "/sign-in",
+            None,
+            form,
+            Some("https://dash.example.com"),
+            &[],
+        )
+        .await;
+    assert_eq!(public.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_flood_of_sign_ins_from_one_address_is_cut_off_before_any_key_work_and_others_still_sign_in(
+) {
+    let dash = Dash::with(|c| c.sign_ins_per_minute = 5).await;
+    let (_, key) = dash.key("read").await;
+    let fake = vibemon_store::keys::generate_unhashed_plaintext();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            dash.sign_in_from([10, 0, 0, 1], &fake)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429, 429, 429]);
+    // The flooder's own valid key waits too; another address signs in.
+    assert_eq!(
+        dash.sign_in_from([10, 0, 0, 1], &key).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        dash.sign_in_from([10, 0, 0, 2], &key).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_form_that_is_not_utf8_or_not_a_form_is_refused_and_stores_nothing() {
+    let dash = Dash::new().await;
+    let (_, key) = dash.key("admin").await;
+    let session = dash.sign_in(&key).await;
+    let csrf = format!("csrf={}&", session.csrf);
+    let ct = [("content-type", "application/x-www-form-urlencoded")];
+    let bad = [csrf.as_bytes(), b"name=%FF%FE&scope=read"].concat();
+    let answer = dash
+        .post_raw(
+            "/settings/keys",
+            Some(&session),
+            bad,
+            Some(crate::helpers::ORIGIN),
+            &ct,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    let multipart = [("content-type", "multipart/form-data; boundary=x")];
+    let body = format!(
+        "--x\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{}\r\n--x--\r\n",
+        session.csrf
+    );
+    let answer = dash
+        .post_raw(
+            "/settings/environments",
+            Some(&session),
+            body.into_bytes(),
+            Some(crate::helpers::ORIGIN),
+            &multipart,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let all = keys::list(&dash.db.pool, dash.tenant.workspace_id)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "only the tenant's and the admin's keys");
+}
 
 #[tokio::test]
 async fn every_page_without_a_session_sends_the_browser_to_sign_in() {
