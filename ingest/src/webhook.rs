@@ -161,11 +161,14 @@ async fn accept(
     // over may still land: the publish and its idempotency entry run to the
     // end on a task of their own, so a retry finds them.
     let state = Arc::clone(state);
-    tokio::spawn(async move {
-        // The record is held until acknowledged, so is its in-flight slot.
-        let _admission = admission;
-        hand_off(&state, prepared, &trace).await
-    }.in_current_span())
+    tokio::spawn(
+        async move {
+            // The record is held until acknowledged, so is its in-flight slot.
+            let _admission = admission;
+            hand_off(&state, prepared, &trace).await
+        }
+        .in_current_span(),
+    )
     .await
     .map_err(|e| ApiError::Internal(format!("publish task: {e}")))?
 }

@@ -12,6 +12,8 @@
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use opentelemetry::Context;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -19,6 +21,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 use vibemon_schemas::event::TraceParent;
+
+/// Set once [`init`] installed an exporting subscriber.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported in this process: code that would build many
+/// spans (one per record) builds them only then.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// The variable that turns exporting on; the exporter reads it (and the
 /// other `OTEL_EXPORTER_OTLP_*` variables) itself.
@@ -95,6 +106,7 @@ pub fn init(default_service: &str) -> Telemetry {
     }
     if let Some(p) = &provider {
         opentelemetry::global::set_tracer_provider(p.clone());
+        EXPORTING.store(true, Ordering::Relaxed);
     }
     Telemetry { provider }
 }
