@@ -28,3 +28,4 @@ mod read_pool;
 mod router;
 mod secrets;
 mod seed_examples;
+mod traces;
