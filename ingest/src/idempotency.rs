@@ -16,6 +16,7 @@ use vibemon_schemas::DeploymentReported;
 
 use crate::error::ApiError;
 use crate::sink::{Sink, SinkError};
+use crate::trace::RecordTrace;
 
 /// The answer given for an `Idempotency-Key`, and the body it answered.
 #[derive(Debug)]
@@ -50,17 +51,20 @@ impl Idempotency {
 
     /// Publishes `event` unless its key was answered already, and answers
     /// with the first outcome; a body other than the first (`fingerprint`
-    /// differs) is a reused key.
+    /// differs) is a reused key. Only the publishing request's `trace`
+    /// goes on the record: a retry answered from here has no record, and
+    /// its trace ends in ingest.
     pub async fn publish_once(
         &self,
         sink: &Sink,
         event: &DeploymentReported,
         fingerprint: String,
+        trace: &RecordTrace,
     ) -> Result<Arc<DeploymentResponse>, ApiError> {
         let remembered = self
             .answers
             .try_get_with(event.event_id, async {
-                sink.publish(event, Some(&fingerprint)).await?;
+                sink.publish(event, Some(&fingerprint), trace).await?;
                 Ok::<_, SinkError>(Arc::new(Remembered {
                     fingerprint: fingerprint.clone(),
                     response: Arc::new(DeploymentResponse::from(event)),

@@ -28,6 +28,7 @@ pub mod request;
 pub mod server;
 pub mod sink;
 pub mod state;
+pub mod trace;
 pub mod webhook;
 
 use std::future::Future;

@@ -15,10 +15,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use vibemon_runtime::KafkaArgs;
-use vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER;
+use vibemon_schemas::event::{REQUEST_FINGERPRINT_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use vibemon_schemas::DeploymentReported;
 
 use crate::metrics::Metrics;
+use crate::trace::RecordTrace;
 
 /// Which sink `--sink` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,11 +118,12 @@ impl KafkaSink {
         &self,
         event: &DeploymentReported,
         fingerprint: Option<&str>,
+        trace: &RecordTrace,
     ) -> Result<(), SinkError> {
         let started = Instant::now();
         let payload = event.encode();
         let key = event.partition_key();
-        let headers = record_headers(event, fingerprint);
+        let headers = record_headers(event, fingerprint, trace);
         let record = FutureRecord::to(&self.topic)
             .payload(&payload)
             .key(&key)
@@ -177,14 +179,30 @@ impl KafkaSink {
     }
 }
 
-/// The record's headers: the CloudEvents attributes, and the body's
-/// fingerprint when the request carried an `Idempotency-Key`.
-fn record_headers(event: &DeploymentReported, fingerprint: Option<&str>) -> OwnedHeaders {
+/// The record's headers: the CloudEvents attributes, the request's trace
+/// (the distributed-tracing extension), and the body's fingerprint when the
+/// request carried an `Idempotency-Key`.
+fn record_headers(
+    event: &DeploymentReported,
+    fingerprint: Option<&str>,
+    trace: &RecordTrace,
+) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
     for (name, value) in event.cloudevents_headers() {
         headers = headers.insert(Header {
             key: name,
             value: Some(value.as_bytes()),
+        });
+    }
+    let traceparent = trace.traceparent.to_string();
+    headers = headers.insert(Header {
+        key: TRACEPARENT_HEADER,
+        value: Some(traceparent.as_bytes()),
+    });
+    if let Some(tracestate) = &trace.tracestate {
+        headers = headers.insert(Header {
+            key: TRACESTATE_HEADER,
+            value: Some(tracestate.as_bytes()),
         });
     }
     if let Some(fingerprint) = fingerprint {
@@ -201,13 +219,15 @@ impl Sink {
     /// `fingerprint` is the body's `request_fingerprint` when the request
     /// carried an `Idempotency-Key`: it goes on the record so a consumer can
     /// tell a retry through another replica from a reuse of the key.
+    /// `trace` is the request's, carried on as `ce_traceparent`.
     pub async fn publish(
         &self,
         event: &DeploymentReported,
         fingerprint: Option<&str>,
+        trace: &RecordTrace,
     ) -> Result<(), SinkError> {
         match self {
-            Sink::Kafka(k) => k.publish(event, fingerprint).await,
+            Sink::Kafka(k) => k.publish(event, fingerprint, trace).await,
             Sink::Noop => Ok(()),
         }
     }

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, SubsecRound, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument;
 use uuid::Uuid;
 use vibemon_schemas::api::{DeploymentResponse, LocPart, ValidationIssue};
 use vibemon_schemas::event::{external_deployment_id, idempotent_event_id, request_fingerprint};
@@ -31,6 +32,7 @@ use crate::error::ApiError;
 use crate::limits::Admission;
 use crate::request::{self, WebhookRequest};
 use crate::state::{AppState, RequestLimits, SharedState};
+use crate::trace::{self, RecordTrace};
 
 pub const WEBHOOK_PATH: &str = "/api/v1/deployments/webhook";
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
@@ -54,7 +56,8 @@ pub async fn arrive(State(state): State<SharedState>, mut req: Request, next: Ne
 }
 
 /// The webhook handler: 201 with the event's deployment, or the error,
-/// counted by reason.
+/// counted by reason, all in the request's span (`webhook`), which
+/// continues the caller's `traceparent` ([`trace`]).
 pub async fn receive(
     State(state): State<SharedState>,
     Extension(ReceivedAt(received_at)): Extension<ReceivedAt>,
@@ -64,19 +67,35 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let span = tracing::info_span!(
+        "webhook",
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let trace = trace::start(&span, &headers);
     let arrival = Arrival {
         received_at,
         deadline,
         admission: admission.map(|a| a.0),
+        trace,
     };
-    let accepted = match who {
-        Ok(Authenticated(principal, _)) => accept(&state, arrival, principal, &headers, body).await,
-        Err(err) => Err(err),
-    };
-    match accepted {
-        Ok(response) => created(&response),
-        Err(err) => refused(&state, &headers, err),
+    let answer = async {
+        let accepted = match who {
+            Ok(Authenticated(principal, _)) => {
+                accept(&state, arrival, principal, &headers, body).await
+            }
+            Err(err) => Err(err),
+        };
+        match accepted {
+            Ok(response) => created(&response),
+            Err(err) => refused(&state, &headers, err),
+        }
     }
+    .instrument(span.clone())
+    .await;
+    span.record("http.response.status_code", answer.status().as_u16());
+    answer
 }
 
 fn created(response: &DeploymentResponse) -> Response {
@@ -114,6 +133,8 @@ struct Arrival {
     /// The request's in-flight slot, absent when the router is driven without
     /// the `admit` layer.
     admission: Option<Admission>,
+    /// The request's trace, for the record.
+    trace: RecordTrace,
 }
 
 /// Check, validate, resolve, publish: the contract after authentication.
@@ -133,17 +154,21 @@ async fn accept(
         received_at,
         deadline,
         admission,
+        trace,
     } = arrival;
     let prepared = prepare(state, &principal, received_at, headers, body, deadline).await?;
     // hyper drops this handler when the client hangs up, but a record handed
     // over may still land: the publish and its idempotency entry run to the
     // end on a task of their own, so a retry finds them.
     let state = Arc::clone(state);
-    tokio::spawn(async move {
-        // The record is held until acknowledged, so is its in-flight slot.
-        let _admission = admission;
-        hand_off(&state, prepared).await
-    })
+    tokio::spawn(
+        async move {
+            // The record is held until acknowledged, so is its in-flight slot.
+            let _admission = admission;
+            hand_off(&state, prepared, &trace).await
+        }
+        .in_current_span(),
+    )
     .await
     .map_err(|e| ApiError::Internal(format!("publish task: {e}")))?
 }
@@ -206,19 +231,20 @@ async fn prepare(
 async fn hand_off(
     state: &AppState,
     prepared: Prepared,
+    trace: &RecordTrace,
 ) -> Result<Arc<DeploymentResponse>, ApiError> {
     let Prepared { event, fingerprint } = prepared;
     let Some(fingerprint) = fingerprint else {
         state
             .sink
-            .publish(&event, None)
+            .publish(&event, None, trace)
             .await
             .map_err(|e| ApiError::SinkUnavailable(e.to_string()))?;
         return Ok(Arc::new(DeploymentResponse::from(&event)));
     };
     state
         .idempotent
-        .publish_once(&state.sink, &event, fingerprint)
+        .publish_once(&state.sink, &event, fingerprint, trace)
         .await
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use vibemon_schemas::event::TraceParent;
 use vibemon_schemas::{DecodeError, DeploymentReported};
 use vibemon_store::checkpoints::Position;
 
@@ -20,6 +21,9 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// The `vibemon_request_fingerprint` header, when ingest set one.
     pub fingerprint: Option<String>,
+    /// The `ce_traceparent` header, when ingest set a well-formed one: the
+    /// trace the record's projection continues.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// A decoded event with where it came from.
@@ -33,6 +37,9 @@ pub struct Located {
     /// `Idempotency-Key`: a second event with the same id and another
     /// fingerprint is a reuse of the key, not a retry.
     pub fingerprint: Option<String>,
+    /// The request's trace, from the record's `ce_traceparent`: kept in the
+    /// audit row and continued by the record's `project` span.
+    pub traceparent: Option<TraceParent>,
 }
 
 impl Located {
@@ -44,6 +51,7 @@ impl Located {
             partition,
             offset,
             fingerprint: None,
+            traceparent: None,
         }
     }
 }
@@ -148,6 +156,7 @@ impl Prepared {
                         partition: record.partition,
                         offset: record.offset,
                         fingerprint: record.fingerprint.clone(),
+                        traceparent: record.traceparent,
                     });
                     out.sources.push(record);
                 }
@@ -202,6 +211,7 @@ mod tests {
             payload: payload.map(<[u8]>::to_vec),
             key: None,
             fingerprint: None,
+            traceparent: None,
         }
     }
 

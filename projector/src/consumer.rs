@@ -39,6 +39,7 @@ use crate::retry::backoff;
 use crate::topic_check::{self, Mismatch, Refusal};
 use crate::writer;
 use vibemon_runtime::watermarks::{watermarks, TopicError};
+use vibemon_schemas::event::TraceParent;
 use vibemon_store::checkpoints::{self, Position};
 
 /// Knobs of the consume loop.
@@ -237,6 +238,9 @@ impl Shared {
         let started = Instant::now();
         let count = records.len();
         let mut prepared = Prepared::from_records(records, self.config.only_workspace);
+        // The batch's log lines name the traces its records belong to.
+        let span = batch_span(&prepared, count);
+        let _in_batch = span.enter();
         self.limit
             .lock()
             .expect("not poisoned")
@@ -513,19 +517,56 @@ impl ProjectorContext {
     }
 }
 
+/// Most trace ids a batch's log lines list; the rest are counted.
+const LOGGED_TRACE_IDS: usize = 16;
+
+/// The span of one batch, from decoding to the commit: `trace_ids` lists
+/// the distinct traces of its records (the first [`LOGGED_TRACE_IDS`]), so a
+/// trace id found in Jaeger or ingest's logs finds the batch's lines too.
+fn batch_span(prepared: &Prepared, records: usize) -> tracing::Span {
+    let mut ids: Vec<String> = Vec::new();
+    let mut more = 0;
+    for l in &prepared.events {
+        let Some(t) = l.traceparent else { continue };
+        let id = t.trace_id_hex();
+        if ids.contains(&id) {
+            continue;
+        }
+        if ids.len() < LOGGED_TRACE_IDS {
+            ids.push(id);
+        } else {
+            more += 1;
+        }
+    }
+    let mut trace_ids = ids.join(",");
+    if more > 0 {
+        trace_ids.push_str(&format!(",+{more} more"));
+    }
+    tracing::info_span!("batch", records, trace_ids = %trace_ids)
+}
+
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
 /// The request fingerprint ingest put on a record, if any.
 fn request_fingerprint(m: &BorrowedMessage<'_>) -> Option<String> {
-    let headers = m.headers()?;
-    headers
+    header(m, vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER).map(str::to_owned)
+}
+
+/// The record's `ce_traceparent`, if well formed: a record from another
+/// producer may carry anything, and a bad one only loses its trace.
+fn traceparent(m: &BorrowedMessage<'_>) -> Option<TraceParent> {
+    header(m, vibemon_schemas::event::TRACEPARENT_HEADER).and_then(TraceParent::parse)
+}
+
+/// A header's value as UTF-8, if the record has it.
+fn header<'m>(m: &'m BorrowedMessage<'_>, name: &str) -> Option<&'m str> {
+    m.headers()?
         .iter()
-        .find(|h| h.key == vibemon_schemas::event::REQUEST_FINGERPRINT_HEADER)
+        .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned)
 }
 
 fn commit_to_kafka(
@@ -647,6 +688,7 @@ impl Shared {
             payload: m.payload().map(<[u8]>::to_vec),
             key: m.key().map(<[u8]>::to_vec),
             fingerprint: request_fingerprint(m),
+            traceparent: traceparent(m),
         };
         let mut pending = self.pending.lock().expect("not poisoned");
         pending.push(record);

@@ -19,6 +19,7 @@ pub mod lineage;
 pub mod metrics;
 mod retry;
 pub mod topic_check;
+pub mod tracing_spans;
 pub mod what_changed;
 pub mod writer;
 

@@ -1,4 +1,4 @@
-//! The `projector` binary: parse configuration, set up logging, bind, run.
+//! The `projector` binary: parse configuration, set up logging and traces, bind, run.
 
 use anyhow::Context;
 use clap::Parser;
@@ -7,7 +7,8 @@ use vibemon_projector::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    vibemon_runtime::init_tracing();
+    // Kept to the end of main: dropping it exports the last spans.
+    let _telemetry = vibemon_runtime::telemetry::init("projector");
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding PROJECTOR_ADDR {}", config.addr))?;

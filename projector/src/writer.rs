@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::{PgPool, Postgres, Transaction};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use vibemon_schemas::DeploymentReported;
@@ -32,6 +33,7 @@ use vibemon_store::checkpoints::{self, Position};
 use vibemon_store::copy::BinaryCopy;
 
 use crate::batch::Located;
+use crate::tracing_spans;
 use crate::what_changed;
 
 /// What a committed batch did, for metrics and logs.
@@ -105,17 +107,28 @@ pub async fn write_partitioned(
     Ok(applied)
 }
 
+/// One transaction, in a `transaction` span linked to every record's trace
+/// and, when spans are exported, a `project` span per record in the
+/// record's own trace that ends when the transaction does
+/// ([`crate::tracing_spans`]).
 async fn write_transaction(
     pool: &PgPool,
     group: &str,
     events: &[&Located],
     next_offsets: &BTreeMap<(String, i32), Position>,
 ) -> Result<Applied, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let applied = apply(&mut tx, events).await?;
-    checkpoints::save(&mut tx, group, next_offsets).await?;
-    tx.commit().await?;
-    Ok(applied)
+    let spans = tracing_spans::Transaction::start(events);
+    let result = async {
+        let mut tx = pool.begin().await?;
+        let applied = apply(&mut tx, events).await?;
+        checkpoints::save(&mut tx, group, next_offsets).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+    .instrument(spans.span())
+    .await;
+    spans.end(&result);
+    result
 }
 
 /// Writes the rows of `events` (not the checkpoints) in `tx`.
@@ -269,7 +282,7 @@ pub fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
     let mut rows = BinaryCopy::new();
     for l in events {
         let e = &l.event;
-        rows.row(14)
+        rows.row(15)
             .field(&e.event_id)
             .field(&e.deployment_id)
             .field(&e.workspace_id)
@@ -283,14 +296,20 @@ pub fn copy_ledger(events: &[&Located]) -> (&'static str, BinaryCopy) {
             .field(&l.topic.as_str())
             .field(&l.partition)
             .field(&l.offset)
-            .field(&l.fingerprint.as_deref());
+            .field(&l.fingerprint.as_deref())
+            .field(&traceparent_text(l).as_deref());
     }
     (
         "COPY deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id,
              api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
-             request_fingerprint) FROM STDIN (FORMAT binary)",
+             request_fingerprint, traceparent) FROM STDIN (FORMAT binary)",
         rows,
     )
+}
+
+/// The audit row's `traceparent`: the record's, as W3C text.
+fn traceparent_text(l: &Located) -> Option<String> {
+    l.traceparent.map(|t| t.to_string())
 }
 
 /// The columns a report sets on its deployment, from `workspace_id` to
@@ -484,7 +503,8 @@ impl ConflictRows {
 /// batch, `seq` its index in the batch.
 const STAGED: &str = "seq, event_id, deployment_id, workspace_id, environment_id, environment, repo_full_name, \
     branch, commit_sha, status, source, deployed_at, extra_data, external_id, status_rank, received_at, \
-    api_key_id, api_key_name, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint";
+    api_key_id, api_key_name, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint, \
+    traceparent";
 
 /// Creates the connection's staging table on its first batch. It lives as
 /// long as the session, and `ON COMMIT DELETE ROWS` empties it at each
@@ -522,7 +542,8 @@ const ENSURE_STAGING: &str = "DO $$ BEGIN
             kafka_topic text NOT NULL,
             kafka_partition integer NOT NULL,
             kafka_offset bigint NOT NULL,
-            request_fingerprint text
+            request_fingerprint text,
+            traceparent text
         ) ON COMMIT DELETE ROWS;
     END IF;
 END $$";
@@ -533,7 +554,7 @@ async fn stage(tx: &mut Transaction<'_, Postgres>, events: &[&Located]) -> Resul
     let mut rows = BinaryCopy::new();
     for (seq, l) in events.iter().enumerate() {
         let e = &l.event;
-        rows.row(23)
+        rows.row(24)
             .field(&(seq as i32))
             .field(&e.event_id)
             .field(&e.deployment_id);
@@ -546,7 +567,8 @@ async fn stage(tx: &mut Transaction<'_, Postgres>, events: &[&Located]) -> Resul
             .field(&l.topic.as_str())
             .field(&l.partition)
             .field(&l.offset)
-            .field(&l.fingerprint.as_deref());
+            .field(&l.fingerprint.as_deref())
+            .field(&traceparent_text(l).as_deref());
     }
     let mut copy = tx
         .copy_in_raw(&format!(
@@ -565,9 +587,10 @@ async fn insert_audit(tx: &mut Transaction<'_, Postgres>) -> Result<HashSet<Uuid
     let rows: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO deployment_audit (event_id, deployment_id, workspace_id, environment_id, api_key_id,
              api_key_name, source, status, received_at, payload, kafka_topic, kafka_partition, kafka_offset,
-             request_fingerprint)
+             request_fingerprint, traceparent)
          SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
-             status, received_at, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint
+             status, received_at, payload, kafka_topic, kafka_partition, kafka_offset, request_fingerprint,
+             traceparent
          FROM projector_staging ORDER BY seq
          ON CONFLICT (event_id) DO NOTHING
          RETURNING event_id",

@@ -4,6 +4,8 @@
 //! - `KafkaArgs`: brokers, topic and librdkafka pass-through properties, as
 //!   flags and environment variables;
 //! - [`init_tracing`]: structured JSON logs (or plain text on a terminal);
+//! - [`telemetry`]: the same, plus spans over OTLP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and `traceparent` helpers;
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
 //! - [`register_all`] and [`render_metrics`]: one Prometheus registry per
 //!   service, served as text on `/metrics`;
@@ -12,6 +14,7 @@
 //! The Kafka parts are behind the default `kafka` feature, so a binary that
 //! never talks to Kafka (the dashboard) does not link librdkafka.
 
+pub mod telemetry;
 #[cfg(feature = "kafka")]
 pub mod watermarks;
 
@@ -21,25 +24,16 @@ mod kafka;
 pub use kafka::KafkaArgs;
 
 /// Installs the global tracing subscriber: JSON lines unless `LOG_FORMAT=text`.
-/// The filter comes from `RUST_LOG` (default `info`).
+/// The filter comes from `RUST_LOG` (default `info`). Logs only: a service
+/// that exports traces calls [`telemetry::init`] instead.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "text");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if text {
-        builder.try_init()
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
-    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // A second init (tests spawning several services) keeps the first subscriber.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(telemetry::filter())
+        .with(telemetry::log_layer())
+        .try_init();
 }
 
 /// Registers every collector; metric names must be unique.

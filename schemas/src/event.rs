@@ -310,10 +310,132 @@ pub fn content_digest(bytes: &[u8]) -> String {
     out
 }
 
+/// The Kafka header of the CloudEvents distributed-tracing extension: the
+/// W3C `traceparent` of the request that wrote the record. Not part of the
+/// event (the value), so no schema version: every record ingest writes
+/// carries it from its introduction on; older records have none.
+pub const TRACEPARENT_HEADER: &str = "ce_traceparent";
+
+/// The extension's `tracestate`, forwarded only when the request sent one
+/// beside a valid `traceparent`.
+pub const TRACESTATE_HEADER: &str = "ce_tracestate";
+
+/// Longest `tracestate` carried on: W3C's 32 list members of at most 256
+/// characters each would be 8 KiB; 512 bytes is what the spec asks every
+/// vendor to propagate at least.
+pub const TRACESTATE_MAX_LEN: usize = 512;
+
+/// A W3C Trace Context `traceparent`, version `00`, parsed strictly:
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase, ids
+/// not all zero. Anything else is not a `traceparent` (ingest then starts a
+/// trace of its own), so a value of this type is always well formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    trace_id: u128,
+    parent_id: u64,
+    flags: u8,
+}
+
+impl TraceParent {
+    /// `None` when either id is all zero, which W3C forbids.
+    pub fn new(trace_id: u128, parent_id: u64, flags: u8) -> Option<Self> {
+        (trace_id != 0 && parent_id != 0).then_some(Self {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// Strict parse of a header value; `None` for anything malformed.
+    pub fn parse(value: &str) -> Option<Self> {
+        let bytes = value.as_bytes();
+        let lower_hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if bytes.len() != 55
+            || !value.starts_with("00-")
+            || bytes[35] != b'-'
+            || bytes[52] != b'-'
+            || !lower_hex(&bytes[3..35])
+            || !lower_hex(&bytes[36..52])
+            || !lower_hex(&bytes[53..55])
+        {
+            return None;
+        }
+        Self::new(
+            u128::from_str_radix(&value[3..35], 16).ok()?,
+            u64::from_str_radix(&value[36..52], 16).ok()?,
+            u8::from_str_radix(&value[53..55], 16).ok()?,
+        )
+    }
+
+    pub fn trace_id(&self) -> u128 {
+        self.trace_id
+    }
+
+    /// The id of the span that wrote the record (W3C's `parent-id`: the
+    /// parent of whatever continues the trace).
+    pub fn parent_id(&self) -> u64 {
+        self.parent_id
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// The trace id as 32 lowercase hex digits, as Jaeger and the logs show it.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.parent_id, self.flags
+        )
+    }
+}
+
+/// A `tracestate` worth carrying on: 1 to [`TRACESTATE_MAX_LEN`] printable
+/// ASCII characters. Its list syntax is the tracing vendors' business; this
+/// only keeps control bytes and floods out of headers and logs.
+pub fn acceptable_tracestate(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= TRACESTATE_MAX_LEN
+        && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_traceparent_parses_strictly_and_prints_back() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(text).unwrap();
+        assert_eq!(parsed.to_string(), text);
+        assert_eq!(parsed.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.parent_id(), 0x00f0_67aa_0ba9_02b7);
+        assert_eq!(parsed.flags(), 1);
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0é736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn idempotency_keys_give_stable_ids_per_workspace() {

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{json, Map, Value};
-use vibemon_schemas::event::{request_fingerprint, REQUEST_FINGERPRINT_HEADER};
+use vibemon_schemas::event::{
+    request_fingerprint, TraceParent, REQUEST_FINGERPRINT_HEADER, TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
+};
 use vibemon_schemas::topic::DEFAULT_TOPIC;
 use vibemon_schemas::{DeploymentReported, Topic, LATEST_SCHEMA_VERSION};
 
@@ -133,23 +136,46 @@ fn the_documented_headers_are_the_ones_ingest_writes() {
         assert_eq!(names(&schema, "required"), written_names, "v{v} required");
         let mut optional = names(&schema, "properties");
         optional.retain(|n| !written_names.contains(n));
+        // The trace headers are optional in the document because records
+        // written before them have none; ingest now writes `ce_traceparent`
+        // on every record (ingest's and vibemon's tests check that).
         assert_eq!(
             optional,
-            BTreeSet::from([REQUEST_FINGERPRINT_HEADER.to_owned()]),
-            "v{v}: the only optional header"
+            BTreeSet::from([
+                REQUEST_FINGERPRINT_HEADER.to_owned(),
+                TRACEPARENT_HEADER.to_owned(),
+                TRACESTATE_HEADER.to_owned(),
+            ]),
+            "v{v}: the optional headers"
         );
         let mut with_fingerprint = written.clone();
         with_fingerprint.insert(
             REQUEST_FINGERPRINT_HEADER.to_owned(),
             request_fingerprint(b"{}").into(),
         );
-        for headers in [written, with_fingerprint] {
+        let traceparent = TraceParent::new(u128::MAX - 7, 0x00f0_67aa_0ba9_02b7, 1).unwrap();
+        let mut traced = with_fingerprint.clone();
+        traced.insert(
+            TRACEPARENT_HEADER.to_owned(),
+            traceparent.to_string().into(),
+        );
+        traced.insert(TRACESTATE_HEADER.to_owned(), "vendor=a,other=b".into());
+        for headers in [written.clone(), with_fingerprint, traced.clone()] {
             let headers = Value::Object(headers);
             let errors: Vec<String> = validator
                 .iter_errors(&headers)
                 .map(|e| e.to_string())
                 .collect();
             assert!(errors.is_empty(), "v{v} {headers}: {errors:?}");
+        }
+        // A traceparent in another format is not the document's.
+        for bad in [
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "not a traceparent",
+        ] {
+            let mut h = traced.clone();
+            h.insert(TRACEPARENT_HEADER.to_owned(), bad.into());
+            assert!(!validator.is_valid(&Value::Object(h)), "v{v} {bad}");
         }
         // Another version's type is not this message's.
         let mut wrong = event.clone();

@@ -27,6 +27,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 use vibemon_schemas::api::{DeploymentResponse, Detail, LocPart, ValidationIssue};
 use vibemon_schemas::event::{idempotent_event_id, request_fingerprint};
 use vibemon_schemas::{DeploymentSource, DisplayName};
@@ -38,6 +39,7 @@ use crate::error::ApiError;
 use crate::limits::Admission;
 use crate::server::PeerAddr;
 use crate::state::SharedState;
+use crate::trace::{self, RecordTrace};
 use crate::webhook::{self, ReceivedAt};
 use payload::Clock;
 
@@ -166,7 +168,9 @@ impl FromRequestParts<SharedState> for Arrival {
     }
 }
 
-/// Receives a delivery, counts its outcome and answers.
+/// Receives a delivery, counts its outcome and answers, in the request's
+/// span (`integration`), which continues a `traceparent` the code host (or
+/// a proxy before us) sent, as the webhook does.
 async fn deliver(
     state: SharedState,
     provider: Provider,
@@ -175,7 +179,31 @@ async fn deliver(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let answer = receive(&state, provider, arrival, id, headers, body).await;
+    let span = tracing::info_span!(
+        "integration",
+        otel.kind = "server",
+        provider = provider.as_str(),
+        trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let trace = trace::start(&span, headers);
+    let answer = deliver_in_span(state, provider, arrival, id, headers, body, trace)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", answer.status().as_u16());
+    answer
+}
+
+async fn deliver_in_span(
+    state: SharedState,
+    provider: Provider,
+    arrival: Arrival,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    trace: RecordTrace,
+) -> Response {
+    let answer = receive(&state, provider, arrival, id, headers, body, trace).await;
     let outcome = match &answer {
         Ok(Answer::Published(_)) => "published",
         Ok(Answer::Ping) => "ping",
@@ -223,6 +251,7 @@ async fn receive(
     id: &str,
     headers: &HeaderMap,
     body: Body,
+    trace: RecordTrace,
 ) -> Result<Answer, ApiError> {
     let Arrival {
         received_at,
@@ -268,7 +297,8 @@ async fn receive(
     let request = report.into_request(environment, source_for(provider));
     let principal = principal_of(&receiver);
     let event = webhook::build_event(event_id, environment_id, &principal, request, received_at);
-    publish(state, event, request_fingerprint(&bytes), admission).await
+    let fingerprint = request_fingerprint(&bytes);
+    publish(state, event, fingerprint, admission, trace).await
 }
 
 /// The delivery read by its provider: a report to publish, or the answer
@@ -309,15 +339,19 @@ async fn publish(
     event: vibemon_schemas::DeploymentReported,
     fingerprint: String,
     admission: Option<Admission>,
+    trace: RecordTrace,
 ) -> Result<Answer, ApiError> {
     let state = Arc::clone(state);
-    let published = tokio::spawn(async move {
-        let _admission = admission;
-        state
-            .idempotent
-            .publish_once(&state.sink, &event, fingerprint)
-            .await
-    })
+    let published = tokio::spawn(
+        async move {
+            let _admission = admission;
+            state
+                .idempotent
+                .publish_once(&state.sink, &event, fingerprint, &trace)
+                .await
+        }
+        .in_current_span(),
+    )
     .await
     .map_err(|e| ApiError::Internal(format!("publish task: {e}")))??;
     Ok(Answer::Published(published))

@@ -29,3 +29,4 @@ mod router;
 mod scopes;
 mod secrets;
 mod seed_examples;
+mod traces;

@@ -49,6 +49,7 @@ async fn an_event_carrying_hostile_unknown_fields_is_applied_and_its_deployment_
             payload: Some(with_unknown_field(&e, value)),
             key: None,
             fingerprint: None,
+            traceparent: None,
         });
         events.push(e);
     }

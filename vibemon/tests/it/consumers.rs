@@ -177,7 +177,9 @@ async fn publish_through_ingest(db: &TestDb, tenant: &Tenant, ingest: &Ingest) -
 }
 
 /// Every record's headers are the AsyncAPI document's: all required ones
-/// there, none it does not name; and each version of 1 to 3 is on the topic.
+/// there, none it does not name, and the W3C `ce_traceparent` that the
+/// document lists as optional (older records lack it) but ingest now
+/// writes on every record; and each version of 1 to 3 is on the topic.
 fn assert_headers_as_documented(records: &[ReadRecord]) {
     let mut versions = BTreeSet::new();
     for r in records {
@@ -197,6 +199,11 @@ fn assert_headers_as_documented(records: &[ReadRecord]) {
         assert_eq!(
             header(r, "ce_type"),
             format!("com.vibemonitor.deployment.reported.v{version}")
+        );
+        let traceparent = header(r, vibemon_schemas::event::TRACEPARENT_HEADER);
+        assert!(
+            vibemon_schemas::event::TraceParent::parse(traceparent).is_some(),
+            "{traceparent:?}"
         );
     }
     assert_eq!(versions, BTreeSet::from([1, 2, 3]), "every event version");
