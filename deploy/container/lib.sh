@@ -34,6 +34,8 @@ ct_ensure_tools() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v podman-compose >/dev/null || missing+=(podman-compose)
   command -v curl >/dev/null || missing+=(curl)
+  # The pause process of the infra container every pod (kube play) has.
+  [ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null || missing+=(catatonit)
   if [ ${#missing[@]} -gt 0 ]; then
     ct_log "installing ${missing[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
