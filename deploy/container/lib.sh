@@ -56,4 +56,16 @@ CONF
   fi
 }
 
-ct_podman() { podman "$@"; }
+# podman-compose from PyPI, pinned: Debian's 1.0.3 both publishes ports and
+# joins a network for a host-network service, and concatenates an override's
+# health check with the base's. Its venv's Python (with PyYAML) runs the
+# helpers here.
+PODMAN_COMPOSE_VERSION=1.6.0
+CT_VENV="$VIBEMON_HOME/tools/podman-compose-$PODMAN_COMPOSE_VERSION"
+ct_ensure_compose() {
+  if [ ! -x "$CT_VENV/bin/podman-compose" ]; then
+    ct_log "installing podman-compose $PODMAN_COMPOSE_VERSION (PyPI) into $CT_VENV"
+    python3 -m venv "$CT_VENV"
+    "$CT_VENV/bin/pip" install -q "podman-compose==$PODMAN_COMPOSE_VERSION" >&2
+  fi
+}
