@@ -25,15 +25,17 @@ ct_die() { ct_log "$*"; exit 1; }
 
 ct_as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian's packages for podman, its OCI runtime and debootstrap, on first use
-# (CI machines start without them).
+# Debian's packages for podman, its OCI runtime, debootstrap and what the
+# Kafka image needs, on first use (CI machines start without them).
 ct_ensure_tools() {
   local missing=()
   command -v podman >/dev/null || missing+=(podman)
   command -v runc >/dev/null || missing+=(runc)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
-  command -v podman-compose >/dev/null || missing+=(podman-compose)
   command -v curl >/dev/null || missing+=(curl)
+  # The Kafka image's jars come through deploy/local/kafka-node fetch.
+  command -v mvn >/dev/null || missing+=(maven)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   # The pause process of the infra container every pod (kube play) has.
   [ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null || missing+=(catatonit)
   if [ ${#missing[@]} -gt 0 ]; then
