@@ -36,7 +36,7 @@ def used_metrics(text):
 def env_names(bin_dir):
     names = set()
     # vibemon's variables are per command; these are the ones a service may share.
-    for b, *args in [["ingest"], ["projector"], ["vibemon"], ["vibemon", "integration", "create"]]:
+    for b, *args in [["ingest"], ["projector"], ["dashboard"], ["vibemon"], ["vibemon", "integration", "create"]]:
         out = subprocess.run([str(bin_dir / b), *args, "--help"], capture_output=True, text=True, check=True).stdout
         names |= set(re.findall(r"\[env: ([A-Z_]+)", out))
     if "vibemon" in names or not names:
@@ -86,6 +86,8 @@ def main():
                                         and "$__timeFilter(" in a["target"]["rawSql"] for a in annotations),
           str(annotations))
 
+    known_env = env_names(a.bin_dir) | {"RUST_LOG"}
+
     # Kubernetes: render base and overlay with kustomize, validate against the schemas.
     partitions = None
     for target in ["deploy/k8s/base", "deploy/k8s/overlays/production"]:
@@ -102,7 +104,8 @@ def main():
         kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
         for k in [("Deployment", "ingest"), ("Service", "ingest"), ("HorizontalPodAutoscaler", "ingest"),
                   ("PodDisruptionBudget", "ingest"), ("Deployment", "projector"), ("Job", "vibemon-setup"),
-                  ("ConfigMap", "vibemon-config"), ("ServiceMonitor", "ingest"), ("ServiceMonitor", "projector")]:
+                  ("ConfigMap", "vibemon-config"), ("ServiceMonitor", "ingest"), ("ServiceMonitor", "projector"),
+                  ("Deployment", "dashboard"), ("Service", "dashboard")]:
             check(f"{target} has {k[0]}/{k[1]}", k in kinds)
         services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
         for d in docs:
@@ -127,14 +130,28 @@ def main():
                     if d["kind"] == "Job":
                         m = re.search(r"--partitions (\d+)", " ".join(c.get("command", [])))
                         partitions = int(m.group(1)) if m else None
+        # Every variable the manifests set is one a binary reads.
+        set_env = set()
+        for d in docs:
+            if d["kind"] == "ConfigMap":
+                set_env |= set(d.get("data", {}))
+            if d["kind"] in ("Deployment", "Job"):
+                for c in d["spec"]["template"]["spec"]["containers"]:
+                    set_env |= {e["name"] for e in c.get("env", [])}
+        unknown = set_env - known_env
+        check(f"{target} sets only variables the binaries read", not unknown, str(sorted(unknown)))
+        dash = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "dashboard"]
+        dash_env = {e["name"]: e for c in (dash[0]["spec"]["template"]["spec"]["containers"] if dash else []) for e in c.get("env", [])}
+        check(f"{target} dashboard takes DASHBOARD_SESSION_KEY from a Secret",
+              "secretKeyRef" in dash_env.get("DASHBOARD_SESSION_KEY", {}).get("valueFrom", {}), str(dash_env.keys()))
         projector = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "projector"][0]
         check(f"{target} projector replicas ({projector['spec']['replicas']}) <= topic partitions ({partitions})",
               partitions is not None and projector["spec"]["replicas"] <= partitions)
 
     # docker-compose.yml: referenced files and commands exist, env names are the binaries'.
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
-    known_env = env_names(a.bin_dir) | {"RUST_LOG"}
-    ours = {"setup", "ingest", "projector"}
+    ours = {"setup", "ingest", "projector", "dashboard"}
+    check("compose has a dashboard service", "dashboard" in compose["services"])
     for name, svc in compose["services"].items():
         if "healthcheck" not in svc and name != "setup":
             check(f"compose {name} has a health check", False, "missing")
@@ -149,7 +166,7 @@ def main():
         if name in ours:
             entry = " ".join(svc.get("entrypoint", []))
             binaries = set(re.findall(r"/usr/local/bin/(\w+)", entry))
-            check(f"compose {name} runs a binary we build", binaries <= {"ingest", "projector", "vibemon"}, entry)
+            check(f"compose {name} runs a binary we build", binaries <= {"ingest", "projector", "vibemon", "dashboard"}, entry)
             env = svc.get("environment", {})
             unknown = set(env) - known_env
             check(f"compose {name} sets only variables the binaries read", not unknown, str(sorted(unknown)))
@@ -159,7 +176,8 @@ def main():
     check("compose setup runs vibemon migrate and topics ensure", "vibemon migrate" in setup and "vibemon topics ensure" in setup)
 
     dockerfile = (root / "deploy/Dockerfile").read_text()
-    for needle in ["cargo chef cook", "SQLX_OFFLINE", "USER 10001", "bookworm-slim"]:
+    for needle in ["cargo chef cook", "SQLX_OFFLINE", "USER 10001", "bookworm-slim", "--bin dashboard",
+                   "ARG RUNTIME_IMAGE=debian:bookworm-slim", "AS prebuilt"]:
         check(f"Dockerfile has {needle}", needle in dockerfile)
 
     action = yaml.safe_load((root / "deploy/github-action/action.yml").read_text())

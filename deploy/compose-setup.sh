@@ -12,4 +12,5 @@ if [ -z "$(vibemon --json workspace list | grep '"name": "demo"' || true)" ]; th
   key=$(vibemon key create --workspace "$ws" --name "compose demo" --scope ingest,read,admin)
   echo "Demo key (shown once): $key"
   echo "curl -X POST http://localhost:8080/api/v1/deployments/webhook -H \"X-Workspace-Key: $key\" -H 'Content-Type: application/json' -d '{\"environment\": \"production\", \"repository\": \"owner/repo\"}'"
+  echo "Dashboard: http://localhost:8082 (sign in with the demo key)"
 fi
