@@ -37,8 +37,9 @@ pub struct Config {
     pub addr: SocketAddr,
 
     /// The key that signs session cookies and CSRF tokens: at least 64
-    /// bytes, base64. Replicas must share it. When unset, one is made at
-    /// start, so sessions end when the process does.
+    /// bytes, base64 (`openssl rand -base64 64`; line breaks are ignored).
+    /// Replicas must share it. When unset or empty, one is made at start,
+    /// so sessions end when the process does.
     #[arg(long, env = "DASHBOARD_SESSION_KEY", value_parser = parse_session_key, hide_env_values = true)]
     pub session_key: Option<SessionKey>,
 
@@ -85,9 +86,19 @@ fn parse_origin(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// The session-signing key's bytes (at least 64).
+/// The session-signing key's bytes (at least 64; none when given empty).
 #[derive(Clone)]
 pub struct SessionKey(pub Vec<u8>);
+
+impl Config {
+    /// The configured session key, if one was given and is not empty.
+    pub fn session_key_bytes(&self) -> Option<&[u8]> {
+        self.session_key
+            .as_ref()
+            .map(|k| k.0.as_slice())
+            .filter(|k| !k.is_empty())
+    }
+}
 
 impl std::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,9 +106,16 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
+/// `openssl rand -base64 64` prints two lines: whitespace anywhere is
+/// dropped before decoding.
 fn parse_session_key(s: &str) -> Result<SessionKey, String> {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        // Empty is unset (a compose file passes the variable through either way).
+        return Ok(SessionKey(Vec::new()));
+    }
     let bytes = STANDARD
-        .decode(s.trim())
+        .decode(compact)
         .map_err(|e| format!("not base64: {e}; make one with `openssl rand -base64 64`"))?;
     if bytes.len() < 64 {
         return Err(format!(
@@ -121,5 +139,34 @@ impl Config {
             public_origin: None,
             sign_ins_per_minute: 20,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_key_is_base64_of_64_bytes_line_breaks_allowed_and_empty_means_none() {
+        let two_lines = format!("{}\n{}\n", "A".repeat(76), "A".repeat(12));
+        assert_eq!(parse_session_key(&two_lines).unwrap().0.len(), 66);
+        assert!(parse_session_key(" \n").unwrap().0.is_empty());
+        assert!(parse_session_key("AAAA").unwrap_err().contains("too short"));
+        assert!(parse_session_key("not base64!")
+            .unwrap_err()
+            .contains("not base64"));
+        let mut config = Config::new("postgres://x");
+        config.session_key = Some(SessionKey(Vec::new()));
+        assert!(config.session_key_bytes().is_none());
+    }
+
+    #[test]
+    fn a_public_origin_is_a_scheme_and_host_only() {
+        assert_eq!(
+            parse_origin("https://dash.example.com/").unwrap(),
+            "https://dash.example.com"
+        );
+        assert!(parse_origin("dash.example.com").is_err());
+        assert!(parse_origin("https://dash.example.com/path").is_err());
     }
 }

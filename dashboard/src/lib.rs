@@ -48,7 +48,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config)?;
-    if config.session_key.is_none() {
+    if config.session_key_bytes().is_none() {
         tracing::warn!(
             "DASHBOARD_SESSION_KEY is not set: sessions are signed with a key made at start \
              and end when this process does; replicas need one shared key"

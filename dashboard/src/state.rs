@@ -34,10 +34,8 @@ pub type SharedState = Arc<AppState>;
 
 impl AppState {
     pub fn new(pool: PgPool, config: &Config) -> Self {
-        let cookie_key = match &config.session_key {
-            Some(key) => {
-                Key::try_from(key.0.as_slice()).expect("the config checks 64 bytes or more")
-            }
+        let cookie_key = match config.session_key_bytes() {
+            Some(key) => Key::try_from(key).expect("the config checks 64 bytes or more"),
             None => Key::generate(),
         };
         Self {
