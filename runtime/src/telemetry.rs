@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::Context;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -86,17 +87,40 @@ pub fn init(default_service: &str) -> Telemetry {
         }
         None => None,
     };
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("vibemon"))
-            .with_threads(false)
-    });
-    let installed = Registry::default()
-        .with(filter())
-        .with(otel)
-        .with(log_layer())
-        .try_init()
-        .is_ok();
+    // `RUST_LOG` filters logs and spans alike (a span the filter drops is
+    // neither logged nor exported); the exporter also leaves out the `http`
+    // span every request opens (probes and scrapes too), which would be a
+    // one-span trace of its own per request.
+    let installed = match &provider {
+        Some(p) => {
+            let filter = filter();
+            if filter
+                .max_level_hint()
+                .is_some_and(|max| max < tracing::level_filters::LevelFilter::INFO)
+            {
+                eprintln!(
+                    "telemetry: RUST_LOG is quieter than info, so the info spans that make a \
+                     deployment's trace (webhook, project) are dropped and nothing is exported; \
+                     keep vibemon's crates at info, e.g. RUST_LOG=warn,vibemon_ingest=info,vibemon_projector=info"
+                );
+            }
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("vibemon"))
+                .with_threads(false)
+                .with_filter(filter_fn(exported));
+            Registry::default()
+                .with(filter)
+                .with(otel)
+                .with(log_layer())
+                .try_init()
+                .is_ok()
+        }
+        None => Registry::default()
+            .with(filter())
+            .with(log_layer())
+            .try_init()
+            .is_ok(),
+    };
     if !installed {
         // Another subscriber is global: ours would never see a span.
         if let Some(p) = provider {
@@ -109,6 +133,12 @@ pub fn init(default_service: &str) -> Telemetry {
         EXPORTING.store(true, Ordering::Relaxed);
     }
     Telemetry { provider }
+}
+
+/// What the exporter sees: everything `RUST_LOG` lets through but each
+/// request's `http` span.
+fn exported(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.is_span() && meta.name() == "http")
 }
 
 /// The filter from `RUST_LOG` (default `info`), for logs and spans alike.
