@@ -299,13 +299,19 @@ func readDeadLetter(r *kgo.Record) deadLetter {
 // endOffsets is each non-empty partition's end offset now.
 func endOffsets(ctx context.Context, client *kgo.Client, topic string) map[int32]int64 {
 	adm := kadm.NewClient(client)
+	inTopic := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("error: topic %s: %w", topic, err)
+		}
+		return nil
+	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
-	must(err)
+	must(inTopic(err))
 	ends, err := adm.ListEndOffsets(ctx, topic)
-	must(err)
+	must(inTopic(err))
 	out := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
-		must(o.Err)
+		must(inTopic(o.Err))
 		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Offset > s.Offset {
 			out[o.Partition] = o.Offset
 		}

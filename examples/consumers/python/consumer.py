@@ -150,7 +150,13 @@ def check(record, schemas):
 
 
 def end_offsets(consumer, topic):
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    """Each non-empty partition's end offset now; exits 1 if the topic is not there."""
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        why = meta.error if meta is not None and meta.error is not None else "no partitions"
+        print(f"error: topic {topic}: {why}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    parts = meta.partitions
     ends = {}
     for p in parts:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)

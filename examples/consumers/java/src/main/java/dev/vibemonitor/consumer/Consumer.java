@@ -287,6 +287,11 @@ public final class Consumer {
     try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
       List<TopicPartition> partitions = consumer.partitionsFor(topic, Duration.ofSeconds(10)).stream()
           .map(p -> new TopicPartition(topic, p.partition())).collect(Collectors.toList());
+      if (partitions.isEmpty()) {
+        // A topic that is not there: a mistyped --topic, not an empty stream.
+        System.err.println("error: topic " + topic + ": it does not exist on " + args.get("--brokers"));
+        System.exit(1);
+      }
       Map<TopicPartition, Long> starts = consumer.beginningOffsets(partitions);
       Map<TopicPartition, Long> ends = new HashMap<>(consumer.endOffsets(partitions));
       ends.entrySet().removeIf(e -> e.getValue() <= starts.get(e.getKey()));
