@@ -76,10 +76,24 @@ type model struct {
 
 func warn(format string, args ...any) { fmt.Fprintf(os.Stderr, "warning: "+format+"\n", args...) }
 
+// parseInstant reads an RFC 3339 date-time. RFC 3339 (and the schema's
+// "format": "date-time") allows a lowercase "t" and "z", which Go's
+// time.RFC3339 layout does not, so those two are upper-cased first.
+func parseInstant(s string) (time.Time, error) {
+	if len(s) > 10 && s[10] == 't' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if strings.HasSuffix(s, "z") {
+		s = s[:len(s)-1] + "Z"
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// instant is parseInstant of a timestamp check already parsed.
 func instant(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := parseInstant(s)
 	if err != nil {
-		panic(err) // the schema checked "format": "date-time"
+		panic(err) // check refuses an event whose timestamps do not parse
 	}
 	return t
 }
@@ -129,14 +143,27 @@ func (m *model) refresh(k key) {
 		}
 	}
 	if best == nil {
+		// No success left (e.g. the only one overturned by a later failure
+		// of the same deployment): nothing of it runs there.
+		if _, ok := m.running[k]; ok {
+			delete(m.running, k)
+			fmt.Printf("gone     %s %s (workspace %s)\n", k.environment, k.repository, k.workspace)
+		}
 		return
 	}
 	now := running{best.DeploymentID, best.CommitSHA, best.Branch, best.DeployedAt}
-	if old, ok := m.running[k]; ok && old.DeploymentID == now.DeploymentID {
+	// The whole entry: a later report of the running deployment may move
+	// its commit or time.
+	if old, ok := m.running[k]; ok && sameRunning(old, now) {
 		return
 	}
 	m.running[k] = now
 	fmt.Printf("running  %s %s %s (deployment %s, workspace %s)\n", k.environment, k.repository, deref(now.CommitSHA), now.DeploymentID, k.workspace)
+}
+
+func sameRunning(a, b running) bool {
+	eq := func(x, y *string) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return a.DeploymentID == b.DeploymentID && eq(a.CommitSHA, b.CommitSHA) && eq(a.Branch, b.Branch) && a.DeployedAt == b.DeployedAt
 }
 
 func deref(s *string) string {
@@ -238,9 +265,16 @@ func check(r *kgo.Record, schemas map[int]schema) (event, string, string) {
 		return event{}, "invalid", fmt.Sprintf("%s: not a v%d event: %v", where, v, err)
 	}
 	var e event
-	must(json.Unmarshal(r.Value, &e))
+	if err := json.Unmarshal(r.Value, &e); err != nil {
+		return event{}, "invalid", fmt.Sprintf("%s: not a v%d event: %v", where, v, err)
+	}
 	if h["ce_id"] != e.EventID || h["ce_source"] != "/workspaces/"+e.WorkspaceID {
 		return event{}, "invalid", where + ": headers do not match the event"
+	}
+	for _, at := range [][2]string{{"deployed_at", e.DeployedAt}, {"received_at", e.ReceivedAt}} {
+		if _, err := parseInstant(at[1]); err != nil {
+			return event{}, "invalid", fmt.Sprintf("%s: %s: %v", where, at[0], err)
+		}
 	}
 	return e, "event", ""
 }
@@ -265,13 +299,19 @@ func readDeadLetter(r *kgo.Record) deadLetter {
 // endOffsets is each non-empty partition's end offset now.
 func endOffsets(ctx context.Context, client *kgo.Client, topic string) map[int32]int64 {
 	adm := kadm.NewClient(client)
+	inTopic := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("error: topic %s: %w", topic, err)
+		}
+		return nil
+	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
-	must(err)
+	must(inTopic(err))
 	ends, err := adm.ListEndOffsets(ctx, topic)
-	must(err)
+	must(inTopic(err))
 	out := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
-		must(o.Err)
+		must(inTopic(o.Err))
 		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Offset > s.Offset {
 			out[o.Partition] = o.Offset
 		}

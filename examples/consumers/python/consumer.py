@@ -32,11 +32,18 @@ def warn(msg):
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
+RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE)
+
+
 def instant(s):
-    """RFC 3339 as (epoch seconds, nanoseconds), exact for any precision."""
-    m = re.match(r"^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", s)
-    whole = datetime.fromisoformat(m.group(1) + m.group(3).replace("Z", "+00:00"))
-    return (int(whole.astimezone(timezone.utc).timestamp()), int((m.group(2) or "0").ljust(9, "0")[:9]))
+    """RFC 3339 as (epoch seconds, nanoseconds), exact for any precision.
+    RFC 3339 allows a lowercase "t" and "z"; ValueError if s is not one."""
+    m = RFC3339.match(s)
+    if not m:
+        raise ValueError(f"not an RFC 3339 date-time: {s!r}")
+    offset = "+00:00" if m.group(4) in ("Z", "z") else m.group(4)
+    whole = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}{offset}")
+    return (int(whole.astimezone(timezone.utc).timestamp()), int((m.group(3) or "0").ljust(9, "0")[:9]))
 
 
 def load_schemas(directory):
@@ -85,6 +92,10 @@ class Model:
             if best is None or order > best[0]:
                 best = (order, e)
         if best is None:
+            # No success left (e.g. the only one overturned by a later
+            # failure of the same deployment): nothing of it runs there.
+            if self.running.pop(key, None) is not None:
+                print(f"gone     {key[1]} {key[2]} (workspace {key[0]})", flush=True)
             return
         e = best[1]
         now = {
@@ -130,11 +141,22 @@ def check(record, schemas):
         return "invalid", f"{where}: not a v{version} event: {errors[0].message}"
     if headers["ce_id"] != event["event_id"] or headers["ce_source"] != f"/workspaces/{event['workspace_id']}":
         return "invalid", f"{where}: headers do not match the event"
+    for field in ("deployed_at", "received_at"):
+        try:
+            instant(event[field])
+        except (ValueError, OverflowError) as err:
+            return "invalid", f"{where}: {field}: {err}"
     return "event", event
 
 
 def end_offsets(consumer, topic):
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    """Each non-empty partition's end offset now; exits 1 if the topic is not there."""
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        why = meta.error if meta is not None and meta.error is not None else "no partitions"
+        print(f"error: topic {topic}: {why}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    parts = meta.partitions
     ends = {}
     for p in parts:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)

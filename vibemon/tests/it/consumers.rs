@@ -2,7 +2,10 @@
 //! franz-go, Java kafka-clients) against a topic the real ingest wrote: every
 //! event version (v1 and v2 webhooks, a v3 GitLab delivery), a duplicate
 //! record, a version no consumer knows and a record that is not JSON, the
-//! last two dead-lettered by the real projector. Each consumer's "what is
+//! last two dead-lettered by the real projector, and a v1 record with a
+//! lowercase RFC 3339 timestamp. The histories include a success overturned
+//! by a later failure of the same deployment (nothing of it runs) and a
+//! deployment reported successful twice (the second commit runs). Each consumer's "what is
 //! running where" must be exactly the read API's answer, and each one's
 //! reading of the DLQ exactly what the DLQ holds. The records' headers are
 //! held to `schemas/asyncapi.json` on the way.
@@ -69,7 +72,11 @@ fn sha(c: char) -> String {
 }
 
 /// The webhook bodies: v1 reports (a late older one, an external deployment
-/// pending then successful, a failure) and one v2 report with commits.
+/// pending then successful, a failure, a success overturned by a later
+/// failure of the same deployment, a deployment reported successful twice
+/// with a new commit and time, and the later-dated report a directly
+/// produced lowercase-timestamp record must not beat) and one v2 report
+/// with commits.
 fn webhook_bodies() -> Vec<Value> {
     let v1 = |env: &str, repo: &str, c: char, status: &str, at: &str| {
         json!({"environment": env, "repository": repo, "branch": "main", "commit_sha": sha(c),
@@ -94,6 +101,30 @@ fn webhook_bodies() -> Vec<Value> {
     );
     v2["previous_commit_sha"] = json!(sha('e'));
     v2["commits"] = json!([{"sha": sha('f'), "committed_at": "2026-01-03T09:00:00Z"}]);
+    // Its only success overturned: nothing of acme/flip runs in production.
+    let mut flip = v1(
+        "production",
+        "acme/flip",
+        'e',
+        "success",
+        "2026-11-29T10:00:00Z",
+    );
+    flip["external_id"] = json!("flip-1");
+    let mut flop = flip.clone();
+    flop["status"] = json!("failed");
+    // One deployment reported successful twice: the second report's commit
+    // and time are what runs.
+    let mut once = v1(
+        "production",
+        "acme/twice",
+        '3',
+        "success",
+        "2026-02-01T10:00:00Z",
+    );
+    once["external_id"] = json!("twice-1");
+    let mut twice = once.clone();
+    twice["commit_sha"] = json!(sha('4'));
+    twice["deployed_at"] = json!("2026-02-02T10:00:00Z");
     vec![
         v1(
             "production",
@@ -126,6 +157,17 @@ fn webhook_bodies() -> Vec<Value> {
             "2026-01-02T10:00:00Z",
         ),
         v2,
+        flip,
+        flop,
+        once,
+        twice,
+        v1(
+            "production",
+            "acme/lower",
+            '5',
+            "success",
+            "2024-01-15T10:30:00Z",
+        ),
     ]
 }
 
@@ -279,6 +321,60 @@ async fn publish_oddities(topic: &TestTopic, records: &[ReadRecord]) -> usize {
     3
 }
 
+/// Produces a v1 event ingest would never write but the schema allows: an
+/// RFC 3339 `deployed_at` in lowercase (`t`, `z`), an hour before the
+/// acme/lower success that ingest wrote, so that a consumer comparing
+/// strings (`t` > `T`) would pick it. Returns its deployment id.
+async fn publish_lowercase_timestamp(topic: &TestTopic, records: &[ReadRecord]) -> String {
+    let producer = vibemon_testkit::events::producer(&topic.brokers);
+    // A v1 success in production (read_topic's order is not publish order).
+    let payload = |r: &ReadRecord| -> Value {
+        serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap()
+    };
+    let first = records
+        .iter()
+        .find(|r| {
+            let v = payload(r);
+            v["schema_version"] == json!(1)
+                && v["environment"] == json!("production")
+                && v["repository"] == json!("acme/api")
+        })
+        .expect("a v1 production report of acme/api");
+    let mut event = payload(first);
+    let id = Uuid::now_v7().to_string();
+    event["event_id"] = json!(id);
+    let deployment_id = Uuid::now_v7().to_string();
+    event["deployment_id"] = json!(deployment_id);
+    event["repository"] = json!("acme/lower");
+    event["commit_sha"] = json!(sha('6'));
+    event["status"] = json!("success");
+    event["deployed_at"] = json!("2024-01-15t09:30:00z");
+    let mut h = OwnedHeaders::new();
+    for (k, v) in &first.headers {
+        let v = if k == "ce_id" {
+            id.as_str()
+        } else {
+            v.as_str()
+        };
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let value = event.to_string();
+    producer
+        .send(
+            FutureRecord::to(&topic.name)
+                .key(first.key.as_deref().unwrap())
+                .payload(&value)
+                .headers(h),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acknowledged");
+    deployment_id
+}
+
 /// `deployed_at` as the read API writes it, so the two compare exactly.
 fn normalized(mut running: Value) -> Value {
     for envs in running.as_object_mut().unwrap().values_mut() {
@@ -405,6 +501,7 @@ async fn three_consumers_in_three_languages_see_what_the_read_api_sees() {
     assert_eq!(records.len(), published);
     assert_headers_as_documented(&records);
     let odd = publish_oddities(&topic, &records).await;
+    let lowercase = publish_lowercase_timestamp(&topic, &records).await;
     let group = format!("consumers-{}", Uuid::new_v4().simple());
     Projector::until_caught_up(&db.url, kafka, &group).await;
     let (running, statuses) = read_api_answer(&ingest, &tenant).await;
@@ -463,7 +560,25 @@ async fn three_consumers_in_three_languages_see_what_the_read_api_sees() {
         here["staging"]["root/test-deployment-webhooks"]["commit_sha"],
         "279484c09fbe69ededfced8c1bb6e6d24616b468"
     );
-    let events = published;
+    // A success overturned by a later failure of the same deployment leaves
+    // nothing of that repository running; a second success report of one
+    // deployment moves its commit and time; a lowercase timestamp is an
+    // instant like any other (an hour before, so it does not win).
+    assert!(here["production"].get("acme/flip").is_none(), "{running}");
+    assert_eq!(
+        here["production"]["acme/twice"]["commit_sha"],
+        json!(sha('4'))
+    );
+    assert_eq!(
+        here["production"]["acme/twice"]["deployed_at"],
+        json!("2026-02-02T10:00:00Z")
+    );
+    assert_eq!(
+        here["production"]["acme/lower"]["commit_sha"],
+        json!(sha('5'))
+    );
+    assert_eq!(statuses[&lowercase], json!("success"), "{statuses}");
+    let events = published + 1;
     for (lang, summary, dlq) in &summaries {
         assert_eq!(
             normalized(summary["running"].clone()),

@@ -127,6 +127,11 @@ public final class Consumer {
       }
     }
     if (best == null) {
+      // No success left (e.g. the only one overturned by a later failure of
+      // the same deployment): nothing of it runs there.
+      if (running.remove(key) != null) {
+        System.out.printf("gone     %s %s (workspace %s)%n", key.environment(), key.repository(), key.workspace());
+      }
       return;
     }
     ObjectNode now = JsonNodeFactory.instance.objectNode();
@@ -217,6 +222,16 @@ public final class Consumer {
         || !h.get("ce_source").equals("/workspaces/" + text(event, "workspace_id"))) {
       throw new Refused("invalid", where + ": headers do not match the event");
     }
+    // Instant.parse (ISO_INSTANT) is case-insensitive, so RFC 3339's lowercase
+    // "t" and "z" are read like "T" and "Z"; anything else it refuses makes
+    // the record invalid rather than an exception later.
+    for (String field : List.of("deployed_at", "received_at")) {
+      try {
+        Instant.parse(text(event, field));
+      } catch (RuntimeException err) {
+        throw new Refused("invalid", where + ": " + field + ": " + err.getMessage());
+      }
+    }
     return event;
   }
 
@@ -272,6 +287,11 @@ public final class Consumer {
     try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
       List<TopicPartition> partitions = consumer.partitionsFor(topic, Duration.ofSeconds(10)).stream()
           .map(p -> new TopicPartition(topic, p.partition())).collect(Collectors.toList());
+      if (partitions.isEmpty()) {
+        // A topic that is not there: a mistyped --topic, not an empty stream.
+        System.err.println("error: topic " + topic + ": it does not exist on " + args.get("--brokers"));
+        System.exit(1);
+      }
       Map<TopicPartition, Long> starts = consumer.beginningOffsets(partitions);
       Map<TopicPartition, Long> ends = new HashMap<>(consumer.endOffsets(partitions));
       ends.entrySet().removeIf(e -> e.getValue() <= starts.get(e.getKey()));
