@@ -78,7 +78,8 @@ impl DeadLetters {
     }
 
     /// Why the record is here (`dlq_reason`, `dlq_reason_class`), where it
-    /// came from, when, and which group sent it.
+    /// came from, when, which group sent it, and its trace
+    /// (`ce_traceparent`, when the record had a well-formed one).
     fn headers(&self, r: &Rejected) -> OwnedHeaders {
         let rec = &r.record;
         let values = [
@@ -94,6 +95,15 @@ impl DeadLetters {
         for (key, value) in &values {
             headers = headers.insert(Header {
                 key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        // The trace the refused record belonged to, so whoever reads the DLQ
+        // can follow it back to the request that sent it.
+        if let Some(traceparent) = &rec.traceparent {
+            let value = traceparent.to_string();
+            headers = headers.insert(Header {
+                key: vibemon_schemas::event::TRACEPARENT_HEADER,
                 value: Some(value.as_bytes()),
             });
         }

@@ -119,7 +119,7 @@ pub async fn digest(pool: &PgPool) -> Result<String, sqlx::Error> {
             (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (
                 SELECT event_id, deployment_id, workspace_id, environment_id, api_key_id, api_key_name, source,
                        status, received_at, payload::jsonb, kafka_topic, kafka_partition, kafka_offset,
-                       request_fingerprint
+                       request_fingerprint, traceparent
                 FROM deployment_audit) t)
             || '#' ||
             (SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM (

@@ -18,7 +18,21 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
         &[world.report("acme/api", at("2024-01-15T10:00:00Z"))],
     )
     .await;
-    publish_raw(&p, &topic.name, "k", b"{not json").await;
+    // The poison record came from a traced request: its trace goes with it.
+    let traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: "ce_traceparent",
+        value: Some(traced),
+    });
+    p.send(
+        rdkafka::producer::FutureRecord::to(&topic.name)
+            .key("k")
+            .payload(&b"{not json"[..])
+            .headers(headers),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("acknowledged");
     let mut future = world.report("acme/api", at("2024-01-15T10:01:00Z"));
     future.schema_version = vibemon_schemas::LATEST_SCHEMA_VERSION + 1;
     publish_raw(&p, &topic.name, "k", &future.encode()).await;
@@ -69,6 +83,11 @@ async fn a_poison_record_goes_to_the_dlq_with_its_reason_and_the_projector_conti
         dlq[0].payload.as_deref(),
         Some(&b"{not json"[..]),
         "the original bytes are kept"
+    );
+    assert_eq!(header(0, "ce_traceparent"), traced, "its trace is kept");
+    assert!(
+        dlq[1].headers.iter().all(|(k, _)| k != "ce_traceparent"),
+        "a record without a trace gets none"
     );
 }
 
