@@ -8,6 +8,9 @@ and nothing else. Each rule is relative to the clock or between values:
   one property of them;
 - a history cursor is one this API returned (its alphabet is stated, its
   content is the server's encoding);
+- an Idempotency-Key once used is bound to its body: the same key with
+  another body is a 422 (idempotency_key_reused), state of the server that
+  no schema holds;
 - a DORA window has since before until and at most 1000 buckets: a relation
   between parameters.
 
@@ -18,6 +21,8 @@ document states is tested as generated.
 """
 
 import base64
+import hashlib
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -28,6 +33,7 @@ HISTORY = "/api/v1/deployments"
 DORA = "/api/v1/metrics/dora"
 
 SHA = re.compile(r"[0-9a-fA-F]{40}\Z")
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}\Z")
 CURSOR = re.compile(r"[A-Za-z0-9_-]+\Z")
 # A fixed reference instant stands in for the server's "now" where the hook
 # needs one; the server's real clock is later, so anything at or before it
@@ -75,6 +81,17 @@ def webhook(body):
     return body
 
 
+def idempotency_key(headers, body):
+    """A valid key made unique to the body: the same body keeps its key (a
+    retry), another body gets another key (a new report)."""
+    key = headers.get("Idempotency-Key")
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        return headers
+    digest = hashlib.sha256(json.dumps([key, body], sort_keys=True, default=repr).encode()).hexdigest()
+    headers["Idempotency-Key"] = f"{key[:190]}-{digest[:64]}"
+    return headers
+
+
 def history(query):
     cursor = query.get("cursor")
     if isinstance(cursor, str) and 0 < len(cursor) <= 1024 and CURSOR.match(cursor):
@@ -112,6 +129,8 @@ def map_case(context, case):
     path, method = case.operation.path, case.method.upper()
     if path == WEBHOOK and method == "POST":
         case.body = webhook(case.body)
+        if case.headers is not None:
+            case.headers = idempotency_key(case.headers, case.body)
     elif path == HISTORY and method == "GET" and isinstance(case.query, dict):
         case.query = history(case.query)
     elif path == DORA and method == "GET" and isinstance(case.query, dict):
