@@ -35,9 +35,7 @@ DORA = "/api/v1/metrics/dora"
 SHA = re.compile(r"[0-9a-fA-F]{40}\Z")
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}\Z")
 CURSOR = re.compile(r"[A-Za-z0-9_-]+\Z")
-# A fixed reference instant stands in for the server's "now" where the hook
-# needs one; the server's real clock is later, so anything at or before it
-# is not in the future.
+# The earliest and latest instants the document allows (1970 to 9999).
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -61,7 +59,7 @@ def webhook(body):
         return body
     deployed_at = parse(body.get("deployed_at"))
     now = datetime.now(timezone.utc)
-    if deployed_at is not None and EPOCH <= deployed_at and deployed_at > now:
+    if deployed_at is not None and deployed_at > now:
         # A valid time in the future: the same valid shape, now.
         body["deployed_at"] = rfc3339(now - timedelta(minutes=1))
     commits = body.get("commits")

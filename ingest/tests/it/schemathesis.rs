@@ -5,9 +5,14 @@
 //! must match the document's responses. So a client generated from
 //! `/openapi.json` refuses what ingest would refuse.
 //!
-//! The run is deterministic (a fixed seed) and bounded (a few dozen examples
-//! per operation); `schemas/schemathesis/run` installs the pinned
-//! schemathesis into `~/.cache/vibemon` on first use.
+//! The run is deterministic (a fixed seed) and bounded (20 examples per
+//! operation); `schemas/schemathesis/run` installs the pinned schemathesis
+//! into `~/.cache/vibemon` on first use. Its hooks (schemas/schemathesis/
+//! hooks.py) keep generated values within the few rules the document can
+//! state only in words (the future bound of deployed_at, no sha twice, a
+//! cursor this API returned, an Idempotency-Key bound to its body, the DORA
+//! window), rewriting only values the document calls valid; each is
+//! justified there.
 
 use std::path::PathBuf;
 use std::process::Command;
