@@ -23,7 +23,9 @@ OPENAPI_URI = "urn:vibemon:openapi"
 
 def pointer(doc, ptr):
     for part in ptr.split("/")[1:]:
-        doc = doc[part.replace("~1", "/").replace("~0", "~")]
+        part = part.replace("~1", "/").replace("~0", "~")
+        # An array's items (a path's parameters) by their index.
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
     return doc
 
 

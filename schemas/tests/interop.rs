@@ -271,7 +271,49 @@ fn openapi_pattern_specs() -> Vec<PatternSpec> {
             "/paths/~1api~1v1~1metrics~1dora/get/parameters/0/schema/pattern",
             ENVIRONMENT,
         ),
+        // The timestamps the webhook and the read API take: 1970 to 9999.
+        literal(OPENAPI, &webhook("deployed_at").replace("/pattern", "/anyOf/1/pattern"), YEAR_1970_TO_9999),
+        literal(OPENAPI, &commit("committed_at"), YEAR_1970_TO_9999),
+        literal(OPENAPI, &commit("authored_at").replace("/pattern", "/anyOf/1/pattern"), YEAR_1970_TO_9999),
+        literal(OPENAPI, &param(HISTORY, 3), YEAR_1970_TO_9999),
+        literal(OPENAPI, &param(HISTORY, 4), YEAR_1970_TO_9999),
+        literal(OPENAPI, &param(DEPLOYED, 1), YEAR_1970_TO_9999),
+        literal(OPENAPI, &param(DORA, 2), YEAR_1970_TO_9999),
+        literal(OPENAPI, &param(DORA, 3), YEAR_1970_TO_9999),
+        // extra_data: no NUL in any key or string (Postgres jsonb).
+        literal(OPENAPI, "/components/schemas/NoNul/not/pattern", "\0"),
+        // The webhook's headers, as ingest/src/webhook.rs checks their bytes:
+        // Idempotency-Key visible ASCII, X-Request-Id printable ASCII.
+        ascii(&param(WEBHOOK, 0), "^[!-~]+$", (0x21, 0x7E)),
+        ascii(&param(WEBHOOK, 1), "^[ -~]*$", (0x20, 0x7E)),
+        // The read API's query and path values: no Cc, Cf or Co character
+        // (read_api.rs `visible`, the same forbidden_char).
+        literal(OPENAPI, &param(HISTORY, 0), ENVIRONMENT),
+        generated(OPENAPI, &param(HISTORY, 1), &inv, '*'),
+        literal(OPENAPI, &param(HISTORY, 5), "^[A-Za-z0-9_-]+$"),
+        generated(OPENAPI, &param(DEPLOYED, 0), &inv, '+'),
+        generated(OPENAPI, &param(DEPLOYED, 2), &inv, '*'),
+        // DORA refuses an empty repository.
+        generated(OPENAPI, &param(DORA, 1), &inv, '+'),
     ]
+}
+
+const WEBHOOK: &str = "/paths/~1api~1v1~1deployments~1webhook/post";
+const HISTORY: &str = "/paths/~1api~1v1~1deployments/get";
+const DEPLOYED: &str = "/paths/~1api~1v1~1environments~1{name}~1deployed/get";
+const DORA: &str = "/paths/~1api~1v1~1metrics~1dora/get";
+
+/// The pattern of parameter `i` of the operation at `operation`.
+fn param(operation: &str, i: usize) -> String {
+    format!("{operation}/parameters/{i}/schema/pattern")
+}
+
+/// A header pattern of one ASCII range, swept like the generated ones.
+fn ascii(pointer: &str, pattern: &str, allowed: (u32, u32)) -> PatternSpec {
+    PatternSpec {
+        allowed: Some(vec![allowed]),
+        ..literal(OPENAPI, pointer, pattern)
+    }
 }
 
 /// Every `pattern` keyword's JSON pointer and value in `doc`.

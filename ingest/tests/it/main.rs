@@ -26,6 +26,7 @@ mod producer_queue;
 mod read_api;
 mod read_pool;
 mod router;
+mod schemathesis;
 mod scopes;
 mod secrets;
 mod seed_examples;
