@@ -6,9 +6,8 @@
 //! elsewhere: `webhook`, `integrations`, `read_api` and `ops`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -84,23 +83,8 @@ async fn record_http_metrics(
     req: Request,
     next: Next,
 ) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let started = Instant::now();
-    let response = next.run(req).await;
-    state
-        .metrics
-        .request_seconds
-        .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
-    state
-        .metrics
-        .requests
-        .with_label_values(&[&route, response.status().as_str()])
-        .inc();
-    response
+    let m = &state.metrics;
+    vibemon_runtime::http_metrics::record(&m.request_seconds, &m.requests, req, next).await
 }
 
 /// Takes an in-flight slot for the request, or answers 503 at once, before

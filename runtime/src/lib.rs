@@ -8,12 +8,14 @@
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and `traceparent` helpers;
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
 //! - [`register_all`] and [`render_metrics`]: one Prometheus registry per
-//!   service, served as text on `/metrics`;
+//!   service, served as text on `/metrics`; [`http_metrics`]: the HTTP
+//!   metrics every router records the same way;
 //! - `watermarks`: a topic's partitions and their offset ranges.
 //!
 //! The Kafka parts are behind the default `kafka` feature, so a binary that
 //! never talks to Kafka (the dashboard) does not link librdkafka.
 
+pub mod http_metrics;
 pub mod telemetry;
 #[cfg(feature = "kafka")]
 pub mod watermarks;
