@@ -67,7 +67,11 @@ async fn a_batch_mixing_applied_and_new_events_gives_the_rows_of_one_event_at_a_
                 "acme/api",
                 at("2024-01-15T10:00:00Z") + chrono::Duration::minutes(i),
             );
-            Located::new(e, "t", 0, i)
+            let mut l = Located::new(e, "t", 0, i);
+            // Each from a traced request: both paths keep the trace in the
+            // audit row (the digest covers it).
+            l.traceparent = vibemon_schemas::event::TraceParent::new(0xabc0 + i as u128, 7, 1);
+            l
         })
         .collect();
     // One event at a time: every batch takes the copy path.
@@ -99,4 +103,15 @@ async fn a_batch_mixing_applied_and_new_events_gives_the_rows_of_one_event_at_a_
         digest(&mixed.pool).await.unwrap(),
         digest(&one_by_one.pool).await.unwrap()
     );
+    let traced: Vec<String> = sqlx::query_scalar(
+        "SELECT traceparent FROM deployment_audit WHERE traceparent IS NOT NULL ORDER BY kafka_offset",
+    )
+    .fetch_all(&mixed.pool)
+    .await
+    .unwrap();
+    let sent: Vec<String> = events
+        .iter()
+        .map(|l| l.traceparent.unwrap().to_string())
+        .collect();
+    assert_eq!(traced, sent, "the merge path kept every trace too");
 }
