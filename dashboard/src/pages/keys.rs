@@ -201,12 +201,13 @@ pub async fn confirm_revoke(
                 code { "401 Invalid API key" } " within ingest's key cache time (30 seconds by default), "
                 "and dashboard sessions signed in with it end at once. This cannot be undone."
             }
-            form method="post" action={ "/settings/keys/" (key.id) "/revoke" } {
-                (layout::csrf(&viewer))
-                button.danger #confirm-revoke type="submit" { "Revoke " (key.name) }
-                " "
-                a href="/settings/keys" { "Cancel" }
-            }
+            (layout::confirm(
+                &viewer,
+                &format!("/settings/keys/{}/revoke", key.id),
+                "confirm-revoke",
+                &format!("Revoke {}", key.name),
+                "/settings/keys",
+            ))
         },
     ))
 }

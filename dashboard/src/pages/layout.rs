@@ -122,6 +122,25 @@ pub fn csrf(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(viewer.csrf); }
 }
 
+/// The confirmation of a destructive action: a form posting to `action`
+/// with a danger button (id `button_id`) and a way back to `cancel`.
+pub fn confirm(
+    viewer: &Viewer,
+    action: &str,
+    button_id: &str,
+    label: &str,
+    cancel: &str,
+) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            (csrf(viewer))
+            button.danger id=(button_id) type="submit" { (label) }
+            " "
+            a href=(cancel) { "Cancel" }
+        }
+    }
+}
+
 /// A message above a form: what went wrong with what was sent.
 pub fn problem(text: Option<&str>) -> Markup {
     html! {

@@ -195,12 +195,13 @@ pub async fn confirm_delete(
                 }
                 "Creating it again later makes a new environment."
             }
-            form method="post" action={ "/settings/environments/" (env.id) "/delete" } {
-                (layout::csrf(&viewer))
-                button.danger #confirm-delete type="submit" { "Delete " (env.name) }
-                " "
-                a href="/settings/environments" { "Cancel" }
-            }
+            (layout::confirm(
+                &viewer,
+                &format!("/settings/environments/{}/delete", env.id),
+                "confirm-delete",
+                &format!("Delete {}", env.name),
+                "/settings/environments",
+            ))
         },
     ))
 }
